@@ -354,7 +354,10 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
         cmdline=c.str_(c.get(k, "cmdline", "kernel"), "kernel.cmdline"),
         config_hash=c.str_(k.get("config_hash"), "kernel.config_hash", optional=True),
         config=(
-            {str(a): c.str_(b, f"kernel.config.{a}") for a, b in c.obj(k["config"], "kernel.config").items()}
+            {
+                str(a): c.str_(b, f"kernel.config.{a}")
+                for a, b in c.obj(k["config"], "kernel.config").items()
+            }
             if k.get("config") is not None
             else None
         ),

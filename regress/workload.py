@@ -122,7 +122,9 @@ def _check_iterations(value: Any, source: str, key: str) -> int:
     return value
 
 
-def _str_list(value: Any, source: str, key: str, pattern: re.Pattern[str] | None) -> tuple[str, ...]:
+def _str_list(
+    value: Any, source: str, key: str, pattern: re.Pattern[str] | None
+) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
         raise WorkloadError(f"{source}: {key}: expected {_ALLOWED[key]}")
     if pattern is not None:
@@ -178,7 +180,8 @@ def spec_from_dict(data: dict[str, Any], *, source: str, base_dir: Path | None) 
 
     iterations = _check_iterations(data.get("iterations", 50), source, "iterations")
     timeout = data.get("timeout_s", 30.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 86400:
+    bad_type = isinstance(timeout, bool) or not isinstance(timeout, int | float)
+    if bad_type or not 0 < timeout <= 86400:
         raise WorkloadError(f"{source}: timeout_s: expected a number of seconds from 0 to 86400")
 
     files: dict[str, bytes] = {}
@@ -191,7 +194,9 @@ def spec_from_dict(data: dict[str, Any], *, source: str, base_dir: Path | None) 
             try:
                 files[fname] = path.read_bytes()
             except OSError:
-                raise WorkloadError(f"{source}: files: cannot read {fname!r} next to the spec") from None
+                raise WorkloadError(
+                    f"{source}: files: cannot read {fname!r} next to the spec"
+                ) from None
 
     env: dict[str, str] = {}
     if "env" in data:
