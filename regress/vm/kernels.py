@@ -1,0 +1,340 @@
+"""Kernels to boot: Debian packages fetched with apt into a cache, or user-given paths.
+
+Cache layout (``$REGRESS_CACHE`` or ``~/.cache/regress``)::
+
+    kernels/<release>/vmlinuz         the bzImage
+    kernels/<release>/tree/           lib/modules/<release> (+ depmod), usr/src/linux-headers-*,
+                                      usr/lib/linux-kbuild-*: what goes on the guest's kernel disk
+    kernels/<release>/kernel.json     where it came from (written last: marks the entry complete)
+
+A fetch extracts into a temporary sibling directory and renames it into place, so an
+interrupted download never leaves an entry that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from regress.errors import EnvironmentProblem, InputError, UsageError
+
+CACHE_ENV = "REGRESS_CACHE"
+DEBIAN_FLAVOUR = "cloud-amd64"
+ABI_RE = re.compile(r"^(\d+\.\d+\.\d+-\d+)-([a-z0-9-]+)$")  # 6.1.0-56-cloud-amd64
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(-\d+)?(\+[A-Za-z0-9.~+]+)?(-\d+)?$")  # 6.1.192-2
+IMAGE_PKG_RE = re.compile(r"^linux-image-(\d+\.\d+\.\d+-\d+-cloud-amd64)$")
+
+
+def cache_root() -> Path:
+    """Where kernels and images are cached; outside the repo so nothing big is committed."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "regress"
+
+
+def kernels_dir() -> Path:
+    return cache_root() / "kernels"
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A bootable kernel: image, and a tree holding its modules and headers."""
+
+    label: str  # what the user asked for ("debian:6.1.0-56-cloud-amd64" or a path)
+    release: str  # uname -r
+    vmlinuz: Path
+    tree: Path  # root-relative tree: lib/modules/<release>, usr/src/..., for the kernel disk
+    version: str = ""  # package version (6.1.192-2) when from Debian
+    source: str = "debian"  # "debian" or "paths"
+
+    @property
+    def modules_dir(self) -> Path:
+        return self.tree / "lib" / "modules" / self.release
+
+    def headers_dir(self) -> Path | None:
+        """The headers tree bcc compiles against (``build`` link target), if present."""
+        build = self.modules_dir / "build"
+        if build.is_symlink():
+            target = os.readlink(build)
+            if target.startswith("/"):
+                resolved = self.tree / target.lstrip("/")
+            else:
+                resolved = build.parent / target
+            return resolved if resolved.exists() else None
+        return build if build.is_dir() else None
+
+
+def _run(argv: list[str], *, cwd: Path | None = None, what: str) -> str:
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise EnvironmentProblem(
+            f"{argv[0]} not found (needed to {what})", hint="run scripts/setup.sh"
+        ) from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise EnvironmentProblem(f"{what} failed: {' '.join(argv[:3])}…: {' | '.join(tail)}")
+    return proc.stdout
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_debian_ref(ref: str) -> tuple[str, str]:
+    """``debian:6.1.0-56-cloud-amd64`` -> ("abi", ...); ``debian:6.1.192-2`` -> ("version", ...)."""
+    if not ref.startswith("debian:"):
+        raise UsageError(
+            f"kernel {ref!r}: expected debian:<release> (debian:6.1.0-56-cloud-amd64), "
+            "debian:<package version> (debian:6.1.192-2), or a bzImage path with --*-kernel"
+        )
+    body = ref.split(":", 1)[1]
+    m = ABI_RE.match(body)
+    if m:
+        if m.group(2) != DEBIAN_FLAVOUR:
+            raise UsageError(f"kernel {ref!r}: only the {DEBIAN_FLAVOUR} flavour is supported")
+        return "abi", body
+    if VERSION_RE.match(body):
+        return "version", body
+    raise UsageError(f"kernel {ref!r}: not a Debian kernel release or package version")
+
+
+@dataclass(frozen=True)
+class Available:
+    release: str
+    version: str
+    has_headers: bool
+
+
+def available_debian() -> list[Available]:
+    """Cloud kernels apt knows about, with whether matching headers exist."""
+    out = _run(
+        ["apt-cache", "--names-only", "search",
+         r"^linux-(image|headers)-[0-9.]+-[0-9]+-cloud-amd64$"],
+        what="list Debian kernels",
+    )
+    images: set[str] = set()
+    headers: set[str] = set()
+    for line in out.splitlines():
+        name = line.split(" ", 1)[0]
+        if name.startswith("linux-image-"):
+            images.add(name[len("linux-image-") :])
+        elif name.startswith("linux-headers-"):
+            headers.add(name[len("linux-headers-") :])
+    images.discard("")
+    result: list[Available] = []
+    versions = _package_versions([f"linux-image-{r}" for r in images]) if images else {}
+    for rel in images:
+        result.append(Available(rel, versions.get(f"linux-image-{rel}", ""), rel in headers))
+    result.sort(key=lambda a: _release_key(a.release))
+    return result
+
+
+def _release_key(release: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", release))
+
+
+def _package_versions(packages: list[str]) -> dict[str, str]:
+    out = _run(["apt-cache", "show", "--no-all-versions", *sorted(packages)], what="query apt")
+    versions: dict[str, str] = {}
+    pkg = ""
+    for line in out.splitlines():
+        if line.startswith("Package: "):
+            pkg = line.split(": ", 1)[1].strip()
+        elif line.startswith("Version: ") and pkg:
+            versions.setdefault(pkg, line.split(": ", 1)[1].strip())
+    return versions
+
+
+def resolve_release(ref: str) -> str:
+    """The ``uname -r`` a Debian ref names (a package version is looked up in apt)."""
+    kind, body = parse_debian_ref(ref)
+    if kind == "abi":
+        return body
+    cached = [k for k in list_cached() if k.version == body]
+    if cached:
+        return cached[0].release
+    for a in available_debian():
+        if a.version == body:
+            return a.release
+    raise InputError(
+        f"kernel {ref!r}: no linux-image-*-{DEBIAN_FLAVOUR} package with version {body} in apt",
+        hint="see 'regress kernel list'; run apt-get update if the list is stale",
+    )
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _load_entry(entry: Path) -> Kernel | None:
+    meta = entry / "kernel.json"
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        return Kernel(
+            label=str(doc["label"]),
+            release=str(doc["release"]),
+            vmlinuz=entry / "vmlinuz",
+            tree=entry / "tree",
+            version=str(doc.get("version", "")),
+            source=str(doc.get("source", "debian")),
+        )
+    except KeyError:
+        return None
+
+
+def list_cached() -> list[Kernel]:
+    d = kernels_dir()
+    if not d.is_dir():
+        return []
+    found = [k for e in sorted(d.iterdir()) if e.is_dir() and (k := _load_entry(e)) is not None]
+    return sorted(found, key=lambda k: _release_key(k.release))
+
+
+def cached(release: str) -> Kernel | None:
+    return _load_entry(kernels_dir() / release)
+
+
+def fetch_debian(ref: str, *, on_step: object = None) -> Kernel:
+    """Download and unpack a Debian cloud kernel, its modules and headers (cached)."""
+    release = resolve_release(ref)
+    hit = cached(release)
+    if hit is not None:
+        return hit
+    abi = release[: -len(DEBIAN_FLAVOUR) - 1]  # 6.1.0-56
+    image_pkg = f"linux-image-{release}"
+    versions = _package_versions([image_pkg])
+    version = versions.get(image_pkg)
+    if not version:
+        raise InputError(
+            f"kernel {ref!r}: apt has no package {image_pkg}",
+            hint="see 'regress kernel list'; run apt-get update if the list is stale",
+        )
+    header_pkgs = [f"linux-headers-{release}", f"linux-headers-{abi}-common"]
+    have = _package_versions(header_pkgs)
+    if any(have.get(p) != version for p in header_pkgs):
+        with_headers = [a.release for a in available_debian() if a.has_headers]
+        raise InputError(
+            f"kernel {ref!r}: apt has no headers for {release} (bcc needs them in the guest)",
+            hint="kernels with headers: " + ", ".join(with_headers),
+        )
+    kbuild = _kbuild_package(release, version)
+    packages = [f"{image_pkg}={version}", *(f"{p}={version}" for p in header_pkgs), kbuild]
+
+    dest = kernels_dir() / release
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{release}.", dir=dest.parent))
+    try:
+        debs = tmp / "debs"
+        debs.mkdir()
+        _run(["apt-get", "download", "-q", *packages], cwd=debs, what=f"download {release}")
+        tree = tmp / "tree"
+        tree.mkdir()
+        for deb in sorted(debs.glob("*.deb")):
+            _run(["dpkg-deb", "-x", str(deb), str(tree)], what=f"unpack {deb.name}")
+        shutil.rmtree(debs)
+        vmlinuz = tree / "boot" / f"vmlinuz-{release}"
+        if not vmlinuz.is_file():
+            raise EnvironmentProblem(f"{image_pkg} did not contain boot/vmlinuz-{release}")
+        os.replace(vmlinuz, tmp / "vmlinuz")
+        config = tree / "boot" / f"config-{release}"
+        if config.is_file():
+            os.replace(config, tmp / "config")
+        shutil.rmtree(tree / "boot", ignore_errors=True)
+        _link_headers(tree, release, abi)
+        _run(["depmod", "-a", "-b", str(tree), release], what=f"depmod {release}")
+        meta = {"label": f"debian:{release}", "release": release, "version": version,
+                "source": "debian", "packages": packages}
+        (tmp / "kernel.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result = cached(release)
+    assert result is not None
+    return result
+
+
+def _kbuild_package(release: str, version: str) -> str:
+    """``linux-kbuild-6.1``: the headers' scripts/ symlinks point into it.
+
+    The headers depend on ``>= version`` and the archive keeps only the newest kbuild,
+    so it is not pinned.
+    """
+    major_minor = ".".join(release.split(".")[:2])
+    return f"linux-kbuild-{major_minor}"
+
+
+def _link_headers(tree: Path, release: str, abi: str) -> None:
+    """bcc looks in lib/modules/<r>/build and .../source; Debian splits headers in two dirs."""
+    mod = tree / "lib" / "modules" / release
+    mod.mkdir(parents=True, exist_ok=True)
+    for name, target in (
+        ("build", f"/usr/src/linux-headers-{release}"),
+        ("source", f"/usr/src/linux-headers-{abi}-common"),
+    ):
+        link = mod / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target)
+
+
+def from_paths(bzimage: Path, modules: Path, headers: Path | None, *, label: str = "") -> Kernel:
+    """A user-built kernel: bzImage + an installed modules dir (+ headers dir) -> cache entry.
+
+    ``modules`` is ``lib/modules/<release>`` (its name is the release). The entry is keyed
+    by release and the files' sizes/mtimes, so a rebuild is picked up.
+    """
+    bzimage, modules = Path(bzimage), Path(modules)
+    if not bzimage.is_file():
+        raise InputError(f"{bzimage}: no such kernel image")
+    if not (modules / "modules.dep").is_file() and not any(modules.glob("kernel")):
+        raise InputError(
+            f"{modules}: not a modules directory (expected lib/modules/<release> with kernel/)"
+        )
+    if headers is not None and not (Path(headers) / "Makefile").is_file():
+        raise InputError(f"{headers}: not a kernel headers/build tree (no Makefile)")
+    release = modules.name
+    st = bzimage.stat()
+    key = f"paths-{release}-{st.st_size}-{int(st.st_mtime)}"
+    entry = kernels_dir() / key
+    hit = _load_entry(entry)
+    if hit is not None:
+        return hit
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
+    try:
+        shutil.copy2(bzimage, tmp / "vmlinuz")
+        mod_dest = tmp / "tree" / "lib" / "modules" / release
+        shutil.copytree(modules, mod_dest, symlinks=True,
+                        ignore=shutil.ignore_patterns("build", "source"))
+        if headers is not None:
+            hdest = tmp / "tree" / "usr" / "src" / f"linux-headers-{release}"
+            shutil.copytree(headers, hdest, symlinks=True)
+            (mod_dest / "build").symlink_to(f"/usr/src/linux-headers-{release}")
+        _run(["depmod", "-a", "-b", str(tmp / "tree"), release], what=f"depmod {release}")
+        meta = {"label": label or str(bzimage), "release": release, "version": "",
+                "source": "paths"}
+        (tmp / "kernel.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if entry.exists():
+            shutil.rmtree(entry)
+        os.replace(tmp, entry)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result = _load_entry(entry)
+    assert result is not None
+    return result
+
+
+def describe(kernel: Kernel) -> dict[str, str]:
+    d = asdict(kernel)
+    return {k: str(v) for k, v in d.items()}
