@@ -1,0 +1,284 @@
+"""BPF C text for the tracer, generated from typed, validated options.
+
+Every value that reaches the C text is an int, a bool, or a name that matched a
+strict regex here, so no user string is ever pasted into the program. The
+text reads no kernel structs (only tracepoint arguments and BPF helpers):
+the headers bcc compiles against may not match the traced kernel (this host
+uses 6.1 headers for a 6.18 kernel), and a struct read would silently
+return garbage. So one tracer text is valid on every kernel, and the
+fingerprint (hash of text + options) says whether two captures used the same
+instrument.
+
+What the program counts, only for the tracked process tree (thread ids in
+``tracked``; ``sched_process_fork`` adds children of tracked parents,
+``sched_process_exit`` removes them):
+
+* ``counts``: ``raw_syscalls:sys_exit`` per (syscall nr, errno or 0);
+* ``retvals``: log2 buckets of successful return values per syscall
+  (bucket 0: ret == 0; bucket k >= 1: 2^(k-1) <= ret < 2^k);
+* ``tpcounts[i]``: hits of the i-th selected tracepoint (one small function each);
+* ``fcounts``: kernel function calls keyed by address (``bpf_get_func_ip``),
+  one shared kprobe program for all functions, mapped back through kallsyms;
+* ``lost``: events we could not count (a map was full), so a capture can prove
+  it missed nothing.
+
+Stdlib-only, no bcc: also used by ``regress capture --ebpf`` without root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from regress.errors import UsageError
+
+GENERATOR_VERSION = 1
+TRACEPOINT_RE = re.compile(r"^([a-z0-9_]{1,64}):([A-Za-z0-9_]{1,128})$", re.ASCII)
+FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", re.ASCII)
+
+# Indices into the ``lost`` array; the names are what captures record.
+LOST_COUNTERS: tuple[str, ...] = ("tracked_full", "counts_full", "retvals_full", "functions_full")
+
+FORK_TP = "sched:sched_process_fork"
+EXIT_TP = "sched:sched_process_exit"
+SYS_EXIT_TP = "raw_syscalls:sys_exit"
+
+_MAP_MIN, _MAP_MAX = 16, 1 << 20
+
+
+@dataclass(frozen=True)
+class TracerOptions:
+    """Everything that shapes the BPF program; validated on construction."""
+
+    syscalls: bool = True
+    retvals: bool = True
+    tracepoints: tuple[str, ...] = ()  # resolved "category:event" names
+    functions: tuple[str, ...] = ()  # resolved, normalised kernel function names
+    max_tracked: int = 65536
+    max_counts: int = 16384
+    max_retvals: int = 16384
+    max_functions: int = 8192
+    generator_version: int = field(default=GENERATOR_VERSION)
+
+    def __post_init__(self) -> None:
+        for name in ("syscalls", "retvals"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"tracer option {name}: expected true or false")
+        if self.retvals and not self.syscalls:
+            raise UsageError("tracer option retvals needs syscalls")
+        if not isinstance(self.tracepoints, tuple) or not isinstance(self.functions, tuple):
+            raise UsageError("tracer options: tracepoints and functions must be tuples")
+        for tp in self.tracepoints:
+            if not isinstance(tp, str) or not TRACEPOINT_RE.match(tp):
+                raise UsageError(f"tracer option tracepoints: invalid name {tp!r}")
+        if len(set(self.tracepoints)) != len(self.tracepoints):
+            raise UsageError("tracer option tracepoints: duplicate names")
+        for fn in self.functions:
+            if not isinstance(fn, str) or not FUNCTION_RE.match(fn):
+                raise UsageError(f"tracer option functions: invalid name {fn!r}")
+        for name in ("max_tracked", "max_counts", "max_retvals", "max_functions"):
+            value = getattr(self, name)
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            if not ok or not _MAP_MIN <= value <= _MAP_MAX:
+                raise UsageError(
+                    f"tracer option {name}: expected an integer {_MAP_MIN}..{_MAP_MAX}"
+                )
+        if self.generator_version != GENERATOR_VERSION:
+            raise UsageError(f"tracer option generator_version: expected {GENERATOR_VERSION}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tracepoints"] = list(self.tracepoints)
+        d["functions"] = list(self.functions)
+        return d
+
+    def tracepoint_function(self, tp: str) -> str | None:
+        """The BPF function counting ``tp`` (None: counted inside the fork/exit handler)."""
+        if tp in (FORK_TP, EXIT_TP):
+            return None
+        return f"tp_{self.tracepoints.index(tp)}"
+
+
+def _inc(map_name: str, key: str, lost: str) -> list[str]:
+    """Exact increment: update in place, insert when new, count a loss when full."""
+    return [
+        f"    u64 *v = {map_name}.lookup({key});",
+        "    if (v) {",
+        "        __sync_fetch_and_add(v, 1);",
+        "    } else {",
+        "        u64 one = 1;",
+        f"        if ({map_name}.insert({key}, &one) != 0) {{",
+        f"            v = {map_name}.lookup({key});",
+        "            if (v)",
+        "                __sync_fetch_and_add(v, 1);",
+        "            else",
+        f"                lost_inc({lost});",
+        "        }",
+        "    }",
+    ]
+
+
+def _tp_inc(index: int, indent: str = "    ") -> list[str]:
+    return [
+        f"{indent}{{",
+        f"{indent}    u32 i = {index};",
+        f"{indent}    u64 *v = tpcounts.lookup(&i);",
+        f"{indent}    if (v)",
+        f"{indent}        __sync_fetch_and_add(v, 1);",
+        f"{indent}}}",
+    ]
+
+
+def generate(options: TracerOptions) -> str:
+    """The whole BPF program for ``options`` (deterministic: golden-tested)."""
+    o = options
+    tps = o.tracepoints
+    lines: list[str] = [
+        f"// regress tracer, generator v{GENERATOR_VERSION} (regress/bpfgen.py); do not edit.",
+        "// Reads only tracepoint arguments and BPF helpers: no kernel structs.",
+        f"// syscalls={int(o.syscalls)} retvals={int(o.retvals)} "
+        f"tracepoints={len(tps)} functions={len(o.functions)}",
+        "",
+    ]
+    for i, name in enumerate(LOST_COUNTERS):
+        lines.append(f"#define LOST_{name.upper()} {i}")
+    lines += [
+        "",
+        f"BPF_HASH(tracked, u32, u8, {o.max_tracked});",
+        f"BPF_ARRAY(lost, u64, {len(LOST_COUNTERS)});",
+    ]
+    if o.syscalls:
+        lines += [
+            "struct sc_key {",
+            "    u32 id;",
+            "    u32 err;",
+            "};",
+            f"BPF_HASH(counts, struct sc_key, u64, {o.max_counts});",
+        ]
+    if o.retvals:
+        lines += [
+            "struct rv_key {",
+            "    u32 id;",
+            "    u32 bucket;",
+            "};",
+            f"BPF_HASH(retvals, struct rv_key, u64, {o.max_retvals});",
+        ]
+    if tps:
+        lines.append(f"BPF_ARRAY(tpcounts, u64, {len(tps)});")
+    if o.functions:
+        lines.append(f"BPF_HASH(fcounts, u64, u64, {o.max_functions});")
+    lines += [
+        "",
+        "static __always_inline int is_tracked(void)",
+        "{",
+        "    u32 pid = (u32)bpf_get_current_pid_tgid();",
+        "    return tracked.lookup(&pid) != NULL;",
+        "}",
+        "",
+        "static __always_inline void lost_inc(u32 i)",
+        "{",
+        "    u64 *v = lost.lookup(&i);",
+        "    if (v)",
+        "        __sync_fetch_and_add(v, 1);",
+        "}",
+        "",
+        "// A tracked thread's child (process or thread) is tracked too.",
+        "TRACEPOINT_PROBE(sched, sched_process_fork)",
+        "{",
+        "    u32 parent = args->parent_pid;",
+        "    if (!tracked.lookup(&parent))",
+        "        return 0;",
+        "    u32 child = args->child_pid;",
+        "    u8 one = 1;",
+        "    if (tracked.update(&child, &one) != 0)",
+        "        lost_inc(LOST_TRACKED_FULL);",
+    ]
+    if FORK_TP in tps:
+        lines += _tp_inc(tps.index(FORK_TP))
+    lines += [
+        "    return 0;",
+        "}",
+        "",
+        "TRACEPOINT_PROBE(sched, sched_process_exit)",
+        "{",
+        "    u32 pid = args->pid;",
+        "    if (!tracked.lookup(&pid))",
+        "        return 0;",
+    ]
+    if EXIT_TP in tps:
+        lines += _tp_inc(tps.index(EXIT_TP))
+    lines += [
+        "    tracked.delete(&pid);",
+        "    return 0;",
+        "}",
+    ]
+    if o.syscalls:
+        lines += [
+            "",
+            "TRACEPOINT_PROBE(raw_syscalls, sys_exit)",
+            "{",
+            "    if (!is_tracked())",
+            "        return 0;",
+            "    long ret = args->ret;",
+            "    struct sc_key k = {};",
+            "    k.id = (u32)args->id;",
+            "    k.err = (ret < 0 && ret >= -4095) ? (u32)(-ret) : 0;",
+            "    {",
+            *["    " + x for x in _inc("counts", "&k", "LOST_COUNTS_FULL")],
+            "    }",
+        ]
+        if o.retvals:
+            lines += [
+                "    if (ret >= 0) {",
+                "        struct rv_key r = {};",
+                "        r.id = k.id;",
+                "        r.bucket = ret == 0 ? 0 : bpf_log2l((unsigned long)ret);",
+                *["    " + x for x in _inc("retvals", "&r", "LOST_RETVALS_FULL")],
+                "    }",
+            ]
+        lines += ["    return 0;", "}"]
+    for i, tp in enumerate(tps):
+        if tp in (FORK_TP, EXIT_TP):
+            continue
+        lines += [
+            "",
+            f"// {tp}",
+            f"int tp_{i}(void *ctx)",
+            "{",
+            "    if (!is_tracked())",
+            "        return 0;",
+            *_tp_inc(i),
+            "    return 0;",
+            "}",
+        ]
+    if o.functions:
+        lines += [
+            "",
+            "// One program for every function probe, keyed by the probed address.",
+            "int fn_hit(void *ctx)",
+            "{",
+            "    if (!is_tracked())",
+            "        return 0;",
+            "    u64 ip = bpf_get_func_ip(ctx);",
+            *_inc("fcounts", "&ip", "LOST_FUNCTIONS_FULL"),
+            "    return 0;",
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def fingerprint(options: TracerOptions, text: str) -> str:
+    """sha256 of the text and the canonical options: equal iff the same instrument."""
+    doc = {"options": options.to_dict(), "text": text}
+    data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def bucket_range(bucket: int) -> tuple[int, int]:
+    """Inclusive value range of a ``retvals`` bucket."""
+    if bucket <= 0:
+        return (0, 0)
+    return (1 << (bucket - 1), (1 << bucket) - 1)

@@ -1,0 +1,90 @@
+"""x86_64 syscall number -> name, for the kernel being traced.
+
+The tracer counts ``raw_syscalls:sys_exit`` by number; captures store names so
+two kernels (and a bpftrace import) can be compared by key. The table ships
+with the package (``data/syscalls_x86_64.txt``, syscall_64.tbl names up to
+Linux 6.18): numbers are never reused, so one table serves every kernel.
+Unknown numbers become ``syscall_<nr>`` rather than being dropped.
+
+Stdlib-only: this module also runs inside the guest VM.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from importlib import resources
+from pathlib import Path
+
+from regress.errors import RegressError
+
+TABLE_RESOURCE = "syscalls_x86_64.txt"
+
+# syscall_64.tbl name -> tracefs ``events/syscalls/sys_enter_<name>`` name where they differ
+# (the tracefs name is the SYSCALL_DEFINE name of the entry point).
+TRACEFS_ALIASES: dict[str, str] = {
+    "stat": "newstat",
+    "lstat": "newlstat",
+    "fstat": "newfstat",
+    "uname": "newuname",
+    "umount2": "umount",
+    "sendfile": "sendfile64",
+}
+
+
+def parse_table(text: str) -> dict[int, str]:
+    """Parse ``<nr> <name>`` lines (``#`` comments); duplicates are a packaging bug."""
+    table: dict[int, str] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise RegressError(f"syscall table line {lineno}: expected '<nr> <name>'")
+        nr = int(parts[0])
+        if nr in table:
+            raise RegressError(f"syscall table line {lineno}: duplicate number {nr}")
+        table[nr] = parts[1]
+    return table
+
+
+@functools.cache
+def table() -> dict[int, str]:
+    """The shipped x86_64 table."""
+    text = resources.files("regress.data").joinpath(TABLE_RESOURCE).read_text()
+    return parse_table(text)
+
+
+def name_of(nr: int) -> str:
+    """Name of syscall ``nr``; ``syscall_<nr>`` when unknown."""
+    return table().get(nr, f"syscall_{nr}")
+
+
+def number_of(name: str) -> int | None:
+    for nr, n in table().items():
+        if n == name:
+            return nr
+    return None
+
+
+def tracefs_names(tracefs: Path = Path("/sys/kernel/tracing")) -> set[str] | None:
+    """Syscall names with a ``sys_enter_*`` event on the running kernel (None: unreadable)."""
+    try:
+        entries = os.listdir(tracefs / "events" / "syscalls")
+    except OSError:
+        return None
+    return {e[len("sys_enter_") :] for e in entries if e.startswith("sys_enter_")}
+
+
+def cross_check(tracefs: Path = Path("/sys/kernel/tracing")) -> list[str]:
+    """Names the running kernel knows (tracefs) that our table lacks: a stale table.
+
+    Table entries missing from tracefs are fine (syscalls configured out or
+    without SYSCALL_DEFINE metadata); the reverse means the table needs updating.
+    """
+    present = tracefs_names(tracefs)
+    if present is None:
+        return []
+    known = set(table().values()) | set(TRACEFS_ALIASES.values())
+    return sorted(present - known)

@@ -1,0 +1,239 @@
+"""The bcc tracer: compile, attach, track pids, read and reset counters, detach.
+
+The only module that imports bcc, so everything else stays testable (and
+importable in a guest) without it. Compiled once per capture; counters are
+read and reset between runs so every run costs the same and no run pays for a
+recompile. All failures become one-line ``TracerError``/``EnvironmentProblem``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes as ct
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import ModuleType, TracebackType
+from typing import Any
+
+from regress.bpfgen import LOST_COUNTERS, TracerOptions, generate
+from regress.capture import ProbeStatus
+from regress.environment import SETUP_HINT, HeadersChoice
+from regress.errors import EnvironmentProblem, TracerError
+from regress.probes import AddressMap, FunctionTarget, read_kallsyms
+
+
+def import_bcc() -> ModuleType:
+    """bcc, or a one-line EnvironmentProblem naming the fix."""
+    try:
+        import bcc  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise EnvironmentProblem(
+            f"bcc is not importable from {sys.executable} ({exc})",
+            hint=f"{SETUP_HINT}: it installs python3-bpfcc and links it into .venv",
+        ) from None
+    module: ModuleType = bcc
+    return module
+
+
+def bcc_version() -> str | None:
+    try:
+        bcc = import_bcc()
+    except EnvironmentProblem:
+        return None
+    return str(getattr(bcc, "__version__", "unknown"))
+
+
+@dataclass
+class RawCounts:
+    """One read of the maps, with syscall numbers and addresses still unresolved."""
+
+    syscalls: dict[tuple[int, int], int] = field(default_factory=dict)  # (nr, errno) -> n
+    retvals: dict[tuple[int, int], int] = field(default_factory=dict)  # (nr, bucket) -> n
+    tracepoints: dict[str, int] = field(default_factory=dict)
+    functions: dict[str, int] = field(default_factory=dict)  # normalised name -> n
+    lost: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _capture_fd2(sink: list[str]) -> Iterator[None]:
+    """Redirect file descriptor 2 (where libbcc/clang write) into ``sink``."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            sink.append(tmp.read().decode(errors="replace"))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class Tracer:
+    """One loaded BPF program. Use as a context manager so it is always detached."""
+
+    def __init__(
+        self,
+        options: TracerOptions,
+        *,
+        headers: HeadersChoice,
+        functions: list[FunctionTarget] | None = None,
+        kprobe_problem: str | None = None,
+    ) -> None:
+        self.options = options
+        self.text = generate(options)
+        self.headers = headers
+        self.function_targets = functions or []
+        self.kprobe_problem = kprobe_problem
+        self.statuses: list[ProbeStatus] = []
+        self._bpf: Any = None
+        self._addr_map: AddressMap | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def load(self) -> list[ProbeStatus]:
+        """Compile and attach; returns one status per concrete probe."""
+        bcc = import_bcc()
+        if os.geteuid() != 0:
+            raise EnvironmentProblem("loading BPF programs needs root", hint="run as root")
+        if self.headers.source is not None:
+            os.environ["BCC_KERNEL_SOURCE"] = str(self.headers.source)
+        # bcc/clang print compiler diagnostics on fd 2; keep them for the error message.
+        captured: list[str] = []
+        try:
+            with _capture_fd2(captured):
+                self._bpf = bcc.BPF(text=self.text)
+        except Exception as exc:
+            detail = [x for x in "".join(captured).strip().splitlines() if x.strip()]
+            hint = detail[-1] if detail else _first_line(exc)
+            raise TracerError(
+                f"BPF program failed to compile or load: {_first_line(exc)}",
+                hint=f"{hint}; check the kernel headers (--kernel-headers) or {SETUP_HINT}",
+            ) from None
+        st: list[ProbeStatus] = []
+        if self.options.syscalls:
+            st.append(ProbeStatus("syscalls", "raw_syscalls:sys_exit", "attached"))
+        if self.options.retvals:
+            st.append(ProbeStatus("retvals", "raw_syscalls:sys_exit", "attached"))
+        for tp in self.options.tracepoints:
+            fn = self.options.tracepoint_function(tp)
+            if fn is None:  # counted inside the always-attached fork/exit handlers
+                st.append(ProbeStatus("tracepoint", tp, "attached"))
+                continue
+            try:
+                self._bpf.attach_tracepoint(tp=tp, fn_name=fn)
+                st.append(ProbeStatus("tracepoint", tp, "attached"))
+            except Exception as exc:
+                st.append(ProbeStatus("tracepoint", tp, "failed", _first_line(exc)))
+        st += self._attach_functions()
+        self.statuses = st
+        return st
+
+    def _attach_functions(self) -> list[ProbeStatus]:
+        st: list[ProbeStatus] = []
+        if not self.function_targets:
+            return st
+        if self.kprobe_problem:
+            return [
+                ProbeStatus("function", t.name, "failed", self.kprobe_problem)
+                for t in self.function_targets
+            ]
+        self._addr_map = AddressMap(read_kallsyms())
+        for target in self.function_targets:
+            errors: list[str] = []
+            attached = 0
+            for sym in target.symbols:
+                try:
+                    self._bpf.attach_kprobe(event=sym, fn_name="fn_hit")
+                    attached += 1
+                except Exception as exc:
+                    errors.append(f"{sym}: {_first_line(exc)}")
+            if attached:
+                st.append(ProbeStatus("function", target.name, "attached"))
+            else:
+                st.append(ProbeStatus("function", target.name, "failed", "; ".join(errors)))
+        return st
+
+    def detach(self) -> None:
+        if self._bpf is not None:
+            with contextlib.suppress(Exception):
+                self._bpf.cleanup()
+            self._bpf = None
+
+    def __enter__(self) -> Tracer:
+        self.load()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()
+
+    # ------------------------------------------------------------------ maps
+
+    def _need(self) -> Any:
+        if self._bpf is None:
+            raise TracerError("tracer is not loaded")
+        return self._bpf
+
+    def track(self, pid: int) -> None:
+        """Count everything ``pid`` and its future descendants do."""
+        b = self._need()
+        try:
+            b["tracked"][ct.c_uint(pid)] = ct.c_ubyte(1)
+        except Exception as exc:
+            raise TracerError(f"cannot track pid {pid}: {_first_line(exc)}") from None
+
+    def tracked_pids(self) -> list[int]:
+        return sorted(int(k.value) for k in self._need()["tracked"].keys())
+
+    def reset(self) -> None:
+        """Zero every counter and forget tracked pids (start of a run)."""
+        b = self._need()
+        names = ["tracked", "lost"]
+        if self.options.syscalls:
+            names.append("counts")
+        if self.options.retvals:
+            names.append("retvals")
+        if self.options.tracepoints:
+            names.append("tpcounts")
+        if self.options.functions:
+            names.append("fcounts")
+        for name in names:
+            b[name].clear()
+
+    def read(self) -> RawCounts:
+        b = self._need()
+        raw = RawCounts()
+        if self.options.syscalls:
+            for k, v in b["counts"].items():
+                raw.syscalls[(int(k.id), int(k.err))] = int(v.value)
+        if self.options.retvals:
+            for k, v in b["retvals"].items():
+                raw.retvals[(int(k.id), int(k.bucket))] = int(v.value)
+        if self.options.tracepoints:
+            table = b["tpcounts"]
+            for i, tp in enumerate(self.options.tracepoints):
+                raw.tracepoints[tp] = int(table[ct.c_int(i)].value)
+        if self.options.functions and self._addr_map is not None:
+            for k, v in b["fcounts"].items():
+                name = self._addr_map.name_at(int(k.value)) or f"0x{int(k.value):x}"
+                raw.functions[name] = raw.functions.get(name, 0) + int(v.value)
+        lost = b["lost"]
+        for i, name in enumerate(LOST_COUNTERS):
+            raw.lost[name] = int(lost[ct.c_int(i)].value)
+        return raw
+
+
