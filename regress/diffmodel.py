@@ -33,13 +33,22 @@ TestName = Literal["mwu", "poisson", "exact", "fisher", "none"]
 
 @dataclass
 class SideValues:
-    """One key on one kernel. ``per_iter`` holds one value per run."""
+    """One key on one kernel. ``per_iter`` holds one value per run.
+
+    When the probe is not attached on this side (``probe_status`` "absent" or
+    "failed") there is no number: ``per_iter`` and ``raw`` are empty and
+    ``center`` is NaN (``null`` in JSON); render the status, never 0.
+    For the ``liveness`` key ``raw`` holds failures per run, ``trials`` the
+    checked iterations per run, ``per_iter`` failures/trials per run and
+    ``center`` the pooled failure fraction (sum of failures / sum of trials).
+    """
 
     per_iter: list[float]  # count / iterations, one per run
     raw: list[int]  # raw counts, one per run
-    center: float  # median of per_iter (the number shown)
+    center: float  # median of per_iter (the number shown); NaN when absent
     probe_status: str = "attached"  # "attached" / "absent" / "failed" / "n/a"
     probe_reason: str | None = None
+    trials: list[int] | None = None  # liveness only: checked iterations per run
 
 
 @dataclass

@@ -1,0 +1,576 @@
+"""Two captures -> ranked divergences (``DiffResult``).
+
+Order of work: refuse incomparable captures (only the kernel may differ), turn
+every run into a row of per-key counts, report probes missing on one side as
+"absent" (never as 0), test every other key (``stats.py``), adjust for the
+number of keys (BH), gate on effect size, classify, rank.
+
+Ranking (README "Ranking"): rows fall in tiers, highest first --
+4 liveness failure rate differs, 3 significant appeared/vanished,
+2 significant rate change, 1 probe absent on one side, 0 the rest;
+within a tier by ``stats.rank_score`` (significance + effect), then by key.
+
+A row is a *regression* when it is significant and one of: liveness failures
+went up; a syscall error (``syscall:X:ERRNO``) appeared or went up; successful
+calls of a syscall (``syscall:X:ok``) vanished. Everything else is a divergence
+to look at, not a verdict.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from regress import stats
+from regress.capture import Capture, load_capture
+from regress.diffmodel import CaptureSummary, DiffResult, DiffWarning, Divergence, SideValues
+from regress.errors import IncomparableError, InputError
+from regress.stats import Thresholds
+
+TIER_LIVENESS = 4
+TIER_APPEAR = 3
+TIER_RATE = 2
+TIER_ABSENT = 1
+TIER_REST = 0
+TIER_WEIGHT = 1000.0
+
+# Families whose keys share one probe record (kind in ``Capture.probes``).
+_FAMILY_PROBE = {"syscall": "syscalls", "retval": "retvals"}
+_FAMILY_LABEL = {"syscall": "all syscalls", "retval": "all syscall return values"}
+_PROBE_FAMILY = {"syscalls": "syscall", "retvals": "retval"}
+
+KeyTuple = tuple[str, str, str]  # (kind, name, sub): sub = errno / bucket / ""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_side(path: str | Path) -> Capture:
+    """A regress capture or a ``bpftrace -f json`` count map, as a ``Capture``."""
+    from regress import bpftrace_import
+
+    path = Path(path)
+    if bpftrace_import.looks_like_bpftrace(path):
+        return bpftrace_import.load_bpftrace(path)
+    return load_capture(path)
+
+
+# --------------------------------------------------------------------------- comparability
+
+
+def _short(h: str) -> str:
+    return h[:12] if h else "(none)"
+
+
+def comparability(old: Capture, new: Capture) -> tuple[list[str], list[DiffWarning]]:
+    """(problems that make a diff meaningless, differences worth a footnote)."""
+    problems: list[str] = []
+    warnings: list[DiffWarning] = []
+    if old.workload.hash != new.workload.hash:
+        problems.append(
+            f"workload differs (old {old.workload.name!r} {_short(old.workload.hash)}, "
+            f"new {new.workload.name!r} {_short(new.workload.hash)})"
+        )
+    if old.tracer.fingerprint != new.tracer.fingerprint:
+        problems.append(
+            f"tracer differs (fingerprint {_short(old.tracer.fingerprint)} vs "
+            f"{_short(new.tracer.fingerprint)}): capture both sides with the same regress "
+            "version and probe options"
+        )
+    so, sn = old.machine.shape(), new.machine.shape()
+    for k in sorted(so):
+        if so[k] != sn.get(k):
+            problems.append(f"machine {k} differs ({so[k]} vs {sn.get(k)})")
+    io, inew = old.iterations_per_run, new.iterations_per_run
+    if io is None or inew is None:
+        side = "old" if io is None else "new"
+        problems.append(f"{side} capture has runs with different iteration counts")
+    elif io != inew:
+        problems.append(f"iterations per run differ ({io} vs {inew})")
+
+    def warn(code: str, msg: str) -> None:
+        warnings.append(DiffWarning(code, msg))
+
+    if old.kernel.cmdline != new.kernel.cmdline:
+        warn(
+            "cmdline",
+            f"kernel command lines differ: {old.kernel.cmdline!r} vs {new.kernel.cmdline!r}",
+        )
+    if old.bcc_version != new.bcc_version:
+        warn("bcc-version", f"bcc versions differ ({old.bcc_version} vs {new.bcc_version})")
+    if old.regress_version != new.regress_version:
+        warn(
+            "regress-version",
+            f"captured by different regress versions ({old.regress_version or '?'} vs "
+            f"{new.regress_version or '?'})",
+        )
+    if old.machine.hostname != new.machine.hostname:
+        warn(
+            "hostname",
+            f"captured on different hosts ({old.machine.hostname} vs {new.machine.hostname})",
+        )
+    both_imported = old.machine.backend == "import" and new.machine.backend == "import"
+    if (
+        not both_imported
+        and old.kernel.release == new.kernel.release
+        and old.kernel.version == new.kernel.version
+    ):
+        warn(
+            "same-kernel",
+            f"both captures are from the same kernel ({old.kernel.release}): an A/A comparison, "
+            "so every significant row is noise or a non-kernel change",
+        )
+    return problems, warnings
+
+
+def _quality_warnings(side: str, cap: Capture) -> list[DiffWarning]:
+    out: list[DiffWarning] = []
+    if not cap.complete:
+        out.append(
+            DiffWarning(
+                f"partial-{side}",
+                f"{side} capture is partial: {len(cap.runs)} of {cap.requested_runs} runs",
+            )
+        )
+    lost: dict[str, int] = {}
+    for run in cap.runs:
+        for k, v in run.lost.items():
+            lost[k] = lost.get(k, 0) + v
+    lost = {k: v for k, v in sorted(lost.items()) if v > 0}
+    if lost:
+        detail = ", ".join(f"{k}={v}" for k, v in lost.items())
+        out.append(
+            DiffWarning(
+                f"lost-{side}", f"{side} capture lost events ({detail}): its counts may be low"
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def errno_label(sub: str) -> str:
+    """'0' -> 'ok', '2' -> 'ENOENT' (host errno names; unknown -> 'errno<n>')."""
+    n = int(sub)
+    if n == 0:
+        return "ok"
+    return errno_mod.errorcode.get(n, f"errno{n}")
+
+
+def key_string(kind: str, name: str, sub: str) -> str:
+    if kind == "syscall":
+        return f"syscall:{name}:{errno_label(sub) if sub != '*' else '*'}"
+    if kind == "retval":
+        return f"retval:{name}:{sub}"
+    return f"{kind}:{name}"
+
+
+def key_label(kind: str, name: str, sub: str) -> str:
+    if name == "*":
+        return _FAMILY_LABEL.get(kind, f"all {kind}s")
+    if kind == "syscall":
+        return f"{name} {errno_label(sub)}"
+    if kind == "retval":
+        return f"{name} ret bucket {sub}"
+    if kind == "function":
+        return f"{name}()"
+    return name
+
+
+@dataclass
+class _Side:
+    """One capture as a (keys x runs) count matrix."""
+
+    counts: npt.NDArray[np.float64]
+    iterations: npt.NDArray[np.float64]
+
+
+def _collect_index(caps: Iterable[Capture], skip: set[KeyTuple]) -> dict[KeyTuple, int]:
+    index: dict[KeyTuple, int] = {}
+    for cap in caps:
+        for run in cap.runs:
+            for fam, table in (("syscall", run.syscalls), ("retval", run.retvals)):
+                for name, inner in table.items():
+                    if (fam, "*", "") in skip:
+                        continue
+                    for sub in inner:
+                        index.setdefault((fam, name, sub), len(index))
+            for fam, flat in (("tracepoint", run.tracepoints), ("function", run.functions)):
+                for name in flat:
+                    if (fam, name, "") in skip:
+                        continue
+                    index.setdefault((fam, name, ""), len(index))
+    return index
+
+
+def _matrix(cap: Capture, index: dict[KeyTuple, int]) -> _Side:
+    counts = np.zeros((len(index), len(cap.runs)), dtype=np.float64)
+    for j, run in enumerate(cap.runs):
+        rows: list[int] = []
+        vals: list[int] = []
+        for fam, table in (("syscall", run.syscalls), ("retval", run.retvals)):
+            for name, inner in table.items():
+                for sub, n in inner.items():
+                    i = index.get((fam, name, sub))
+                    if i is not None:
+                        rows.append(i)
+                        vals.append(n)
+        for fam, flat in (("tracepoint", run.tracepoints), ("function", run.functions)):
+            for name, n in flat.items():
+                i = index.get((fam, name, ""))
+                if i is not None:
+                    rows.append(i)
+                    vals.append(n)
+        if rows:
+            np.add.at(
+                counts[:, j], np.asarray(rows, dtype=np.intp), np.asarray(vals, dtype=np.float64)
+            )
+    iters = np.asarray([r.iterations for r in cap.runs], dtype=np.float64)
+    return _Side(counts, iters)
+
+
+# --------------------------------------------------------------------------- probes
+
+
+@dataclass
+class _ProbeView:
+    """Which probes are not attached on a side: (kind, name) -> (status, reason)."""
+
+    missing: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, cap: Capture) -> _ProbeView:
+        view = cls()
+        for p in cap.probes:
+            if p.status == "attached":
+                continue
+            if p.kind in _PROBE_FAMILY:
+                key = (_PROBE_FAMILY[p.kind], "*")
+            else:
+                key = (p.kind, p.name)
+            view.missing.setdefault(key, (p.status, p.reason))
+        return view
+
+
+def _side_counts_for(cap: Capture, kind: str, name: str) -> tuple[list[int], list[float]]:
+    """Raw and per-iteration counts of one probe (family total for "*") per run."""
+    raw: list[int] = []
+    for run in cap.runs:
+        if kind == "syscall" and name == "*":
+            n = sum(sum(v.values()) for v in run.syscalls.values())
+        elif kind == "retval" and name == "*":
+            n = sum(sum(v.values()) for v in run.retvals.values())
+        elif kind == "tracepoint":
+            n = run.tracepoints.get(name, 0)
+        else:
+            n = run.functions.get(name, 0)
+        raw.append(n)
+    return raw, [n / r.iterations for n, r in zip(raw, cap.runs, strict=True)]
+
+
+def _absent_rows(
+    old: Capture, new: Capture
+) -> tuple[list[Divergence], set[KeyTuple], list[DiffWarning]]:
+    vo, vn = _ProbeView.of(old), _ProbeView.of(new)
+    rows: list[Divergence] = []
+    skip: set[KeyTuple] = set()
+    both: list[str] = []
+    for kind, name in sorted(set(vo.missing) | set(vn.missing)):
+        skip.add((kind, name, ""))
+        if (kind, name) in vo.missing and (kind, name) in vn.missing:
+            both.append(key_string(kind, name, "*" if name == "*" else ""))
+            continue
+        sides: list[SideValues] = []
+        for cap, view in ((old, vo), (new, vn)):
+            if (kind, name) in view.missing:
+                status, reason = view.missing[(kind, name)]
+                sides.append(SideValues([], [], math.nan, status, reason))
+            else:
+                raw, per = _side_counts_for(cap, kind, name)
+                sides.append(SideValues(per, raw, float(np.median(per)) if per else math.nan))
+        key = key_string(kind, name, "*" if name == "*" else "")
+        rows.append(
+            Divergence(
+                key=key,
+                kind=kind,  # type: ignore[arg-type]
+                label=key_label(kind, name, ""),
+                cls="absent",
+                old=sides[0],
+                new=sides[1],
+                ratio=None,
+                ratio_ci=None,
+                delta=0.0,
+                test="none",
+                p=None,
+                q=None,
+                significant=False,
+                regression=False,
+                score=TIER_ABSENT * TIER_WEIGHT,
+            )
+        )
+    warnings = []
+    if both:
+        warnings.append(
+            DiffWarning("absent-both", "probes absent on both kernels: " + ", ".join(both))
+        )
+    return rows, skip, warnings
+
+
+# --------------------------------------------------------------------------- liveness
+
+
+def _liveness_row(
+    old: Capture, new: Capture, th: Thresholds
+) -> tuple[Divergence | None, list[DiffWarning]]:
+    def side(cap: Capture) -> tuple[list[int], list[int]]:
+        fails = [sum(1 for x in r.liveness if x is False) for r in cap.runs]
+        checked = [sum(1 for x in r.liveness if x is not None) for r in cap.runs]
+        return fails, checked
+
+    fo, co = side(old)
+    fn, cn = side(new)
+    if sum(co) == 0 and sum(cn) == 0:
+        return None, []
+    if sum(co) == 0 or sum(cn) == 0:
+        which = "old" if sum(co) == 0 else "new"
+        return None, [
+            DiffWarning("liveness-one-side", f"liveness was not checked on the {which} side")
+        ]
+    a, b = float(sum(fo)), float(sum(co) - sum(fo))
+    c, d = float(sum(fn)), float(sum(cn) - sum(fn))
+    p = float(stats.fisher_pvalues(np.array([a]), np.array([b]), np.array([c]), np.array([d]))[0])
+    ro, rn = a / (a + b), c / (c + d)
+    differs = ro != rn
+    significant = differs and p <= th.alpha
+
+    def values(fails: list[int], checked: list[int], pooled: float) -> SideValues:
+        per = [f / n if n else 0.0 for f, n in zip(fails, checked, strict=True)]
+        return SideValues(per, fails, pooled, trials=list(checked))
+
+    delta = rn - ro
+    score = stats.rank_score(np.array([p]), np.array([delta]), np.array([ro]), np.array([rn]))[0]
+    row = Divergence(
+        key="liveness",
+        kind="liveness",
+        label="liveness check failures",
+        cls="liveness" if differs else "unchanged",
+        old=values(fo, co, ro),
+        new=values(fn, cn, rn),
+        ratio=rn / ro if ro > 0 else None,
+        ratio_ci=None,
+        delta=delta,
+        test="fisher",
+        p=p,
+        q=p,
+        significant=significant,
+        regression=significant and rn > ro,
+        score=round((TIER_LIVENESS if differs else TIER_REST) * TIER_WEIGHT + float(score), 6),
+    )
+    return row, []
+
+
+# --------------------------------------------------------------------------- main
+
+
+def diff_captures(
+    old: Capture,
+    new: Capture,
+    *,
+    thresholds: Thresholds | None = None,
+    force: bool = False,
+    old_path: str = "old",
+    new_path: str = "new",
+) -> DiffResult:
+    """Rank what ``new`` does differently from ``old``; raise if they are not comparable."""
+    th = thresholds or Thresholds()
+    for side, cap, path in (("old", old, old_path), ("new", new, new_path)):
+        if not cap.runs:
+            raise InputError(f"{path}: {side} capture has no runs: nothing to compare")
+    problems, warnings = comparability(old, new)
+    forced: list[str] = []
+    if problems:
+        if not force:
+            raise IncomparableError(
+                f"{old_path} and {new_path} are not comparable: " + "; ".join(problems),
+                hint="pass --force to diff anyway",
+            )
+        forced = list(problems)
+        warnings = [DiffWarning("forced", f"compared despite: {p}") for p in problems] + warnings
+    warnings += _quality_warnings("old", old) + _quality_warnings("new", new)
+
+    absent, skip, absent_warn = _absent_rows(old, new)
+    index = _collect_index((old, new), skip)
+    so, sn = _matrix(old, index), _matrix(new, index)
+    keys = list(index)
+    rows, row_warn = _test_keys(keys, so, sn, th)
+    warnings += row_warn + absent_warn
+    live, live_warn = _liveness_row(old, new, th)
+    warnings += live_warn
+
+    gated = [d for d in rows if "effect-gate" in d.notes]
+    if gated:
+        warnings.append(
+            DiffWarning(
+                "effect-gate",
+                f"{len(gated)} keys had q <= {th.alpha:g} but changed by less than "
+                f"x{th.min_ratio:g} or {th.min_abs_delta:g}/iteration: not counted as significant",
+            )
+        )
+    allrows = rows + absent + ([live] if live is not None else [])
+    allrows.sort(key=lambda d: (-d.score, d.key))
+    return DiffResult(
+        old=_summary(old, old_path),
+        new=_summary(new, new_path),
+        thresholds=th.as_dict(),
+        divergences=allrows,
+        keys_tested=len(rows),
+        warnings=warnings,
+        forced=forced,
+    )
+
+
+def _summary(cap: Capture, path: str) -> CaptureSummary:
+    return CaptureSummary(
+        path=path,
+        kernel_release=cap.kernel.release,
+        kernel_version=cap.kernel.version,
+        workload=cap.workload.name,
+        runs=len(cap.runs),
+        iterations_per_run=cap.iterations_per_run,
+        complete=cap.complete,
+    )
+
+
+def _test_keys(
+    keys: list[KeyTuple], so: _Side, sn: _Side, th: Thresholds
+) -> tuple[list[Divergence], list[DiffWarning]]:
+    """Test every key; returns rows (unsorted) and sample-size warnings."""
+    k = len(keys)
+    n_old, n_new = so.counts.shape[1], sn.counts.shape[1]
+    po = so.counts / so.iterations[None, :]
+    pn = sn.counts / sn.iterations[None, :]
+    c_old = np.median(po, axis=1) if k else np.zeros(0)
+    c_new = np.median(pn, axis=1) if k else np.zeros(0)
+    tot_old = so.counts.sum(axis=1)
+    tot_new = sn.counts.sum(axis=1)
+    p = np.ones(k)
+    ci_lo = np.full(k, np.nan)
+    ci_hi = np.full(k, np.nan)
+    test = np.empty(k, dtype=object)
+    multi = n_old >= th.min_runs_mwu and n_new >= th.min_runs_mwu
+    if multi:
+        exact = np.zeros(k, dtype=bool)
+        if n_old >= th.min_runs_exact and n_new >= th.min_runs_exact and k:
+            exact = (po == po[:, :1]).all(axis=1) & (pn == pn[:, :1]).all(axis=1)
+        p[exact] = np.where(po[exact, 0] != pn[exact, 0], 0.0, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r_exact = pn[exact, 0] / po[exact, 0]
+        ci_lo[exact] = np.where(po[exact, 0] > 0, r_exact, np.nan)
+        ci_hi[exact] = ci_lo[exact]
+        test[exact] = "exact"
+        m = ~exact
+        p[m] = stats.mwu_pvalues(po[m], pn[m])
+        lo, hi = stats.moses_ratio_ci(po[m], pn[m], th.confidence)
+        ci_lo[m], ci_hi[m] = lo, hi
+        test[m] = "mwu"
+    else:
+        e_old, e_new = float(so.iterations.sum()), float(sn.iterations.sum())
+        kinds = np.array([t[0] for t in keys], dtype=object)
+        subs = np.array([t[2] for t in keys], dtype=object)
+        is_sys = kinds == "syscall"
+        is_err = is_sys & (subs != "0")
+        # totals of each syscall name, per side, for the errno-composition test
+        name_ids: dict[str, int] = {}
+        nid = np.array(
+            [name_ids.setdefault(t[1], len(name_ids)) if t[0] == "syscall" else -1 for t in keys],
+            dtype=np.intp,
+        )
+        fisher = np.zeros(k, dtype=bool)
+        if is_sys.any():
+            sys_tot_old = np.bincount(nid[is_sys], weights=tot_old[is_sys], minlength=len(name_ids))
+            sys_tot_new = np.bincount(nid[is_sys], weights=tot_new[is_sys], minlength=len(name_ids))
+            all_old = np.where(is_sys, sys_tot_old[np.maximum(nid, 0)], 0.0)
+            all_new = np.where(is_sys, sys_tot_new[np.maximum(nid, 0)], 0.0)
+            fisher = is_err & (all_old > 0) & (all_new > 0)
+            if fisher.any():
+                p[fisher] = stats.fisher_pvalues(
+                    tot_old[fisher],
+                    all_old[fisher] - tot_old[fisher],
+                    tot_new[fisher],
+                    all_new[fisher] - tot_new[fisher],
+                )
+            test[fisher] = "fisher"
+        pois = ~fisher
+        p[pois] = stats.poisson_rate_pvalues(tot_old[pois], e_old, tot_new[pois], e_new)
+        lo, hi = stats.poisson_ratio_ci(tot_old[pois], e_old, tot_new[pois], e_new, th.confidence)
+        ci_lo[pois], ci_hi[pois] = lo, hi
+        test[pois] = "poisson"
+    q = stats.bh_qvalues(p)
+    gate = stats.effect_gate(c_old, c_new, th)
+    sig = (q <= th.alpha) & gate
+    delta = c_new - c_old
+    appeared = (tot_old == 0) & (tot_new > 0)
+    vanished = (tot_new == 0) & (tot_old > 0)
+    tier = np.where(sig, np.where(appeared | vanished, TIER_APPEAR, TIER_RATE), TIER_REST)
+    score = np.round(tier * TIER_WEIGHT + stats.rank_score(q, delta, c_old, c_new), 6)
+
+    warnings = stats.sample_size_warnings(n_old, n_new, k, th)
+    codes = {w.code for w in warnings}
+    mwu_note = [c for c in ("few-runs", "mwu-power") if c in codes]
+    single_note = ["single-run"] if "single-run" in codes else []
+
+    po_l, pn_l = po.tolist(), pn.tolist()
+    ro_l, rn_l = so.counts.astype(np.int64).tolist(), sn.counts.astype(np.int64).tolist()
+    rows: list[Divergence] = []
+    for i, (kind, name, sub) in enumerate(keys):
+        co, cn = float(c_old[i]), float(c_new[i])
+        s = bool(sig[i])
+        if not s:
+            cls = "unchanged"
+        elif appeared[i]:
+            cls = "appeared"
+        elif vanished[i]:
+            cls = "vanished"
+        else:
+            cls = "rate"
+        t = str(test[i])
+        notes: list[str] = list(
+            mwu_note if t == "mwu" else single_note if t in ("poisson", "fisher") else []
+        )
+        if q[i] <= th.alpha and not gate[i]:
+            notes.append("effect-gate")
+        regression = False
+        if s and kind == "syscall":
+            if sub != "0":
+                regression = cn > co
+            else:
+                regression = bool(vanished[i])
+        lo_i, hi_i = float(ci_lo[i]), float(ci_hi[i])
+        rows.append(
+            Divergence(
+                key=key_string(kind, name, sub),
+                kind=kind,  # type: ignore[arg-type]
+                label=key_label(kind, name, sub),
+                cls=cls,  # type: ignore[arg-type]
+                old=SideValues(po_l[i], ro_l[i], co),
+                new=SideValues(pn_l[i], rn_l[i], cn),
+                ratio=cn / co if co > 0 else None,
+                ratio_ci=None if (math.isnan(lo_i) or co == 0) else (lo_i, hi_i),
+                delta=cn - co,
+                test=t,  # type: ignore[arg-type]
+                p=float(p[i]),
+                q=float(q[i]),
+                significant=s,
+                regression=regression,
+                score=float(score[i]),
+                notes=notes,
+            )
+        )
+    return rows, warnings

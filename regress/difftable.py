@@ -1,0 +1,195 @@
+"""``DiffResult`` -> benchstat-like terminal table and machine JSON.
+
+Pure string formatting (no terminal queries), so the same result always gives
+byte-identical text; golden tests in ``tests/testdata/diff`` depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from regress.diffmodel import DiffResult, Divergence, SideValues
+
+DEFAULT_TOP = 20
+JSON_FORMAT = "regress-diff"
+JSON_VERSION = 1
+
+
+def fmt_num(x: float) -> str:
+    """Per-iteration value with ~4 significant digits, never scientific for big counts."""
+    if math.isnan(x):
+        return "-"
+    if x == 0:
+        return "0"
+    a = abs(x)
+    if a >= 1000:
+        return f"{x:.0f}"
+    if a >= 100:
+        return f"{x:.1f}"
+    if a >= 1:
+        return f"{x:.2f}"
+    if a >= 0.001:
+        return f"{x:.4f}".rstrip("0")
+    return f"{x:.2e}"
+
+
+def fmt_signed(x: float) -> str:
+    s = fmt_num(x)
+    return s if s.startswith("-") or s == "0" else "+" + s
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    if p == 0:
+        return "0"
+    if p < 0.001:
+        return f"{p:.1e}"
+    return f"{p:.3f}"
+
+
+def fmt_ratio(d: Divergence) -> str:
+    if d.cls == "absent":
+        return "-"
+    if d.ratio is None:
+        return "new" if d.new.center > 0 else "-"
+    if d.ratio == 0:
+        return "gone"
+    text = f"x{d.ratio:.3g}"
+    if d.ratio_ci is not None:
+        lo, hi = d.ratio_ci
+        if lo == hi:
+            text += " exact"
+        else:
+            hi_s = "inf" if math.isinf(hi) else f"{hi:.3g}"
+            text += f" [{lo:.3g}, {hi_s}]"
+    return text
+
+
+def _side_text(d: Divergence, sv: SideValues) -> str:
+    if sv.probe_status not in ("attached", "n/a"):
+        return sv.probe_status
+    if d.kind == "liveness" and sv.trials is not None:
+        return f"{sum(sv.raw)}/{sum(sv.trials)}"
+    return fmt_num(sv.center)
+
+
+def _delta_text(d: Divergence) -> str:
+    if d.cls == "absent":
+        return "-"
+    if d.kind == "liveness":
+        return f"{d.delta * 100:+.1f}%"
+    return fmt_signed(d.delta)
+
+
+def select_rows(result: DiffResult, *, top: int | None, show_all: bool) -> list[Divergence]:
+    """Rows to print: significant, liveness and absent rows (all rows with ``show_all``)."""
+    rows = [
+        d
+        for d in result.divergences
+        if show_all or d.significant or d.cls in ("liveness", "absent")
+    ]
+    limit = top if top is not None else (None if show_all else DEFAULT_TOP)
+    return rows if limit is None else rows[:limit]
+
+
+def render_table(result: DiffResult, *, top: int | None = None, show_all: bool = False) -> str:
+    """The ``regress diff`` text: header, ranked rows, numbered warning footnotes."""
+    th = result.thresholds
+    lines: list[str] = []
+    for tag, s in (("old", result.old), ("new", result.new)):
+        its = s.iterations_per_run if s.iterations_per_run is not None else "varying"
+        partial = "" if s.complete else ", partial"
+        runs = f"{s.runs} run" + ("" if s.runs == 1 else "s")
+        lines.append(f"{tag}: {s.path}  kernel {s.kernel_release}  ({runs} x {its} it{partial})")
+    sig = result.significant
+    reg = result.regressions
+    lines.append(
+        f"workload {result.old.workload}: {result.keys_tested} keys tested, "
+        f"{len(sig)} significant, {len(reg)} regressions "
+        f"(q <= {th['alpha']:g}, effect >= x{th['min_ratio']:g} and "
+        f">= {th['min_abs_delta']:g}/iteration)"
+    )
+    lines.append("")
+    footno = {w.code: i + 1 for i, w in reversed(list(enumerate(result.warnings)))}
+    rows = select_rows(result, top=top, show_all=show_all)
+    if not rows:
+        lines.append("no significant divergences")
+    else:
+        header = [
+            "#",
+            "class",
+            "key",
+            "old/iter",
+            "new/iter",
+            "delta",
+            "ratio [95% CI]",
+            "p",
+            "q",
+            "test",
+            "",
+        ]
+        table: list[list[str]] = [header]
+        for i, d in enumerate(rows, 1):
+            marks = sorted({footno[n] for n in d.notes if n in footno})
+            table.append(
+                [
+                    str(i),
+                    d.cls + ("!" if d.regression else ""),
+                    d.key,
+                    _side_text(d, d.old),
+                    _side_text(d, d.new),
+                    _delta_text(d),
+                    fmt_ratio(d),
+                    fmt_p(d.p),
+                    fmt_p(d.q),
+                    d.test,
+                    "".join(f"[{m}]" for m in marks),
+                ]
+            )
+        widths = [max(len(r[c]) for r in table) for c in range(len(header))]
+        right = {0, 3, 4, 5, 7, 8}
+        for r in table:
+            cells = [
+                r[c].rjust(widths[c]) if c in right else r[c].ljust(widths[c])
+                for c in range(len(header))
+            ]
+            lines.append("  ".join(cells).rstrip())
+        shown_possible = [
+            d
+            for d in result.divergences
+            if show_all or d.significant or d.cls in ("liveness", "absent")
+        ]
+        hidden = len(shown_possible) - len(rows)
+        if hidden > 0:
+            lines.append(f"... {hidden} more rows not shown (--top N, --all)")
+        if any(d.regression for d in rows):
+            lines.append('! = regression (see README "Ranking")')
+    if result.warnings:
+        lines.append("")
+        for i, w in enumerate(result.warnings, 1):
+            lines.append(f"[{i}] {w.message}")
+    return "\n".join(lines) + "\n"
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> null (unbounded or no number), tuples -> lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(result: DiffResult) -> str:
+    """Machine output: ``DiffResult.to_dict()`` plus format/version and summary counts."""
+    doc = _clean(result.to_dict())
+    doc["format"] = JSON_FORMAT
+    doc["format_version"] = JSON_VERSION
+    doc["significant_count"] = len(result.significant)
+    doc["regression_count"] = len(result.regressions)
+    return json.dumps(doc, sort_keys=True, indent=1, allow_nan=False) + "\n"
