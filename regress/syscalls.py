@@ -88,3 +88,26 @@ def cross_check(tracefs: Path = Path("/sys/kernel/tracing")) -> list[str]:
         return []
     known = set(table().values()) | set(TRACEFS_ALIASES.values())
     return sorted(present - known)
+
+
+# Kernel-internal restart codes can reach sys_exit when a signal interrupts a
+# syscall that is then not restarted (e.g. a sleeper killed by SIGKILL).
+_KERNEL_ERRNOS = {
+    512: "ERESTARTSYS",
+    513: "ERESTARTNOINTR",
+    514: "ERESTARTNOHAND",
+    515: "ENOIOCTLCMD",
+    516: "ERESTART_RESTARTBLOCK",
+    517: "EPROBE_DEFER",
+    518: "EOPENSTALE",
+}
+
+
+def errno_name(err: int | str) -> str:
+    """``0`` -> ``ok``, ``2`` -> ``ENOENT``; unknown numbers stay numeric (``E1234``)."""
+    import errno as _errno
+
+    n = int(err)
+    if n == 0:
+        return "ok"
+    return _errno.errorcode.get(n) or _KERNEL_ERRNOS.get(n) or f"E{n}"
