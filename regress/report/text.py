@@ -1,0 +1,225 @@
+"""The plain-text report, shaped for the kernel's "reporting regressions" rules.
+
+Mailing lists read plain text at 72 columns: prose is wrapped here (tables are
+the only lines allowed to be wider), the subject is folded like a mail header,
+and the regzbot line names the kernel range so the regression tracker picks
+it up. No HTML; control characters from captures are made visible.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+from regress import __version__
+from regress.capture import Capture
+from regress.diffmodel import DiffResult
+from regress.report.html import environment
+from regress.report.view import ReportView, RowView, build_view
+
+WIDTH = 72
+TOP_ROWS = 10
+LABEL_MAX = 40
+# Mail clients and fixed-width tables do best with ASCII for our own punctuation.
+_ASCII = str.maketrans({"×": "x", "—": "-", "–": "-", "→": "->", "…": "..."})
+
+
+def wrap(text: str, indent: str = "", hanging: str | None = None) -> list[str]:
+    """Prose wrapped to ``WIDTH`` columns; long tokens are broken rather than overflow."""
+    return textwrap.wrap(
+        text,
+        width=WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent if hanging is None else hanging,
+        break_on_hyphens=False,
+        break_long_words=True,
+    ) or [indent.rstrip()]
+
+
+def fold_subject(subject: str) -> list[str]:
+    """An RFC 5322 folded ``Subject:`` header: continuation lines start with a space."""
+    return wrap(f"Subject: {subject}", hanging=" ")
+
+
+def wrap_command(argv: list[str], indent: str = "    ") -> list[str]:
+    """A shell command split at argument boundaries with ``\\`` continuations."""
+    import shlex
+
+    words = [shlex.quote(a) for a in argv]
+    lines: list[str] = []
+    line = indent + "$"
+    for w in words:
+        if len(line) + 1 + len(w) + 2 > WIDTH and line.strip() != "$":
+            lines.append(line + " \\")
+            line = indent + "   "
+        line += " " + w
+    lines.append(line)
+    return lines
+
+
+def _truncate(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    """A fixed-width table; columns in ``right`` are right-aligned (numbers)."""
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        out = [
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)
+        ]
+        return ("  " + "  ".join(out)).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _div_table(rows: list[RowView]) -> list[str]:
+    body = []
+    for r in rows:
+        marks = "".join(f"[{n}]" for n in r.footnotes)
+        body.append(
+            [
+                str(r.rank),
+                _truncate(r.label, LABEL_MAX) + marks,
+                r.cls_label + (" *" if r.regression else ""),
+                r.old,
+                r.new,
+                r.ratio,
+                r.ci,
+                r.q,
+            ]
+        )
+    headers = ["#", "what", "class", "old", "new", "ratio", "95% CI", "q"]
+    return table(headers, body, right={0, 3, 4, 5, 7})
+
+
+@dataclass
+class TextView:
+    """Pre-wrapped blocks of lines; the template only joins them."""
+
+    v: ReportView
+    subject: list[str]
+    summary: list[str]
+    impact: list[str]
+    regzbot: str
+    table_intro: list[str]
+    table: list[str]
+    table_more: str
+    footnotes: list[str]
+    env: list[str]
+    config: list[str]
+    probes: list[str]
+    lost: list[str]
+    method: list[str]
+    repro: list[str]
+
+
+def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
+    v = build_view(result, old, new)
+    rng = f"{v.old_kernel}..{v.new_kernel}"
+    tag = {"regression": "[REGRESSION]", "changed": "[KERNEL CHANGE]"}.get(
+        v.verdict_class, "[NO CHANGE]"
+    )
+    subject = fold_subject(f"{tag} {v.workload}: {v.subject_summary} ({rng})")
+
+    top = v.rows[:TOP_ROWS]
+    intro = wrap(
+        f"Top {len(top)} of {v.n_significant} significant divergences, per workload "
+        "iteration (median over runs); ratio is new/old, q the Benjamini-Hochberg "
+        "adjusted p-value, * marks rows judged regressions:"
+        if top
+        else "No divergence is significant under the thresholds below."
+    )
+    more = ""
+    if v.n_significant > len(top):
+        more = f"  ({v.n_significant - len(top)} more in the attached HTML report.)"
+
+    notes: list[str] = []
+    for f in v.footnotes:
+        notes += wrap(
+            f"{f.message} ({f.code})",
+            indent=f"  [{f.number}] ",
+            hanging=" " * (len(str(f.number)) + 5),
+        )
+
+    env: list[str] = []
+    for e in v.env:
+        if e.old != e.new:
+            env += wrap(e.label + ":", indent="  ")
+            env += wrap(e.old, indent="   old: ", hanging="        ")
+            env += wrap(e.new, indent="   new: ", hanging="        ")
+        else:
+            env += wrap(f"{e.label}: {e.old}", indent="  ", hanging="        ")
+
+    config = wrap(v.config_note, indent="  ")
+    if v.config_rows:
+        config += table(
+            ["option", "old", "new"], [[c.option, c.old, c.new] for c in v.config_rows], set()
+        )
+
+    probes = (
+        table(
+            ["kind", "probe", "old", "new"],
+            [[p.kind, p.name, p.old, p.new] for p in v.probes],
+            set(),
+        )
+        if v.probes
+        else wrap("Every requested probe attached on both kernels.", indent="  ")
+    )
+    lost = (
+        table(["counter", "old", "new"], [[x.label, x.old, x.new] for x in v.lost], {1, 2})
+        if v.lost
+        else wrap("No events were lost on either kernel.", indent="  ")
+    )
+
+    method = wrap(
+        "Both kernels ran the same workload spec under the same generated BPF "
+        "program, counting only the workload's process tree; counts are per "
+        f"iteration. {v.keys_tested} quantities were tested"
+        + (f", false discovery rate controlled at {v.fdr} (Benjamini-Hochberg)." if v.fdr else "."),
+        indent="  ",
+    )
+    for t in v.tests_used:
+        method += wrap(t, indent="  - ", hanging="    ")
+    if v.thresholds:
+        method += wrap(
+            "Thresholds: " + ", ".join(f"{t.label}={t.old}" for t in v.thresholds),
+            indent="  ",
+        )
+    method += wrap(
+        v.aa
+        or "No A/A negative control was run, so the false-positive level of this "
+        "setup was not measured.",
+        indent="  ",
+    )
+
+    repro: list[str] = []
+    for i, s in enumerate(v.repro):
+        repro += wrap(f"{s.title}:", indent=f"  {i + 1}. ", hanging="     ")
+        repro += wrap_command(s.argv, indent="     ")
+
+    return TextView(
+        v=v,
+        subject=subject,
+        summary=wrap(v.summary),
+        impact=wrap(v.impact),
+        regzbot=f"#regzbot introduced: {rng}" if v.verdict_class == "regression" else "",
+        table_intro=intro,
+        table=_div_table(top),
+        table_more=more,
+        footnotes=notes,
+        env=env,
+        config=config,
+        probes=probes,
+        lost=lost,
+        method=method,
+        repro=repro,
+    )
+
+
+def render_text(result: DiffResult, old: Capture, new: Capture) -> str:
+    """The plain-text report for ``result`` (the diff of ``old`` against ``new``)."""
+    template = environment().get_template("report.txt.j2")
+    text = template.render(t=build_text_view(result, old, new), version=__version__)
+    return text.translate(_ASCII)

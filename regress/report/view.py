@@ -1,0 +1,718 @@
+"""View models for the reports: every number formatted, every sentence composed here.
+
+Templates only loop and branch, so that what a report says is testable Python
+and the HTML and text reports cannot disagree. Inputs are the differ's
+``DiffResult`` plus both captures (environment, per-run data, BPF text, probe
+statuses). Nothing here recomputes a statistic: counts shown next to the
+differ's numbers (liveness failures, lost events, histograms) are sums of what
+the captures recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from itertools import zip_longest
+from typing import Any
+
+from regress.capture import Capture
+from regress.diffmodel import DiffResult, Divergence, SideValues
+
+CLASS_LABELS: dict[str, str] = {
+    "liveness": "liveness",
+    "appeared": "appeared",
+    "vanished": "vanished",
+    "rate": "rate change",
+    "absent": "absent probe",
+    "unchanged": "unchanged",
+}
+
+TEST_DESCRIPTIONS: dict[str, str] = {
+    "mwu": "Mann–Whitney U test on the per-run values (two-sided), median ratio with a 95% CI",
+    "poisson": "Poisson rate test on total counts (one run per side)",
+    "exact": "exact: counts constant across runs on each side, so any change is certain",
+    "fisher": "Fisher's exact test on event counts against iterations",
+    "none": "not tested: no number on one side (probe absent or failed)",
+}
+
+# Keys that may name the FDR level in ``DiffResult.thresholds`` (owned by stats.py).
+_FDR_KEYS = ("fdr", "alpha", "fdr_alpha", "q_alpha", "q")
+
+_DEBIAN_RELEASE_RE = re.compile(r"^\d+\.\d+\.\d+-\d+-[a-z0-9-]+$")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """Make control characters visible so capture strings cannot drive a terminal."""
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _missing(x: float | None) -> bool:
+    """None and NaN both mean "no number" (the differ uses NaN for absent probes)."""
+    return x is None or x != x
+
+
+def fmt_num(x: float | None) -> str:
+    """A per-iteration value with as many digits as its size deserves."""
+    if x is None or _missing(x):
+        return "—"
+    if x == 0:
+        return "0"
+    a = abs(x)
+    if a >= 1000:
+        return f"{x:,.0f}"
+    if a >= 100:
+        return f"{x:.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    if a >= 0.01:
+        return f"{x:.2f}"
+    return f"{x:.2g}"
+
+
+def fmt_ratio(r: float | None) -> str:
+    if r is None or _missing(r):
+        return "—"
+    if r == 0:
+        return "×0"
+    if r >= 100:
+        return f"×{r:.0f}"
+    if r >= 10:
+        return f"×{r:.1f}"
+    return f"×{r:.2f}"
+
+
+def fmt_ci(ci: tuple[float, float] | None) -> str:
+    if ci is None:
+        return ""
+    return f"[{fmt_ratio(ci[0])[1:]}, {fmt_ratio(ci[1])[1:]}]"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None or _missing(p):
+        return "—"
+    if p == 0:
+        return "0"
+    if p >= 0.001:
+        return f"{p:.3f}"
+    return f"{p:.1e}"
+
+
+def fmt_value(v: Any) -> str:
+    """A thresholds/options value as the user would type it."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if v is None:
+        return "—"
+    if isinstance(v, list | tuple | dict):
+        return json.dumps(v, sort_keys=True)
+    return str(v)
+
+
+@dataclass
+class RunRow:
+    index: str
+    old: str
+    old_raw: str
+    new: str
+    new_raw: str
+
+
+@dataclass
+class HistBar:
+    bucket: int
+    old: float
+    new: float
+    highlight: bool
+
+
+@dataclass
+class RowView:
+    rank: int
+    key: str
+    label: str
+    kind: str
+    cls: str
+    cls_label: str
+    old: str
+    new: str
+    ratio: str
+    ci: str
+    q: str
+    p: str
+    test: str
+    significant: bool
+    regression: bool
+    direction: str  # "up", "down", "new", "gone", ""
+    old_values: list[float]
+    new_values: list[float]
+    old_center: float
+    new_center: float
+    runs: list[RunRow]
+    old_probe: str
+    new_probe: str
+    remarks: list[str]
+    footnotes: list[int]
+    histogram: list[HistBar] = field(default_factory=list)
+    sentence: str = ""
+    sort_ratio: float = 0.0
+    sort_q: float = 1.0
+    exact: bool = False
+
+
+@dataclass
+class EnvRow:
+    label: str
+    old: str
+    new: str
+    differs: bool
+    mono: bool = False
+
+
+@dataclass
+class ConfigRow:
+    option: str
+    old: str
+    new: str
+
+
+@dataclass
+class ProbeRow:
+    kind: str
+    name: str
+    old: str
+    new: str
+
+
+@dataclass
+class Footnote:
+    number: int
+    code: str
+    message: str
+
+
+@dataclass
+class ReproStep:
+    title: str
+    command: str
+    argv: list[str]
+
+
+@dataclass
+class BpfProgram:
+    title: str
+    text: str
+
+
+@dataclass
+class ReportView:
+    title: str
+    workload: str
+    description: str
+    old_kernel: str
+    new_kernel: str
+    verdict: str
+    verdict_class: str  # "regression" / "changed" / "same"
+    headline: str
+    summary: str
+    impact: str
+    subject_summary: str
+    liveness: str  # "37 of 200 iterations on new, 0 of 200 on old" or ""
+    rows: list[RowView]
+    more_rows: list[RowView]
+    hidden_rows: int
+    keys_tested: int
+    n_significant: int
+    n_regressions: int
+    env: list[EnvRow]
+    config_rows: list[ConfigRow]
+    config_note: str
+    spec_text: list[BpfProgram]
+    probes: list[ProbeRow]
+    lost: list[EnvRow]
+    footnotes: list[Footnote]
+    tests_used: list[str]
+    thresholds: list[EnvRow]
+    fdr: str
+    aa: str
+    repro: list[ReproStep]
+    bpf: list[BpfProgram]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _liveness_counts(c: Capture) -> tuple[int, int]:
+    """(failed, checked) iterations over all runs; ``None`` entries were not checked."""
+    failed = checked = 0
+    for run in c.runs:
+        for ok in run.liveness:
+            if ok is None:
+                continue
+            checked += 1
+            if ok is False:
+                failed += 1
+    return failed, checked
+
+
+def _iterations(c: Capture) -> int:
+    return sum(r.iterations for r in c.runs)
+
+
+def _probe_text(status: str, reason: str | None) -> str:
+    if status in ("attached", "n/a"):
+        return status
+    return f"{status} ({clean(reason)})" if reason else status
+
+
+def _direction(d: Divergence) -> str:
+    if d.cls == "appeared":
+        return "new"
+    if d.cls == "vanished":
+        return "gone"
+    if _missing(d.delta):
+        return ""
+    if d.delta > 0:
+        return "up"
+    if d.delta < 0:
+        return "down"
+    return ""
+
+
+def _sentence(d: Divergence) -> str:
+    """One clause describing a divergence, for headlines and summaries."""
+    label = clean(d.label)
+    if d.kind == "function" and label.endswith(")"):
+        label += " calls"
+    elif d.kind == "tracepoint":
+        label += " events"
+    old, new = fmt_num(d.old.center), fmt_num(d.new.center)
+    if d.cls == "absent":
+        side = "old" if d.old.probe_status in ("absent", "failed") else "new"
+        return f"{label} could not be probed on the {side} kernel"
+    if d.cls == "appeared":
+        return f"{label} appeared ({new} per iteration, never on the old kernel)"
+    if d.cls == "vanished":
+        return f"{label} vanished ({old} per iteration on the old kernel, none on the new)"
+    verb = "rose" if d.delta > 0 else "fell" if d.delta < 0 else "changed"
+    ratio = f", {fmt_ratio(d.ratio)}" if d.ratio is not None else ""
+    return f"{label} {verb} from {old} to {new} per iteration{ratio}"
+
+
+def _histogram(d: Divergence, old: Capture, new: Capture) -> list[HistBar]:
+    """Per-iteration log2 return-value histogram of the row's syscall on both kernels."""
+    parts = d.key.split(":")
+    if d.kind != "retval" or len(parts) != 3:
+        return []
+    name = parts[1]
+    try:
+        highlight = int(parts[2])
+    except ValueError:
+        highlight = None
+
+    def hist(c: Capture) -> dict[int, float]:
+        total: dict[int, int] = {}
+        for run in c.runs:
+            for bucket, n in run.retvals.get(name, {}).items():
+                total[int(bucket)] = total.get(int(bucket), 0) + n
+        its = _iterations(c) or 1
+        return {b: n / its for b, n in total.items()}
+
+    ho, hn = hist(old), hist(new)
+    buckets = sorted(set(ho) | set(hn))
+    if not buckets:
+        return []
+    lo, hi = buckets[0], buckets[-1]
+    return [HistBar(b, ho.get(b, 0.0), hn.get(b, 0.0), b == highlight) for b in range(lo, hi + 1)]
+
+
+def _shown(d: Divergence, side: SideValues, c: Capture) -> str:
+    """The table cell for one side: liveness as failures/iterations, else per iteration."""
+    if side.probe_status in ("absent", "failed"):
+        return side.probe_status
+    if d.kind == "liveness":
+        trials = sum(side.trials) if side.trials is not None else _iterations(c)
+        return f"{sum(side.raw)}/{trials}"
+    return fmt_num(side.center)
+
+
+def _row(rank: int, d: Divergence, old: Capture, new: Capture, codes: dict[str, int]) -> RowView:
+    runs = [
+        RunRow(
+            index=str(i + 1),
+            old=fmt_num(a[0]) if a else "",
+            old_raw=str(a[1]) if a else "",
+            new=fmt_num(b[0]) if b else "",
+            new_raw=str(b[1]) if b else "",
+        )
+        for i, (a, b) in enumerate(
+            zip_longest(
+                list(zip(d.old.per_iter, d.old.raw, strict=False)),
+                list(zip(d.new.per_iter, d.new.raw, strict=False)),
+            )
+        )
+    ]
+    remarks = [clean(n) for n in d.notes if n not in codes]
+    notes = sorted({codes[n] for n in d.notes if n in codes})
+    return RowView(
+        rank=rank,
+        key=clean(d.key),
+        label=clean(d.label),
+        kind=d.kind,
+        cls=d.cls,
+        cls_label=CLASS_LABELS.get(d.cls, d.cls),
+        old=_shown(d, d.old, old),
+        new=_shown(d, d.new, new),
+        ratio=fmt_ratio(d.ratio),
+        ci=fmt_ci(d.ratio_ci),
+        q=fmt_p(d.q),
+        p=fmt_p(d.p),
+        test=TEST_DESCRIPTIONS.get(d.test, d.test),
+        significant=d.significant,
+        regression=d.regression,
+        direction=_direction(d),
+        old_values=list(d.old.per_iter),
+        new_values=list(d.new.per_iter),
+        old_center=d.old.center,
+        new_center=d.new.center,
+        runs=runs,
+        old_probe=_probe_text(d.old.probe_status, d.old.probe_reason),
+        new_probe=_probe_text(d.new.probe_status, d.new.probe_reason),
+        remarks=remarks,
+        footnotes=notes,
+        histogram=_histogram(d, old, new),
+        sentence=_sentence(d),
+        sort_ratio=d.ratio if d.ratio is not None and not _missing(d.ratio) else 1e300,
+        sort_q=d.q if d.q is not None and not _missing(d.q) else 1.0,
+        exact=d.test == "exact" or d.q is None or _missing(d.q),
+    )
+
+
+def _env(old: Capture, new: Capture, result: DiffResult) -> list[EnvRow]:
+    def row(label: str, a: Any, b: Any, mono: bool = False, expected: bool = False) -> EnvRow:
+        """``expected`` rows (file names, times) differ by nature: never flagged."""
+        sa, sb = clean(fmt_value(a)), clean(fmt_value(b))
+        return EnvRow(label, sa, sb, sa != sb and not expected, mono)
+
+    def runs(c: Capture) -> str:
+        its = c.iterations_per_run
+        shape = f"{len(c.runs)} of {c.requested_runs} runs"
+        shape += f" × {its} iterations" if its is not None else " (iterations differ per run)"
+        return shape + ("" if c.complete else " — INCOMPLETE")
+
+    def machine(c: Capture) -> str:
+        m = c.machine
+        accel = f", {m.accel}" if m.accel else ""
+        return f"{m.backend}{accel}, {m.arch}, {m.cpus} CPUs, {m.mem_mb} MiB"
+
+    return [
+        row("kernel release", old.kernel.release, new.kernel.release, True),
+        row("/proc/version", old.kernel.version, new.kernel.version, True),
+        row("boot cmdline", old.kernel.cmdline, new.kernel.cmdline, True),
+        row("kernel config hash", old.kernel.config_hash, new.kernel.config_hash, True),
+        row("machine", machine(old), machine(new)),
+        row("hostname", old.machine.hostname or "—", new.machine.hostname or "—"),
+        row("bcc version", old.bcc_version, new.bcc_version),
+        row("tracer fingerprint", old.tracer.fingerprint, new.tracer.fingerprint, True),
+        row("workload", old.workload.name, new.workload.name),
+        row("workload hash", old.workload.hash, new.workload.hash, True),
+        row("runs", runs(old), runs(new)),
+        row("capture file", result.old.path, result.new.path, True, expected=True),
+        row("captured (UTC)", old.created_utc or "—", new.created_utc or "—", expected=True),
+        row("regress version", old.regress_version or "—", new.regress_version or "—"),
+    ]
+
+
+def _config(old: Capture, new: Capture) -> tuple[list[ConfigRow], str]:
+    a, b = old.kernel.config, new.kernel.config
+    if a is None or b is None:
+        missing = [side for side, c in (("old", a), ("new", b)) if c is None]
+        return [], f"Kernel config not recorded on the {' and '.join(missing)} kernel."
+    rows = [
+        ConfigRow(clean(k), clean(a.get(k, "is not set")), clean(b.get(k, "is not set")))
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
+    if not rows:
+        return [], "The kernel configs are identical."
+    return rows, f"{len(rows)} option(s) differ; unchanged options are not listed."
+
+
+def _probes(old: Capture, new: Capture) -> list[ProbeRow]:
+    def index(c: Capture) -> dict[tuple[str, str], str]:
+        return {(p.kind, p.name): _probe_text(p.status, p.reason) for p in c.probes}
+
+    io, inew = index(old), index(new)
+    rows = []
+    for k in sorted(set(io) | set(inew)):
+        so, sn = io.get(k, "not requested"), inew.get(k, "not requested")
+        if so != "attached" or sn != "attached":
+            rows.append(ProbeRow(clean(k[0]), clean(k[1]), so, sn))
+    return rows
+
+
+def _lost(old: Capture, new: Capture) -> list[EnvRow]:
+    def totals(c: Capture) -> dict[str, int]:
+        t: dict[str, int] = {}
+        for r in c.runs:
+            for k, n in r.lost.items():
+                t[k] = t.get(k, 0) + n
+        return t
+
+    to, tn = totals(old), totals(new)
+    return [
+        EnvRow(clean(k), str(to.get(k, 0)), str(tn.get(k, 0)), to.get(k, 0) != tn.get(k, 0))
+        for k in sorted(set(to) | set(tn))
+        if to.get(k, 0) or tn.get(k, 0)
+    ]
+
+
+def _footnotes(result: DiffResult, old: Capture, new: Capture) -> list[Footnote]:
+    notes: list[tuple[str, str]] = [(w.code, w.message) for w in result.warnings]
+    codes = {w.code for w in result.warnings}
+    if "forced" not in codes:  # the differ normally states these as warnings itself
+        for what in result.forced:
+            notes.append(("forced", f"Comparability check overridden with --force: {what}"))
+    for side, c in (("old", old), ("new", new)):
+        if not c.complete and f"partial-{side}" not in codes:
+            notes.append(
+                (
+                    f"partial-{side}",
+                    f"The {side} capture is partial: {len(c.runs)} of "
+                    f"{c.requested_runs} requested runs finished.",
+                )
+            )
+        for n in c.notes:
+            notes.append((f"note-{side}", f"{side} capture: {n}"))
+    return [Footnote(i + 1, clean(code), clean(msg)) for i, (code, msg) in enumerate(notes)]
+
+
+def _fdr(thresholds: dict[str, Any]) -> str:
+    for k in _FDR_KEYS:
+        v = thresholds.get(k)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return f"{v:g}"
+    return ""
+
+
+def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
+    """The commands that re-run this comparison, as argv lists and shell text."""
+    name = old.workload.name
+    runs = str(max(len(old.runs), len(new.runs), 1))
+    steps: list[tuple[str, list[str]]] = []
+    vm = old.machine.backend in ("qemu", "vagrant") and new.machine.backend == old.machine.backend
+    if (
+        vm
+        and _DEBIAN_RELEASE_RE.match(old.kernel.release)
+        and _DEBIAN_RELEASE_RE.match(new.kernel.release)
+    ):
+        argv = ["regress", "run", "--old", f"debian:{old.kernel.release}"]
+        argv += ["--new", f"debian:{new.kernel.release}", "--workload", name, "--runs", runs]
+        if old.machine.backend == "vagrant":
+            argv += ["--backend", "vagrant"]
+        steps.append(("Boot both kernels in VMs, capture, diff and report in one go", argv))
+    else:
+        for side, c in (("old", old), ("new", new)):
+            steps.append(
+                (
+                    f"Boot the {side} kernel ({clean(c.kernel.release)}) and capture",
+                    [
+                        "regress",
+                        "capture",
+                        "--workload",
+                        name,
+                        "--runs",
+                        runs,
+                        "-o",
+                        side + ".json",
+                    ],
+                )
+            )
+        steps.append(("Rank the divergences", ["regress", "diff", "old.json", "new.json"]))
+        steps.append(
+            (
+                "Write this report",
+                ["regress", "report", "old.json", "new.json", "-o", "report.html"],
+            )
+        )
+    return [ReproStep(t, clean(shlex.join(a)), [clean(x) for x in a]) for t, a in steps]
+
+
+# --------------------------------------------------------------------------- public
+
+
+def build_view(
+    result: DiffResult, old: Capture, new: Capture, *, max_rows: int = 50, more_rows: int = 100
+) -> ReportView:
+    """Everything both reports show, formatted and decided, from the differ's result."""
+    codes_list = _footnotes(result, old, new)
+    codes = {f.code: f.number for f in codes_list}
+    sig = [d for d in result.divergences if d.significant]
+    rest = [d for d in result.divergences if not d.significant]
+    rows = [_row(i + 1, d, old, new, codes) for i, d in enumerate(sig[:max_rows])]
+    extra = [_row(len(rows) + i + 1, d, old, new, codes) for i, d in enumerate(rest[:more_rows])]
+    hidden = max(0, len(sig) - max_rows) + max(0, len(rest) - more_rows)
+
+    workload = clean(old.workload.name)
+    ok, nk = clean(old.kernel.release), clean(new.kernel.release)
+    description = clean(str(old.workload.spec.get("description", "") or ""))
+    has_liveness = bool(old.workload.spec.get("liveness"))
+
+    fo, co = _liveness_counts(old)
+    fn, cn = _liveness_counts(new)
+    live = next((d for d in sig if d.cls == "liveness"), None)
+    liveness = ""
+    if co or cn:
+        liveness = f"failed in {fn} of {cn} iterations on {nk} and {fo} of {co} on {ok}"
+
+    kernel_rows = [r for r in rows if r.cls != "liveness"]
+    top = kernel_rows[0] if kernel_rows else None
+    n_reg = len(result.regressions)
+    if n_reg:
+        verdict, vclass = "Regression", "regression"
+    elif sig:
+        verdict, vclass = "Changed", "changed"
+    else:
+        verdict, vclass = "No significant change", "same"
+
+    if live is not None and fn > fo:
+        headline = (
+            f"After upgrading from {ok} to {nk}, {workload}'s liveness check fails in "
+            f"{fn} of {cn} iterations (was {fo} of {co})"
+        )
+        headline += f"; the top kernel-side change: {top.sentence}." if top else "."
+        subject = f"liveness check fails in {fn}/{cn} iterations"
+    elif top is not None:
+        headline = (
+            f"From {ok} to {nk}, {len(sig)} of {result.keys_tested} traced quantities of "
+            f"{workload} changed significantly; the largest: {top.sentence}."
+        )
+        subject = top.sentence.split(" (")[0]
+    elif live is not None:
+        headline = (
+            f"From {ok} to {nk}, {workload}'s liveness check failure rate changed: "
+            f"{fn} of {cn} iterations (was {fo} of {co})."
+        )
+        subject = f"liveness failures {fo}/{co} -> {fn}/{cn}"
+    else:
+        headline = (
+            f"From {ok} to {nk}, none of the {result.keys_tested} traced quantities of "
+            f"{workload} changed beyond noise."
+        )
+        subject = "no significant divergence"
+
+    # Summary paragraph: what ran, what failed, what the kernel does differently.
+    its_o, its_n = old.iterations_per_run, new.iterations_per_run
+    shape = (
+        f"{len(old.runs)} run{'s' if len(old.runs) != 1 else ''} of {its_o} iterations"
+        if its_o == its_n and len(old.runs) == len(new.runs)
+        else "repeated runs"
+    )
+    summary = f"I ran the {workload} workload"
+    summary += f" ({description})" if description else ""
+    summary += f" {shape} on each kernel under identical BPF tracers."
+    if liveness:
+        summary += f" Its liveness check {liveness}."
+    if kernel_rows:
+        shown = kernel_rows[:3]
+        summary += " In the workload's process tree, " + "; ".join(
+            f"{r.sentence} ({'exact' if r.exact else 'q=' + r.q})" for r in shown
+        )
+        summary += "."
+    fdr = _fdr(result.thresholds)
+    level = f" at FDR {fdr}" if fdr else ""
+    summary += (
+        f" {len(sig)} of {result.keys_tested} measured quantities differ significantly{level}."
+    )
+
+    if live is not None and fn > fo:
+        pct = 100.0 * fn / cn if cn else 0.0
+        impact = (
+            f"User-visible impact: the workload's own correctness check fails on {nk} "
+            f"in {fn} of {cn} iterations ({pct:.1f}%)"
+        )
+        impact += "."
+    elif has_liveness:
+        impact = (
+            "No user-visible failure: the workload's liveness check behaves the same on "
+            "both kernels; the divergences are changes in what the kernel does for it."
+        )
+    else:
+        impact = (
+            "The workload has no liveness check, so user-visible impact is not measured; "
+            "the divergences are changes in what the kernel does for it."
+        )
+
+    cfg_rows, cfg_note = _config(old, new)
+    spec_text = [
+        BpfProgram("workload spec", clean(json.dumps(old.workload.spec, indent=2, sort_keys=True)))
+    ]
+    if new.workload.hash != old.workload.hash:
+        spec_text = [
+            BpfProgram("old workload spec", spec_text[0].text),
+            BpfProgram(
+                "new workload spec",
+                clean(json.dumps(new.workload.spec, indent=2, sort_keys=True)),
+            ),
+        ]
+    if old.tracer.fingerprint == new.tracer.fingerprint:
+        bpf = [
+            BpfProgram(
+                f"BPF program (fingerprint {clean(old.tracer.fingerprint[:16])}, "
+                "identical on both kernels)",
+                clean(old.tracer.bpf_text),
+            )
+        ]
+    else:
+        bpf = [
+            BpfProgram(f"old kernel ({ok})", clean(old.tracer.bpf_text)),
+            BpfProgram(f"new kernel ({nk})", clean(new.tracer.bpf_text)),
+        ]
+    tests_used = [TEST_DESCRIPTIONS.get(t, t) for t in sorted({d.test for d in result.divergences})]
+    aa = ""
+    if result.aa_false_positives is not None:
+        aa = (
+            f"A negative control (A/A: the same kernel on both sides, runs split in two) "
+            f"produced {result.aa_false_positives} significant divergence(s) under the same "
+            "thresholds; that is the measured false-positive level of this setup."
+        )
+    return ReportView(
+        title=f"{workload}: {ok} → {nk}",
+        workload=workload,
+        description=description,
+        old_kernel=ok,
+        new_kernel=nk,
+        verdict=verdict,
+        verdict_class=vclass,
+        headline=headline,
+        summary=summary,
+        impact=impact,
+        subject_summary=subject,
+        liveness=liveness,
+        rows=rows,
+        more_rows=extra,
+        hidden_rows=hidden,
+        keys_tested=result.keys_tested,
+        n_significant=len(sig),
+        n_regressions=n_reg,
+        env=_env(old, new, result),
+        config_rows=cfg_rows,
+        config_note=cfg_note,
+        spec_text=spec_text,
+        probes=_probes(old, new),
+        lost=_lost(old, new),
+        footnotes=codes_list,
+        tests_used=tests_used,
+        thresholds=[
+            EnvRow(clean(k), clean(fmt_value(v)), "", False)
+            for k, v in sorted(result.thresholds.items())
+        ],
+        fdr=fdr,
+        aa=aa,
+        repro=_repro(result, old, new),
+        bpf=bpf,
+    )
