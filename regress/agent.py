@@ -17,6 +17,7 @@ Stdlib-only: this runs on the guest's Debian python3.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -160,8 +161,6 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
     spec = spec_from_job(job["workload"])
     out = Path("/results/capture.json")
     machine = MachineInfo(**job["machine"])
-    release = os.uname().release
-    headers = Path(f"/lib/modules/{release}/build")
     last_mtime = [0.0]
 
     def publish() -> None:
@@ -176,9 +175,13 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
         writer.write(result)
         emit("saved", runs=len(result["capture"].get("runs", [])))
 
-    def on_event(*args: Any, **kwargs: Any) -> None:
-        emit("runner", args=[str(a) for a in args], **{k: str(v) for k, v in kwargs.items()})
-        publish()
+    def on_event(event: Any) -> None:
+        is_instance = dataclasses.is_dataclass(event) and not isinstance(event, type)
+        fields = dataclasses.asdict(event) if is_instance else {}
+        kind = str(fields.pop("kind", "event"))
+        emit(f"runner-{kind}", **fields)
+        if kind in ("saved", "run_done"):
+            publish()
 
     emit("capture-start", runs=job["runs"], workload=spec.name)
     try:
@@ -188,7 +191,7 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
             out=out,
             tracepoints=job.get("tracepoints"),
             functions=job.get("functions"),
-            kernel_headers=headers if headers.exists() else None,
+            kernel_headers=None,  # the kernel disk provides /lib/modules/<release>/build
             machine=machine,
             on_event=on_event,
         )
@@ -214,8 +217,13 @@ def _run_command_job(job: dict[str, Any], result: dict[str, Any]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--dump":  # Vagrant backend: result file -> stdout
+        doc = read_result_disk(Path(args[1]))
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return 0 if doc is not None else 1
     if len(args) != 2:
-        sys.stderr.write("usage: python3 -m regress.agent JOB_DIR RESULT_DEVICE\n")
+        sys.stderr.write("usage: python3 -m regress.agent JOB_DIR RESULT_DEVICE\n"
+                         "       python3 -m regress.agent --dump RESULT_FILE\n")
         return 2
     job_dir, device = Path(args[0]), Path(args[1])
     writer = ResultWriter(device)

@@ -47,6 +47,9 @@ mount -t debugfs nodev /sys/kernel/debug 2>/dev/null
 mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
 ip link set lo up 2>/dev/null
 hostname regress-guest
+if [ -f /job/boot-config ]; then
+  mkdir -p /boot && cp /job/boot-config "/boot/config-$(uname -r)"
+fi
 cd /job
 PYTHONPATH=/job/src PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
   python3 -m regress.agent /job /dev/vdd
@@ -128,19 +131,27 @@ def qemu_argv(cfg: BootConfig) -> list[str]:
 
 
 def _package_files() -> list[tuple[str, Path]]:
-    """The regress package's stdlib-only modules the agent needs (all *.py, no caches)."""
+    """The regress package as the agent needs it: modules and data, no host-only parts."""
     pkg = Path(regress.__file__).resolve().parent
     files = []
-    for p in sorted(pkg.rglob("*.py")):
+    for p in sorted(pkg.rglob("*")):
         rel = p.relative_to(pkg)
-        if rel.parts[0] in ("vm", "commands", "report") or "__pycache__" in rel.parts:
+        if not p.is_file() or rel.parts[0] in ("vm", "commands", "report", "templates"):
+            continue
+        if "__pycache__" in rel.parts or p.suffix in (".pyc", ".tmp"):
             continue
         files.append((f"src/regress/{rel.as_posix()}", p))
     return files
 
 
-def write_job_disk(path: Path, job: dict[str, Any]) -> None:
-    """A tar (read by busybox tar straight from the device): init, job.json, regress/."""
+def write_job_disk(
+    path: Path, job: dict[str, Any], *, extra: dict[str, bytes] | None = None
+) -> None:
+    """A tar (read by busybox tar straight from the device): init, job.json, regress/.
+
+    ``extra`` adds files by name (e.g. ``boot-config``: the kernel's config, which the
+    guest init installs as /boot/config-<release> so captures record it).
+    """
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
 
@@ -153,6 +164,8 @@ def write_job_disk(path: Path, job: dict[str, Any]) -> None:
         add("job.json", (json.dumps(job, indent=1, sort_keys=True) + "\n").encode())
         for name, p in _package_files():
             add(name, p.read_bytes())
+        for name, data in sorted((extra or {}).items()):
+            add(name, data)
     data = buf.getvalue()
     data += b"\0" * ((-len(data)) % 65536)
     path.write_bytes(data)

@@ -1,0 +1,379 @@
+"""``regress run``: old and new kernel, each booted in a VM, one capture each, diff, report.
+
+Steps: resolve/fetch both kernels, build (or reuse) the guest image, then per kernel one
+boot running all runs (or ``fresh_boot_per_run``: one boot per run), merging the runs
+into ``old.json`` / ``new.json`` under the output directory. A capture is written only
+when complete; what a failed boot did finish is kept as ``<side>.partial.json`` (its
+``complete`` flag is False), and the other kernel's finished capture is kept as well.
+
+Core code: reports progress through a callback and raises ``regress.errors`` classes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from regress import errors
+from regress.agent import spec_to_job
+from regress.capture import (
+    Capture,
+    MachineInfo,
+    capture_from_dict,
+    save_capture,
+)
+from regress.errors import RegressError, UsageError, VMError
+from regress.vm import image, kernels, qemu
+from regress.vm.kernels import Kernel
+from regress.workload import WorkloadSpec, resolve_workload
+
+DEFAULT_OLD = "debian:6.1.0-47-cloud-amd64"
+DEFAULT_NEW = "debian:6.1.0-56-cloud-amd64"
+DEFAULT_WORKLOAD = "ps-loop"
+DEFAULT_RUNS = 5
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class KernelPaths:
+    """A user-built kernel given as paths."""
+
+    bzimage: Path
+    modules: Path
+    headers: Path | None = None
+
+
+@dataclass
+class RunOptions:
+    old: str = DEFAULT_OLD
+    new: str = DEFAULT_NEW
+    old_paths: KernelPaths | None = None
+    new_paths: KernelPaths | None = None
+    workload: str = DEFAULT_WORKLOAD
+    runs: int = DEFAULT_RUNS
+    iterations: int | None = None
+    functions: list[str] | None = None
+    tracepoints: list[str] | None = None
+    fresh_boot_per_run: bool = False
+    timeout_s: float | None = None  # per boot; None: derived from the workload
+    out_dir: Path | None = None
+    accel: str = "auto"
+    cpus: int = 2
+    mem_mb: int = 2048
+    append: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Side:
+    """One kernel of the comparison and where its files go."""
+
+    name: str  # "old" / "new"
+    ref: str
+    paths: KernelPaths | None
+    kernel: Kernel | None = None
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    captures: dict[str, Path]
+    diff: Any = None
+    reports: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    boots: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _release_hint(ref: str) -> str:
+    m = re.match(r"^debian:(\d+\.\d+\.\d+-\d+)", ref)
+    return m.group(1) if m else re.sub(r"[^A-Za-z0-9.-]+", "_", Path(ref).name)[:40]
+
+
+def default_out_dir(opts: RunOptions, spec_name: str) -> Path:
+    old = _release_hint(str(opts.old_paths.bzimage) if opts.old_paths else opts.old)
+    new = _release_hint(str(opts.new_paths.bzimage) if opts.new_paths else opts.new)
+    return Path("reports") / f"{spec_name}-{old}-vs-{new}"
+
+
+def load_workload(opts: RunOptions) -> WorkloadSpec:
+    spec = resolve_workload(opts.workload)
+    if opts.iterations is not None:
+        spec = spec.with_iterations(opts.iterations)
+    return spec
+
+
+def boot_timeout(opts: RunOptions, spec: WorkloadSpec, runs_in_boot: int) -> float:
+    """Per-boot limit: boot + bcc compile, then ~6x the measured TCG cost per iteration.
+
+    A hang is only noticed at this limit, so it is not the sum of the spec's per-iteration
+    timeouts (those are enforced in the guest by the runner).
+    """
+    if opts.timeout_s is not None:
+        return opts.timeout_s
+    return 180.0 + runs_in_boot * (30.0 + spec.iterations * 1.0)
+
+
+def validate(opts: RunOptions) -> None:
+    if opts.runs < 1:
+        raise UsageError("--runs must be at least 1")
+    if opts.cpus < 1 or opts.mem_mb < 256:
+        raise UsageError("--cpus must be >= 1 and --mem >= 256 (MB)")
+    if opts.timeout_s is not None and opts.timeout_s <= 0:
+        raise UsageError("--timeout must be positive")
+    if opts.accel not in ("auto", "kvm", "tcg"):
+        raise UsageError("--accel must be auto, kvm or tcg")
+    for ref, paths in ((opts.old, opts.old_paths), (opts.new, opts.new_paths)):
+        if paths is None:
+            kernels.parse_debian_ref(ref)
+
+
+def _kernel_for(side: Side, progress: Progress) -> Kernel:
+    if side.paths is not None:
+        progress({"kind": "stage", "side": side.name, "message": f"{side.name}: kernel from paths"})
+        return kernels.from_paths(side.paths.bzimage, side.paths.modules, side.paths.headers,
+                                  label=str(side.paths.bzimage))
+    release = kernels.resolve_release(side.ref)
+    hit = kernels.cached(release)
+    if hit is not None:
+        return hit
+    progress({"kind": "stage", "side": side.name, "message": f"fetching {side.ref} with apt"})
+    return kernels.fetch_debian(side.ref)
+
+
+def _machine(opts: RunOptions, accel: str) -> MachineInfo:
+    return MachineInfo(backend="qemu", arch="x86_64", cpus=opts.cpus, mem_mb=opts.mem_mb,
+                       accel=accel, hostname="regress-guest")
+
+
+def _job(opts: RunOptions, spec: WorkloadSpec, machine: MachineInfo, runs: int,
+         boot: int) -> dict[str, Any]:
+    return {
+        "kind": "capture",
+        "boot": boot,
+        "runs": runs,
+        "workload": spec_to_job(spec),
+        "functions": opts.functions,
+        "tracepoints": opts.tracepoints,
+        "machine": {**machine.shape(), "hostname": machine.hostname},
+    }
+
+
+def boot_config(opts: RunOptions, kernel: Kernel, root: Path, work: Path, side: str,
+                boot: int, accel: str, timeout_s: float, *, initrd: Path | None = None,
+                kdisk: Path | None = None) -> qemu.BootConfig:
+    return qemu.BootConfig(
+        kernel=kernel,
+        root_image=root,
+        kernel_disk=kdisk or kernel.vmlinuz.parent / "kernel.ext4",
+        initrd=initrd or image.initramfs(kernel),
+        job_disk=work / f"{side}-boot{boot}.job.tar",
+        result_disk=work / f"{side}-boot{boot}.result.img",
+        console_log=work / f"{side}-boot{boot}.console.log",
+        accel=accel,
+        cpus=opts.cpus,
+        mem_mb=opts.mem_mb,
+        append=list(opts.append),
+        timeout_s=timeout_s,
+    )
+
+
+def _agent_error(result: dict[str, Any], what: str, log: Path) -> RegressError:
+    """The guest's exception, re-raised on the host as the same class, naming the log."""
+    err = result.get("error") or {}
+    cls = getattr(errors, str(err.get("type")), None)
+    if not (isinstance(cls, type) and issubclass(cls, RegressError)):
+        cls = VMError
+    message = f"{what}: {err.get('message') or 'agent failed'}; console log: {log}"
+    return cls(message, hint=err.get("hint"))
+
+
+def merge_boots(parts: list[tuple[int, dict[str, Any]]], requested: int,
+                source: str) -> Capture | None:
+    """One capture from the per-boot captures, runs renumbered and tagged with their boot."""
+    base: Capture | None = None
+    for boot, doc in parts:
+        cap = capture_from_dict(doc, source=f"{source} boot {boot}")
+        if base is None:
+            base = replace(cap, runs=[], requested_runs=requested)
+        elif cap.tracer.fingerprint != base.tracer.fingerprint:
+            raise VMError(f"{source}: boot {boot} ran a different tracer than boot 0")
+        for run in cap.runs:
+            base.runs.append(replace(run, index=len(base.runs), boot=boot))
+    return base
+
+
+def run_side(opts: RunOptions, spec: WorkloadSpec, side: Side, root: Path, out_dir: Path,
+             accel: qemu.Accel, progress: Progress, boots_log: list[dict[str, Any]]) -> Path:
+    """All boots of one kernel; returns the path of its complete capture."""
+    assert side.kernel is not None
+    kernel = side.kernel
+    kdisk = image.kernel_disk(kernel)
+    initrd = image.initramfs(kernel)
+    machine = _machine(opts, accel.name)
+    per_boot = [1] * opts.runs if opts.fresh_boot_per_run else [opts.runs]
+    logs = out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    parts: list[tuple[int, dict[str, Any]]] = []
+    config = kernel.vmlinuz.parent / "config"
+    extra = {"boot-config": config.read_bytes()} if config.is_file() else {}
+    done_runs = 0
+    for boot, nruns in enumerate(per_boot):
+        cfg = boot_config(opts, kernel, root, logs, side.name, boot, accel.name,
+                          boot_timeout(opts, spec, nruns), initrd=initrd, kdisk=kdisk)
+        qemu.write_job_disk(cfg.job_disk, _job(opts, spec, machine, nruns, boot), extra=extra)
+        qemu.new_result_disk(cfg.result_disk)
+        what = f"{side.name} kernel {kernel.release} boot {boot}"
+        progress({"kind": "boot", "side": side.name, "boot": boot, "boots": len(per_boot),
+                  "release": kernel.release, "console_log": str(cfg.console_log)})
+        base_runs = done_runs
+
+        def relay(ev: dict[str, Any], _side: str = side.name, _base: int = base_runs) -> None:
+            if ev.get("kind") == "saved":
+                progress({"kind": "run", "side": _side,
+                          "runs_done": _base + int(ev.get("runs", 0)), "runs": opts.runs})
+            elif ev.get("kind") == "agent-ready":
+                progress({"kind": "agent-ready", "side": _side})
+
+        res = qemu.boot(cfg, on_event=relay)
+        boots_log.append({"side": side.name, "boot": boot, "wall_s": round(res.wall_s, 2),
+                          "agent_ready_s": res.agent_ready_s, "console_log": str(cfg.console_log)})
+        cfg.job_disk.unlink(missing_ok=True)
+        result = res.result or {}
+        if result.get("capture"):
+            parts.append((boot, result["capture"]))
+        cfg.result_disk.unlink(missing_ok=True)
+        failure: RegressError | None = qemu.failure_of(res, what=what)
+        if failure is None and result.get("state") == "failed":
+            failure = _agent_error(result, what, cfg.console_log)
+        if failure is None:
+            got = len((result.get("capture") or {}).get("runs", []))
+            if got < nruns:
+                failure = VMError(f"{what}: the agent finished with {got} of {nruns} runs; "
+                                  f"console log: {cfg.console_log}")
+        if failure is not None:
+            partial = merge_boots(parts, opts.runs, f"{side.name} capture")
+            if partial is not None and partial.runs:
+                path = out_dir / f"{side.name}.partial.json"
+                save_capture(partial, path)
+                failure.message += f" (partial capture with {len(partial.runs)} of " \
+                                   f"{opts.runs} runs kept as {path})"
+            raise failure
+        done_runs += nruns
+    capture = merge_boots(parts, opts.runs, f"{side.name} capture")
+    assert capture is not None and capture.complete
+    path = out_dir / f"{side.name}.json"
+    save_capture(capture, path)
+    (out_dir / f"{side.name}.partial.json").unlink(missing_ok=True)
+    return path
+
+
+def diff_and_report(old: Path, new: Path, out_dir: Path) -> tuple[Any, dict[str, Path], list[str]]:
+    """Diff + HTML/text reports with the differ and report modules, when present."""
+    from regress.capture import atomic_write_text, load_capture
+
+    try:
+        differ = importlib.import_module("regress.differ")
+    except ModuleNotFoundError:
+        return None, {}, ["no diff: regress.differ is not available in this build"]
+    old_cap, new_cap = load_capture(old), load_capture(new)
+    result = differ.diff_captures(old_cap, new_cap, old_path=str(old), new_path=str(new))
+    reports: dict[str, Path] = {}
+    notes: list[str] = []
+    for modname, func, fname in (("regress.report.html", "render_html", "report.html"),
+                                 ("regress.report.text", "render_text", "report.txt")):
+        try:
+            render = getattr(importlib.import_module(modname), func)
+        except (ModuleNotFoundError, AttributeError):
+            notes.append(f"no {fname}: {modname}.{func} is not available in this build")
+            continue
+        path = out_dir / fname
+        atomic_write_text(path, render(result, old_cap, new_cap))
+        reports[fname.split(".")[1]] = path
+    return result, reports, notes
+
+
+def dry_run_lines(opts: RunOptions) -> list[str]:
+    """What ``regress run`` would do, with the exact QEMU commands; fetches and builds nothing."""
+    validate(opts)
+    spec = load_workload(opts)
+    out_dir = opts.out_dir or default_out_dir(opts, spec.name)
+    accel = qemu.choose_accel(opts.accel)
+    root = image.cached_root_image()
+    lines = [f"# workload {spec.name}: {opts.runs} runs x {spec.iterations} iterations; "
+             f"accel {accel.name} ({accel.reason})"]
+    if root is None:
+        lines.append(f"# would build the guest image (recipe {image.recipe_hash()}) under "
+                     f"{image.images_dir()}")
+        root_path = image.images_dir() / image.recipe_hash() / "root.ext4"
+    else:
+        root_path = root.path
+    per_boot = [1] * opts.runs if opts.fresh_boot_per_run else [opts.runs]
+    for name, ref, paths in (("old", opts.old, opts.old_paths), ("new", opts.new, opts.new_paths)):
+        if paths is not None:
+            kernel = Kernel(label=str(paths.bzimage), release=paths.modules.name,
+                            vmlinuz=paths.bzimage, tree=paths.modules.parent.parent.parent,
+                            source="paths")
+            initrd = Path("<initramfs built from the modules dir>")
+        else:
+            release = kernels.resolve_release(ref)
+            hit = kernels.cached(release)
+            if hit is None:
+                lines.append(f"# would fetch {ref} with apt-get download into "
+                             f"{kernels.kernels_dir() / release}")
+                kernel = Kernel(label=ref, release=release,
+                                vmlinuz=kernels.kernels_dir() / release / "vmlinuz",
+                                tree=kernels.kernels_dir() / release / "tree")
+                initrd = kernel.vmlinuz.parent / "initramfs-<hash>.cpio.gz"
+            else:
+                kernel = hit
+                initrd = image.initramfs(hit)
+        for boot, nruns in enumerate(per_boot):
+            cfg = boot_config(opts, kernel, root_path, out_dir / "logs", name, boot, accel.name,
+                              boot_timeout(opts, spec, nruns), initrd=initrd)
+            lines.append(f"# {name} kernel {kernel.release}, boot {boot}: {nruns} run(s), "
+                         f"timeout {cfg.timeout_s:.0f} s, console log {cfg.console_log}")
+            lines.append(shell_quote(qemu.qemu_argv(cfg)))
+    lines.append(f"# then: {out_dir}/old.json, new.json, report.html, report.txt")
+    return lines
+
+
+def shell_quote(argv: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def run(opts: RunOptions, progress: Progress | None = None) -> RunOutcome:
+    """The whole comparison. Raises on the first failed boot (finished captures stay)."""
+    emit: Progress = progress or (lambda _ev: None)
+    started = time.monotonic()
+    validate(opts)
+    spec = load_workload(opts)
+    out_dir = opts.out_dir or default_out_dir(opts, spec.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sides = [Side("old", opts.old, opts.old_paths), Side("new", opts.new, opts.new_paths)]
+    for side in sides:
+        side.kernel = _kernel_for(side, emit)
+    if image.cached_root_image() is None:
+        emit({"kind": "stage", "message": "building the guest image (debootstrap, ~1 min)"})
+    root = image.build_root_image()
+    accel = qemu.choose_accel(opts.accel)
+    emit({"kind": "stage", "message": f"accelerator: {accel.name} ({accel.reason})"})
+    outcome = RunOutcome(out_dir=out_dir, captures={})
+    for side in sides:
+        for stale in (out_dir / f"{side.name}.json",):
+            stale.unlink(missing_ok=True)
+    for side in sides:
+        outcome.captures[side.name] = run_side(opts, spec, side, root.path, out_dir, accel, emit,
+                                               outcome.boots)
+    emit({"kind": "stage", "message": "diffing"})
+    outcome.diff, outcome.reports, outcome.notes = diff_and_report(
+        outcome.captures["old"], outcome.captures["new"], out_dir)
+    outcome.wall_s = time.monotonic() - started
+    return outcome
