@@ -103,6 +103,10 @@ _KERNEL_ERRNOS = {
 }
 
 
+# Where two names share a number, the one strace and the man pages print.
+_PREFERRED = {11: "EAGAIN", 35: "EDEADLK", 95: "EOPNOTSUPP"}
+
+
 def errno_name(err: int | str) -> str:
     """``0`` -> ``ok``, ``2`` -> ``ENOENT``; unknown numbers stay numeric (``E1234``)."""
     import errno as _errno
@@ -110,4 +114,4 @@ def errno_name(err: int | str) -> str:
     n = int(err)
     if n == 0:
         return "ok"
-    return _errno.errorcode.get(n) or _KERNEL_ERRNOS.get(n) or f"E{n}"
+    return _PREFERRED.get(n) or _errno.errorcode.get(n) or _KERNEL_ERRNOS.get(n) or f"E{n}"

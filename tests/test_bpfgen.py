@@ -1,0 +1,103 @@
+"""BPF text generation: golden files, validation, fingerprints.
+
+On a mismatch the new text is written to ``testdata/bpfgen/NAME.c.got``: review
+it, and if it is right, move it over ``NAME.c``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from regress.bpfgen import TracerOptions, bucket_range, fingerprint, generate
+from regress.errors import UsageError
+
+GOLDEN = Path(__file__).resolve().parent / "testdata" / "bpfgen"
+
+CASES: dict[str, TracerOptions] = {
+    "default": TracerOptions(),
+    "syscalls_only": TracerOptions(retvals=False),
+    "ps_loop": TracerOptions(
+        tracepoints=(
+            "sched:sched_process_fork",
+            "sched:sched_process_exec",
+            "sched:sched_process_exit",
+            "signal:signal_generate",
+            "signal:signal_deliver",
+        )
+    ),
+    "functions": TracerOptions(
+        tracepoints=("block:block_rq_issue",), functions=("vfs_read", "do_sys_openat2")
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden(name: str) -> None:
+    text = generate(CASES[name])
+    golden = GOLDEN / f"{name}.c"
+    got = GOLDEN / f"{name}.c.got"
+    expected = golden.read_text() if golden.exists() else None
+    if text != expected:
+        got.write_text(text)
+        pytest.fail(f"{golden.name} differs from the generated text; see {got}")
+    got.unlink(missing_ok=True)
+
+
+def test_no_struct_reads_and_no_includes() -> None:
+    for options in CASES.values():
+        text = generate(options)
+        assert "#include" not in text
+        assert "->" not in text.replace("args->", "")  # only tracepoint arguments
+        assert "bpf_probe_read" not in text
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"tracepoints": ("sched:sched_switch\n}int x;{",)},
+        {"tracepoints": ("sched:*",)},  # patterns must be resolved first
+        {"tracepoints": ("Sched:x",)},
+        {"tracepoints": ("a:b", "a:b")},
+        {"functions": ("vfs_read; evil",)},
+        {"functions": ("foo.isra.0",)},  # normalised names only
+        {"max_counts": 1},
+        {"max_tracked": True},
+        {"syscalls": 1},
+        {"syscalls": False, "retvals": True},
+        {"tracepoints": ["a:b"]},
+    ],
+)
+def test_validation_rejects(kwargs: dict[str, object]) -> None:
+    with pytest.raises(UsageError):
+        TracerOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_fork_and_exit_counted_inside_tracking_handlers() -> None:
+    o = CASES["ps_loop"]
+    text = generate(o)
+    assert o.tracepoint_function("sched:sched_process_fork") is None
+    assert o.tracepoint_function("signal:signal_generate") == "tp_3"
+    assert "int tp_0(" not in text and "int tp_2(" not in text
+    assert "int tp_1(" in text and "int tp_4(" in text
+
+
+def test_function_text_does_not_depend_on_function_list() -> None:
+    a = generate(TracerOptions(functions=("vfs_read",)))
+    b = generate(TracerOptions(functions=("vfs_write", "find_ge_pid")))
+    assert a.replace("functions=1", "functions=2") == b
+
+
+def test_fingerprint() -> None:
+    o = CASES["default"]
+    assert fingerprint(o, generate(o)) == fingerprint(TracerOptions(), generate(TracerOptions()))
+    assert fingerprint(o, generate(o)) != fingerprint(CASES["ps_loop"], generate(CASES["ps_loop"]))
+    assert len(fingerprint(o, generate(o))) == 64
+
+
+def test_bucket_range() -> None:
+    assert bucket_range(0) == (0, 0)
+    assert bucket_range(1) == (1, 1)
+    assert bucket_range(2) == (2, 3)
+    assert bucket_range(13) == (4096, 8191)
