@@ -19,6 +19,8 @@ to look at, not a verdict.
 from __future__ import annotations
 
 import errno as errno_mod
+import functools
+import gc
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -156,6 +158,7 @@ def _quality_warnings(side: str, cap: Capture) -> list[DiffWarning]:
 # --------------------------------------------------------------------------- keys
 
 
+@functools.cache
 def errno_label(sub: str) -> str:
     """'0' -> 'ok', '2' -> 'ENOENT' (host errno names; unknown -> 'errno<n>')."""
     n = int(sub)
@@ -192,46 +195,58 @@ class _Side:
     iterations: npt.NDArray[np.float64]
 
 
-def _collect_index(caps: Iterable[Capture], skip: set[KeyTuple]) -> dict[KeyTuple, int]:
-    index: dict[KeyTuple, int] = {}
-    for cap in caps:
-        for run in cap.runs:
-            for fam, table in (("syscall", run.syscalls), ("retval", run.retvals)):
-                for name, inner in table.items():
-                    if (fam, "*", "") in skip:
-                        continue
-                    for sub in inner:
-                        index.setdefault((fam, name, sub), len(index))
-            for fam, flat in (("tracepoint", run.tracepoints), ("function", run.functions)):
-                for name in flat:
-                    if (fam, name, "") in skip:
-                        continue
-                    index.setdefault((fam, name, ""), len(index))
-    return index
+class _KeyIndex:
+    """Key -> row number, two-level (family/name -> sub -> row) to avoid a tuple per count."""
+
+    def __init__(self, skip: set[KeyTuple]) -> None:
+        self.skip = skip
+        self.by_name: dict[tuple[str, str], dict[str, int]] = {}
+        self.keys: list[KeyTuple] = []
+
+    def rows_for(self, fam: str, name: str, subs: Iterable[str]) -> list[int] | None:
+        """Row numbers for ``subs`` of one name (new keys get new rows); None if skipped."""
+        sub_index = self.by_name.get((fam, name))
+        if sub_index is None:
+            if (fam, "*", "") in self.skip or (fam, name, "") in self.skip:
+                return None
+            sub_index = self.by_name[(fam, name)] = {}
+        out: list[int] = []
+        for sub in subs:
+            i = sub_index.get(sub)
+            if i is None:
+                i = sub_index[sub] = len(self.keys)
+                self.keys.append((fam, name, sub))
+            out.append(i)
+        return out
 
 
-def _matrix(cap: Capture, index: dict[KeyTuple, int]) -> _Side:
-    counts = np.zeros((len(index), len(cap.runs)), dtype=np.float64)
-    for j, run in enumerate(cap.runs):
+def _run_entries(index: _KeyIndex, cap: Capture) -> list[tuple[list[int], list[int]]]:
+    """Per run: (row numbers, counts) for every key the run recorded."""
+    per_run: list[tuple[list[int], list[int]]] = []
+    for run in cap.runs:
         rows: list[int] = []
         vals: list[int] = []
         for fam, table in (("syscall", run.syscalls), ("retval", run.retvals)):
             for name, inner in table.items():
-                for sub, n in inner.items():
-                    i = index.get((fam, name, sub))
-                    if i is not None:
-                        rows.append(i)
-                        vals.append(n)
+                r = index.rows_for(fam, name, inner)
+                if r is not None:
+                    rows.extend(r)
+                    vals.extend(inner.values())
         for fam, flat in (("tracepoint", run.tracepoints), ("function", run.functions)):
             for name, n in flat.items():
-                i = index.get((fam, name, ""))
-                if i is not None:
-                    rows.append(i)
+                r = index.rows_for(fam, name, ("",))
+                if r is not None:
+                    rows.extend(r)
                     vals.append(n)
-        if rows:
-            np.add.at(
-                counts[:, j], np.asarray(rows, dtype=np.intp), np.asarray(vals, dtype=np.float64)
-            )
+        per_run.append((rows, vals))
+    return per_run
+
+
+def _matrix(cap: Capture, entries: list[tuple[list[int], list[int]]], nkeys: int) -> _Side:
+    counts = np.zeros((nkeys, len(cap.runs)), dtype=np.float64)
+    for j, (rows, vals) in enumerate(entries):
+        if rows:  # a run names each key once, so plain assignment is exact
+            counts[np.asarray(rows, dtype=np.intp), j] = np.asarray(vals, dtype=np.float64)
     iters = np.asarray([r.iterations for r in cap.runs], dtype=np.float64)
     return _Side(counts, iters)
 
@@ -389,7 +404,21 @@ def diff_captures(
     new_path: str = "new",
 ) -> DiffResult:
     """Rank what ``new`` does differently from ``old``; raise if they are not comparable."""
-    th = thresholds or Thresholds()
+    # Rows are hundreds of thousands of small acyclic objects built next to two large
+    # captures; the cyclic GC would rescan those captures over and over (it was half
+    # the run time in bench/bench_differ.py), so it is paused while rows are built.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _diff(old, new, thresholds or Thresholds(), force, old_path, new_path)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _diff(
+    old: Capture, new: Capture, th: Thresholds, force: bool, old_path: str, new_path: str
+) -> DiffResult:
     for side, cap, path in (("old", old, old_path), ("new", new, new_path)):
         if not cap.runs:
             raise InputError(f"{path}: {side} capture has no runs: nothing to compare")
@@ -406,9 +435,10 @@ def diff_captures(
     warnings += _quality_warnings("old", old) + _quality_warnings("new", new)
 
     absent, skip, absent_warn = _absent_rows(old, new)
-    index = _collect_index((old, new), skip)
-    so, sn = _matrix(old, index), _matrix(new, index)
-    keys = list(index)
+    index = _KeyIndex(skip)
+    e_old, e_new = _run_entries(index, old), _run_entries(index, new)
+    keys = index.keys
+    so, sn = _matrix(old, e_old, len(keys)), _matrix(new, e_new, len(keys))
     rows, row_warn = _test_keys(keys, so, sn, th)
     warnings += row_warn + absent_warn
     live, live_warn = _liveness_row(old, new, th)
@@ -526,50 +556,58 @@ def _test_keys(
     mwu_note = [c for c in ("few-runs", "mwu-power") if c in codes]
     single_note = ["single-run"] if "single-run" in codes else []
 
+    is_sys = np.array([t[0] == "syscall" for t in keys], dtype=bool)
+    is_ok = np.array([t[2] == "0" for t in keys], dtype=bool)
+    regression = sig & is_sys & np.where(is_ok, vanished, c_new > c_old)
+    cls_arr = np.where(
+        sig, np.where(appeared, "appeared", np.where(vanished, "vanished", "rate")), "unchanged"
+    )
+    gated = ((q <= th.alpha) & ~gate).tolist()
+    ci_ok = (~np.isnan(ci_lo) & (c_old != 0)).tolist()
     po_l, pn_l = po.tolist(), pn.tolist()
     ro_l, rn_l = so.counts.astype(np.int64).tolist(), sn.counts.astype(np.int64).tolist()
+    cols = zip(
+        keys,
+        c_old.tolist(),
+        c_new.tolist(),
+        cls_arr.tolist(),
+        test.tolist(),
+        p.tolist(),
+        q.tolist(),
+        sig.tolist(),
+        regression.tolist(),
+        score.tolist(),
+        ci_lo.tolist(),
+        ci_hi.tolist(),
+        ci_ok,
+        gated,
+        strict=True,
+    )
     rows: list[Divergence] = []
-    for i, (kind, name, sub) in enumerate(keys):
-        co, cn = float(c_old[i]), float(c_new[i])
-        s = bool(sig[i])
-        if not s:
-            cls = "unchanged"
-        elif appeared[i]:
-            cls = "appeared"
-        elif vanished[i]:
-            cls = "vanished"
-        else:
-            cls = "rate"
-        t = str(test[i])
-        notes: list[str] = list(
-            mwu_note if t == "mwu" else single_note if t in ("poisson", "fisher") else []
-        )
-        if q[i] <= th.alpha and not gate[i]:
+    for i, (key, co, cn, cls, t, pi, qi, s, reg, sc, lo_i, hi_i, has_ci, gate_fail) in enumerate(
+        cols
+    ):
+        kind, name, sub = key
+        notes = list(mwu_note if t == "mwu" else single_note if t != "exact" else [])
+        if gate_fail:
             notes.append("effect-gate")
-        regression = False
-        if s and kind == "syscall":
-            if sub != "0":
-                regression = cn > co
-            else:
-                regression = bool(vanished[i])
-        lo_i, hi_i = float(ci_lo[i]), float(ci_hi[i])
         rows.append(
             Divergence(
                 key=key_string(kind, name, sub),
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 label=key_label(kind, name, sub),
-                cls=cls,  # type: ignore[arg-type]
+                cls=cls,
                 old=SideValues(po_l[i], ro_l[i], co),
                 new=SideValues(pn_l[i], rn_l[i], cn),
                 ratio=cn / co if co > 0 else None,
-                ratio_ci=None if (math.isnan(lo_i) or co == 0) else (lo_i, hi_i),
+                ratio_ci=(lo_i, hi_i) if has_ci else None,
                 delta=cn - co,
-                test=t,  # type: ignore[arg-type]
-                p=float(p[i]),
-                q=float(q[i]),
+                test=t,
+                p=pi,
+                q=qi,
                 significant=s,
-                regression=regression,
-                score=float(score[i]),
+                regression=reg,
+                score=sc,
                 notes=notes,
             )
         )

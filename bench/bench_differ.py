@@ -1,0 +1,119 @@
+"""Differ speed: two synthetic captures of 50k keys x 10 runs per side.
+
+Prints wall time and peak memory of ``diff_captures`` (capture construction is
+not timed) and their ratio to the targets (<= 1 s, <= 300 MB). Peak memory is
+the process's max RSS growth during the diff (``resource.getrusage``), plus the
+Python-level peak from tracemalloc measured in a second, untimed pass.
+
+    .venv/bin/python bench/bench_differ.py [--keys 50000] [--runs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from regress.capture import (  # noqa: E402
+    Capture,
+    KernelInfo,
+    MachineInfo,
+    ProbeStatus,
+    Run,
+    TracerInfo,
+    WorkloadInfo,
+)
+from regress.differ import diff_captures  # noqa: E402
+
+TARGET_S = 1.0
+TARGET_MB = 300.0
+ITERATIONS = 50
+
+
+def synthetic(release: str, keys: int, runs: int, seed: int, shift: bool) -> Capture:
+    """``keys`` keys: 90% syscall (name, errno) pairs, 5% functions, 5% tracepoints."""
+    rng = np.random.default_rng(seed)
+    n_sys = int(keys * 0.9)
+    n_fn = int(keys * 0.05)
+    n_tp = keys - n_sys - n_fn
+    errnos_per = 10
+    rates = np.random.default_rng(1).gamma(0.5, 40.0, size=keys) + 0.02
+    if shift:  # 1% of keys change by 2x; planted so the bench also exercises ranking
+        rates[:: max(1, keys // (keys // 100 or 1))] *= 2.0
+    out_runs = []
+    for r in range(runs):
+        counts = rng.poisson(rates * ITERATIONS).tolist()
+        sysc: dict[str, dict[str, int]] = {}
+        for i in range(n_sys):
+            sysc.setdefault(f"sys{i // errnos_per}", {})[str(i % errnos_per)] = counts[i]
+        fns = {f"fn_{i}": counts[n_sys + i] for i in range(n_fn)}
+        tps = {f"cat{i % 50}:ev{i}": counts[n_sys + n_fn + i] for i in range(n_tp)}
+        out_runs.append(
+            Run(
+                index=r,
+                iterations=ITERATIONS,
+                wall_s=1.0,
+                started_utc="",
+                syscalls=sysc,
+                tracepoints=tps,
+                functions=fns,
+                liveness=[True] * ITERATIONS,
+            )
+        )
+    return Capture(
+        kernel=KernelInfo(release=release, version=release, cmdline=""),
+        machine=MachineInfo(backend="host", arch="x86_64", cpus=2, mem_mb=2048),
+        tracer=TracerInfo(fingerprint="f" * 64, options={}, bpf_text=""),
+        workload=WorkloadInfo(name="synthetic", hash="w" * 64, spec={}),
+        bcc_version="0",
+        requested_runs=runs,
+        probes=[ProbeStatus("syscalls", "raw_syscalls:sys_exit", "attached")],
+        runs=out_runs,
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--keys", type=int, default=50_000)
+    ap.add_argument("--runs", type=int, default=10)
+    args = ap.parse_args()
+    old = synthetic("6.1.0-old", args.keys, args.runs, seed=11, shift=False)
+    new = synthetic("6.8.0-new", args.keys, args.runs, seed=12, shift=True)
+
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    result = diff_captures(old, new)
+    dt = time.perf_counter() - t0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_growth = rss1 - rss0
+    del result
+
+    tracemalloc.start()
+    result = diff_captures(old, new)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    peak_mb = peak / 2**20
+
+    print(
+        f"keys {result.keys_tested}  runs/side {args.runs}  significant {len(result.significant)}"
+    )
+    print(f"time        {dt:.3f} s   ({dt / TARGET_S:.2f} x target {TARGET_S:g} s)")
+    print(
+        f"peak memory {peak_mb:.1f} MB python (tracemalloc), {rss_growth:.1f} MB max-RSS growth, "
+        f"{rss1:.1f} MB max RSS   ({max(peak_mb, rss_growth) / TARGET_MB:.2f} x target "
+        f"{TARGET_MB:g} MB)"
+    )
+    ok = dt <= TARGET_S and max(peak_mb, rss_growth) <= TARGET_MB
+    print("OK" if ok else "OVER TARGET")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
