@@ -247,3 +247,26 @@ def render_page(
                 proc.kill()
                 proc.wait()
     return result
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m regress.report.chromium REPORT.html [OUT_DIR]`` (used by make screenshot)."""
+    import sys
+
+    if not 1 <= len(argv) <= 2:
+        sys.stderr.write("usage: python -m regress.report.chromium REPORT.html [OUT_DIR]\n")
+        return 2
+    out_dir = Path(argv[1]) if len(argv) > 1 else None
+    seen = render_page(Path(argv[0]), {"desktop": DESKTOP, "phone": PHONE}, out_dir)
+    for shot in seen.screenshots:
+        sys.stdout.write(f"wrote {shot}\n")
+    problems = seen.console_errors + seen.failed_requests + seen.external_requests
+    for p in problems:
+        sys.stderr.write(f"page problem: {p}\n")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,336 @@
+"""Reports: text golden, 72 columns, escaping of hostile capture strings, no
+network resources, bundle integrity, the CLI, and real headless Chromium."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import html.parser
+import json
+import re
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from regress.capture import Capture, ProbeStatus
+from regress.cli import run
+from regress.diffmodel import DiffResult, DiffWarning
+from regress.report import render_html, render_text, write_bundle
+from regress.report.html import environment
+from regress.report.sample import sample_captures, sample_result
+from regress.report.text import WIDTH
+
+DATA = Path(__file__).resolve().parent / "testdata" / "report"
+OLD = DATA / "ps-loop-old.json"
+NEW = DATA / "ps-loop-new.json"
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def sample() -> tuple[DiffResult, Capture, Capture]:
+    old, new = sample_captures()
+    return sample_result(old, new), old, new
+
+
+def hostile() -> tuple[DiffResult, Capture, Capture]:
+    """Every string a capture or workload can carry, made an injection attempt."""
+    result, old, new = sample()
+    old, new, result = copy.deepcopy(old), copy.deepcopy(new), copy.deepcopy(result)
+    for side, c in (("old", old), ("new", new)):
+        c.workload.name = HOSTILE
+        c.workload.spec["description"] = '"><img src=x onerror=alert(2)>'
+        c.workload.spec["command"] = "ps </pre><script>alert(3)</script>"
+        c.kernel.release = f'6.1-{side}"><img src=x onerror=alert(4)>'
+        c.kernel.version = "</td></tr></table><script>alert(5)</script>\x1b[31mRED"
+        c.kernel.cmdline = "root=/dev/vda <style>body{display:none}</style>\r\x07"
+        assert c.kernel.config is not None
+        c.kernel.config["CONFIG_<svg onload=alert(6)>"] = f"<b>{side}</b>"
+        c.machine.hostname = "<iframe src=https://evil.example/></iframe>"
+        c.bcc_version = "0.26</style><script>alert(7)</script>"
+        c.tracer.bpf_text = "</pre></details><script>alert(8)</script>"
+        c.probes.append(ProbeStatus("function", "<u>f</u>", "failed", "<a href=//evil>x</a>"))
+        c.runs[0].lost["<em>lost</em>"] = 1
+        c.notes.append("<marquee>note</marquee>")
+    result.divergences[1] = replace(
+        result.divergences[1],
+        label='find_ge_pid()<img src="http://evil.example/p.png">',
+        key="function:<script>alert(9)</script>",
+        notes=["<blink>remark</blink>"],
+    )
+    result.warnings.append(DiffWarning("<x>", "url(http://evil.example/w.css) <link rel=x>"))
+    result.thresholds["<th>"] = "<td>"
+    result.old.path = "old<script>.json"
+    return result, old, new
+
+
+# --------------------------------------------------------------------------- text
+
+
+def test_text_report_matches_golden() -> None:
+    result, old, new = sample()
+    got = render_text(result, old, new)
+    golden = DATA / "ps-loop.txt"
+    if not golden.exists() or golden.read_text() != got:
+        golden.with_suffix(".txt.got").write_text(got)
+    assert golden.exists(), f"no golden file; wrote {golden}.got"
+    assert got == golden.read_text(), f"text report changed; see {golden}.got"
+
+
+def _table_lines(lines: list[str]) -> set[int]:
+    """Line numbers of fixed-width tables: a header, a dashes rule, rows up to a blank."""
+    out: set[int] = set()
+    for i, line in enumerate(lines):
+        if i and re.fullmatch(r"  -+( +-+)*", line):
+            j = i - 1
+            while j < len(lines) and lines[j].strip():
+                out.add(j)
+                j += 1
+    return out
+
+
+def test_text_report_is_72_columns_and_plain() -> None:
+    for result, old, new in (sample(), hostile()):
+        text = render_text(result, old, new)
+        lines = text.splitlines()
+        tables = _table_lines(lines)
+        assert tables, "expected at least the divergence table"
+        # tables may be wider; the regzbot command must stay on one line to be parsed
+        wide = [
+            (i, line)
+            for i, line in enumerate(lines)
+            if len(line) > WIDTH and i not in tables and not line.startswith("#regzbot ")
+        ]
+        assert not wide, wide
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text), "control characters leaked"
+    text = render_text(*sample())
+    assert not re.search(r"</?[a-z]+[ >]", text), "HTML in the text report"
+    assert text.startswith("Subject: [REGRESSION] ps-loop: ")
+    assert "#regzbot introduced: 6.1.0-47-cloud-amd64..6.1.0-56-cloud-amd64\n" in text
+    assert "Last known good: 6.1.0-47-cloud-amd64\nFirst known bad: 6.1.0-56-cloud-amd64\n" in text
+
+
+def test_text_report_without_divergence_is_not_a_regression() -> None:
+    result, old, new = sample()
+    quiet = replace(result, divergences=[d for d in result.divergences if not d.significant])
+    text = render_text(quiet, old, new)
+    assert text.startswith("Subject: [NO CHANGE] ps-loop: no significant divergence")
+    assert "#regzbot" not in text
+    assert "No divergence is significant" in text
+
+
+# --------------------------------------------------------------------------- html
+
+
+class _Tags(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts.append(data)
+
+
+ALLOWED_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "header", "main", "footer", "nav",
+    "section", "h1", "h2", "h3", "p", "span", "b", "ul", "ol", "li", "a", "table", "thead",
+    "tbody", "tr", "th", "td", "code", "sup", "details", "summary", "div", "pre", "svg",
+    "line", "text", "circle", "rect", "script",
+}  # fmt: skip
+
+
+def test_hostile_strings_render_inert() -> None:
+    result, old, new = hostile()
+    page = render_html(result, old, new)
+    parser = _Tags()
+    parser.feed(page)
+    names = {t for t, _ in parser.tags}
+    assert names <= ALLOWED_TAGS, names - ALLOWED_TAGS
+    for tag, attrs in parser.tags:
+        for name, value in attrs:
+            assert not name.startswith("on"), (tag, name, value)
+            if name in ("href", "src"):
+                assert value is not None and value.startswith("#"), (tag, name, value)
+    own_script = environment().loader.get_source(environment(), "sort.js")[0]  # type: ignore[union-attr]
+    assert [s.strip() for s in parser.scripts] == [own_script.strip()]
+    assert HOSTILE not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "alert(" not in own_script
+    for marker in ("<img", "<iframe", "<svg onload", "<style>body", "<marquee", "<link"):
+        assert marker not in page, marker
+
+
+class _Resources(html.parser.HTMLParser):
+    """Every place HTML can name a resource: attributes, <style> text, style attributes."""
+
+    URL_ATTRS: ClassVar[set[str]] = {
+        "src",
+        "href",
+        "srcset",
+        "action",
+        "formaction",
+        "poster",
+        "data",
+        "xlink:href",
+    }
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.urls: list[str] = []
+        self.styles: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_style = tag == "style"
+        for name, value in attrs:
+            if name in self.URL_ATTRS:
+                self.urls.append(value or "")
+            if name == "style":
+                self.styles.append(value or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.styles.append(data)
+
+
+def test_html_loads_nothing_from_the_network() -> None:
+    result, old, new = sample()
+    page = render_html(result, old, new)
+    assert "http://" not in page and "https://" not in page  # not even an svg xmlns
+    for result, old, new in (sample(), hostile()):
+        found = _Resources()
+        found.feed(render_html(result, old, new))
+        assert found.urls and all(u.startswith("#") for u in found.urls), found.urls
+        css = "\n".join(found.styles)
+        assert css and "url(" not in css and "@import" not in css
+
+
+def test_html_shows_the_story() -> None:
+    result, old, new = sample()
+    page = render_html(result, old, new)
+    assert page == render_html(result, old, new), "rendering must be deterministic"
+    for text in (
+        "liveness check fails in 37 of 200 iterations (was 0 of 200)",
+        "find_ge_pid() calls",
+        "[0.61, 0.69]",
+        "CONFIG_RANDOMIZE_KSTACK_OFFSET_DEFAULT",
+        "not in available_filter_functions",
+        "sys_exits_full",
+        "regress run --old debian:6.1.0-47-cloud-amd64 --new debian:6.1.0-56-cloud-amd64",
+        "log2 return-value histograms of getdents64",
+        "produced 0 significant divergence(s)",
+        "TRACEPOINT_PROBE(raw_syscalls, sys_exit)",
+    ):
+        assert text in page, text
+    # the unchanged config options are not listed
+    assert "CONFIG_PID_NS" not in page
+    # the absent side is shown as absent, never as a count of 0
+    row = page[page.index('key">function:pid_nr_ns') :][:800]
+    assert 'data-label="old">absent<' in row
+
+
+# --------------------------------------------------------------------------- bundle
+
+
+def test_bundle_manifest_hashes_every_member(tmp_path: Path) -> None:
+    out = tmp_path / "b.tar.gz"
+    manifest = write_bundle(
+        out, old_path=OLD, new_path=NEW, html="<p>h</p>", text="t\n", meta={"workload": "w"}
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.gz"], "temp file left behind"
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        assert names[0] == "manifest.json"
+        inner = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        assert inner == manifest
+        files = {f["name"]: f for f in inner["files"]}
+        assert set(files) == {"old-capture.json", "new-capture.json", "report.html", "report.txt"}
+        for name, f in files.items():
+            data = tar.extractfile(name).read()  # type: ignore[union-attr]
+            assert hashlib.sha256(data).hexdigest() == f["sha256"]
+        assert tar.extractfile("old-capture.json").read() == OLD.read_bytes()  # type: ignore[union-attr]
+    again = tmp_path / "c.tar.gz"
+    write_bundle(again, old_path=OLD, new_path=NEW, html="<p>h</p>", text="t\n",
+                 meta={"workload": "w"})  # fmt: skip
+    assert again.read_bytes() == out.read_bytes(), "bundles must be reproducible"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_report_html_text_and_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r" / "report.html"
+    assert run(["report", str(OLD), str(NEW), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert page.startswith("<!doctype html>")
+    assert "liveness check fails in 37 of 200" in page
+    capsys.readouterr()
+    assert run(["report", str(OLD), str(NEW), "--text"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Subject: [REGRESSION] ps-loop: liveness check fails in 37/200")
+    bundle = tmp_path / "b.tar.gz"
+    assert run(["bundle", str(OLD), str(NEW), "-o", str(bundle)]) == 0
+    with tarfile.open(bundle) as tar:
+        assert "report.html" in tar.getnames()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", str(OLD), str(NEW)], "pass -o FILE.html"),
+        (["report", str(OLD), "/nonexistent.json", "--text"], "/nonexistent.json"),
+        (["bundle", str(OLD), str(NEW), "-o", "x.zip"], "must end in .tar.gz"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+# --------------------------------------------------------------------------- browser
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    from regress.report.chromium import DESKTOP, PHONE, render_page
+
+    result, old, new = sample()
+    page = tmp_path / "report.html"
+    page.write_text(render_html(result, old, new))
+    seen = render_page(page, {"desktop": DESKTOP, "phone": PHONE}, tmp_path)
+    assert seen.console_errors == []
+    assert seen.external_requests == [] and seen.failed_requests == []
+    assert "liveness check failed" in seen.text  # the top divergence row
+    assert "find_ge_pid() calls" in seen.text
+    for shot in seen.screenshots:
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+    # the same harness does see a broken page: a script error and an external fetch
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        '<!doctype html><p>x</p><img src="http://198.51.100.1/x.png">'
+        "<script>undefinedFunction();</script>"
+    )
+    seen = render_page(bad, {"desktop": DESKTOP}, tmp_path)
+    assert any("undefinedFunction" in e for e in seen.console_errors), seen.console_errors
+    assert seen.external_requests == ["http://198.51.100.1/x.png"]
