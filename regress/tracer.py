@@ -111,7 +111,7 @@ class Tracer:
         captured: list[str] = []
         try:
             with _capture_fd2(captured):
-                self._bpf = bcc.BPF(text=self.text)
+                self._bpf = bcc.BPF(text=self.text.encode())
         except Exception as exc:
             detail = [x for x in "".join(captured).strip().splitlines() if x.strip()]
             hint = detail[-1] if detail else _first_line(exc)
@@ -130,7 +130,7 @@ class Tracer:
                 st.append(ProbeStatus("tracepoint", tp, "attached"))
                 continue
             try:
-                self._bpf.attach_tracepoint(tp=tp, fn_name=fn)
+                self._bpf.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
                 st.append(ProbeStatus("tracepoint", tp, "attached"))
             except Exception as exc:
                 st.append(ProbeStatus("tracepoint", tp, "failed", _first_line(exc)))
@@ -153,7 +153,7 @@ class Tracer:
             attached = 0
             for sym in target.symbols:
                 try:
-                    self._bpf.attach_kprobe(event=sym, fn_name="fn_hit")
+                    self._bpf.attach_kprobe(event=sym.encode(), fn_name=b"fn_hit")
                     attached += 1
                 except Exception as exc:
                     errors.append(f"{sym}: {_first_line(exc)}")
@@ -192,7 +192,7 @@ class Tracer:
         """Count everything ``pid`` and its future descendants do."""
         b = self._need()
         try:
-            b["tracked"][ct.c_uint(pid)] = ct.c_ubyte(1)
+            b[b"tracked"][ct.c_uint(pid)] = ct.c_ubyte(1)
         except Exception as exc:
             raise TracerError(f"cannot track pid {pid}: {_first_line(exc)}") from None
 
@@ -212,26 +212,26 @@ class Tracer:
         if self.options.functions:
             names.append("fcounts")
         for name in names:
-            b[name].clear()
+            b[name.encode()].clear()
 
     def read(self) -> RawCounts:
         b = self._need()
         raw = RawCounts()
         if self.options.syscalls:
-            for k, v in b["counts"].items():
+            for k, v in b[b"counts"].items():
                 raw.syscalls[(int(k.id), int(k.err))] = int(v.value)
         if self.options.retvals:
-            for k, v in b["retvals"].items():
+            for k, v in b[b"retvals"].items():
                 raw.retvals[(int(k.id), int(k.bucket))] = int(v.value)
         if self.options.tracepoints:
-            table = b["tpcounts"]
+            table = b[b"tpcounts"]
             for i, tp in enumerate(self.options.tracepoints):
                 raw.tracepoints[tp] = int(table[ct.c_int(i)].value)
         if self.options.functions and self._addr_map is not None:
-            for k, v in b["fcounts"].items():
+            for k, v in b[b"fcounts"].items():
                 name = self._addr_map.name_at(int(k.value)) or f"0x{int(k.value):x}"
                 raw.functions[name] = raw.functions.get(name, 0) + int(v.value)
-        lost = b["lost"]
+        lost = b[b"lost"]
         for i, name in enumerate(LOST_COUNTERS):
             raw.lost[name] = int(lost[ct.c_int(i)].value)
         return raw

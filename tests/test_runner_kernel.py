@@ -1,0 +1,175 @@
+"""The real tracer on the real kernel (root). Never skipped: a missing
+prerequisite fails with the reason, so a green run means the kernel was traced."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regress.capture import load_capture
+from regress.errors import WorkloadRunError
+from regress.runner import RunnerEvent, run_capture
+from regress.workload import WorkloadSpec, spec_from_dict
+
+pytestmark = pytest.mark.root
+
+ESRCH = "3"
+N_KILLS = 37
+KILL_LOOP = (
+    f'i=0; while [ $i -lt {N_KILLS} ]; do kill -0 2147483647 2>/dev/null; i=$((i + 1)); done'
+)
+
+
+@pytest.fixture(autouse=True)
+def kernel_ready() -> None:
+    """Fail (not skip) with the missing prerequisite."""
+    assert os.geteuid() == 0, "kernel tests need root (run the suite as root)"
+    assert Path("/sys/kernel/tracing/available_events").is_file(), (
+        "tracefs not mounted: run scripts/setup.sh"
+    )
+    try:
+        import bcc  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"bcc not importable ({exc}): run scripts/setup.sh")
+
+
+def spec(**data: Any) -> WorkloadSpec:
+    data.setdefault("name", "t")
+    return spec_from_dict(data, source="test.toml", base_dir=data.pop("_base", None))
+
+
+def test_exact_kill_esrch_per_iteration(tmp_path: Path) -> None:
+    """dash's builtin kill on a pid that cannot exist: exactly N kill/ESRCH per iteration,
+    while an untracked process doing the same thing concurrently is not counted."""
+    noise = subprocess.Popen(
+        ["/bin/sh", "-c", "while :; do kill -0 2147483647 2>/dev/null; done"]
+    )
+    try:
+        c = run_capture(
+            spec(command=KILL_LOOP, iterations=4, tracepoints=[]),
+            runs=2,
+            out=tmp_path / "c.json",
+        )
+    finally:
+        noise.kill()
+        noise.wait()
+    assert len(c.runs) == 2 and c.complete
+    for r in c.runs:
+        assert r.syscalls["kill"] == {ESRCH: N_KILLS * 4}, r.syscalls["kill"]
+        assert r.exit_codes == [0, 0, 0, 0]
+        assert r.liveness == [None] * 4
+        assert all(v == 0 for v in r.lost.values())
+    # Per iteration, separately: one iteration per run.
+    one = run_capture(spec(command=KILL_LOOP, iterations=1), runs=1, out=tmp_path / "d.json")
+    assert one.runs[0].syscalls["kill"] == {ESRCH: N_KILLS}
+    assert load_capture(tmp_path / "c.json").to_dict() == c.to_dict()
+
+
+def test_children_and_tracepoints_followed(tmp_path: Path) -> None:
+    """Subshells (forks) are tracked; fork/exit tracepoints count exactly."""
+    cmd = "(kill -0 2147483647) 2>/dev/null; (kill -0 2147483647) 2>/dev/null; " \
+        "(kill -0 2147483647) 2>/dev/null; true"
+    c = run_capture(
+        spec(command=cmd, iterations=5),
+        runs=1,
+        out=tmp_path / "c.json",
+        tracepoints=["sched:sched_process_fork", "sched:sched_process_exit", "nosuch:event"],
+        functions=["find_ge_pid"],
+    )
+    r = c.runs[0]
+    assert r.syscalls["kill"] == {ESRCH: 3 * 5}
+    assert r.tracepoints == {"sched:sched_process_fork": 15, "sched:sched_process_exit": 20}
+    st = {(p.kind, p.name): p for p in c.probes}
+    assert st[("tracepoint", "sched:sched_process_fork")].status == "attached"
+    assert st[("tracepoint", "nosuch:event")].status == "absent"
+    fn = st[("function", "find_ge_pid")]
+    kprobes = Path("/sys/kernel/tracing/kprobe_events").exists()
+    if not kprobes:  # this host: reported as failed with the reason, never as 0 calls
+        assert fn.status == "failed" and "kprobes unavailable" in (fn.reason or "")
+        assert r.functions == {}
+
+
+def test_retval_histogram(tmp_path: Path) -> None:
+    """dd writes 7 blocks of 3000 bytes: 7 writes in bucket 12 (2048..4095) per iteration."""
+    c = run_capture(
+        spec(command="dd if=/dev/zero of=/dev/null bs=3000 count=7 status=none", iterations=3),
+        runs=1,
+        out=tmp_path / "c.json",
+    )
+    r = c.runs[0]
+    assert r.retvals["write"] == {"12": 21}
+    assert r.retvals["read"]["12"] >= 21
+    assert r.syscalls["write"] == {"0": 21}
+
+
+def test_liveness_workdir_files_env(tmp_path: Path) -> None:
+    (tmp_path / "data.txt").write_text("payload\n")
+    s = spec(
+        _base=tmp_path,
+        command='cat data.txt; [ $((REGRESS_ITERATION % 2)) = 0 ] && echo even; '
+        '[ "$PWD" = "$REGRESS_WORKDIR" ] && [ "$MY_VAR" = x ]',
+        iterations=4,
+        files=["data.txt"],
+        env={"MY_VAR": "x"},
+        liveness='grep -q even "$REGRESS_OUT" && grep -q payload "$REGRESS_OUT"',
+    )
+    events: list[RunnerEvent] = []
+    c = run_capture(s, runs=2, out=tmp_path / "c.json", on_event=events.append)
+    assert [r.liveness for r in c.runs] == [[True, False, True, False]] * 2
+    kinds = [e.kind for e in events]
+    assert kinds[:2] == ["loading", "loaded"]
+    assert kinds.count("iteration") == 8 and kinds.count("saved") == 2
+    assert kinds[-1] == "saved"
+
+
+def test_failure_keeps_finished_runs(tmp_path: Path) -> None:
+    """Run 1 fails: the file holds run 0, complete=false; teardown still ran."""
+    counter = tmp_path / "count"
+    torn = tmp_path / "teardowns"
+    s = spec(
+        command='[ "$(wc -l < "$CNT")" -lt 2 ] || { echo "second run fails" >&2; exit 3; }',
+        setup='echo x >> "$CNT"',
+        teardown='echo x >> "$TORN"',
+        iterations=2,
+        env={"CNT": str(counter), "TORN": str(torn)},
+    )
+    out = tmp_path / "c.json.gz"
+    with pytest.raises(WorkloadRunError) as exc:
+        run_capture(s, runs=3, out=out)
+    msg = exc.value.one_line()
+    assert "run 1 iteration 0: command exited with code 3: second run fails" in msg
+    c = load_capture(out)
+    assert len(c.runs) == 1 and c.runs[0].index == 0 and not c.complete
+    assert c.to_dict()["complete"] is False and c.requested_runs == 3
+    assert torn.read_text().count("x") == 2  # teardown ran for both runs
+
+
+def test_setup_failure_and_timeout(tmp_path: Path) -> None:
+    with pytest.raises(WorkloadRunError, match=r"run 0: setup failed with exit code 7: nope"):
+        run_capture(
+            spec(command="true", setup="echo nope >&2; exit 7"), runs=1, out=tmp_path / "a.json"
+        )
+    assert len(load_capture(tmp_path / "a.json").runs) == 0
+    start = time.monotonic()
+    with pytest.raises(WorkloadRunError, match=r"timed out after 0.5 s"):
+        run_capture(
+            spec(command="sleep 30.25 & sleep 30.5", timeout_s=0.5, iterations=1),
+            runs=1,
+            out=tmp_path / "b.json",
+        )
+    assert time.monotonic() - start < 20
+    # The whole process group was killed, including the backgrounded sleep.
+    deadline = time.monotonic() + 3
+    while True:
+        ps = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True)
+        alive = [x for x in ps.stdout.splitlines() if "sleep 30.25" in x and "Z" not in x[:2]]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert alive == []
+
