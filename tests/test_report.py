@@ -334,3 +334,13 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     seen = render_page(bad, {"desktop": DESKTOP}, tmp_path)
     assert any("undefinedFunction" in e for e in seen.console_errors), seen.console_errors
     assert seen.external_requests == ["http://198.51.100.1/x.png"]
+
+
+def test_cli_diff_writes_reports_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    html_out, text_out = tmp_path / "d.html", tmp_path / "d.txt"
+    argv = ["diff", str(OLD), str(NEW), "--html", str(html_out), "--text", str(text_out)]
+    assert run([*argv, "--fail-on", "none"]) == 0
+    assert "liveness" in capsys.readouterr().out  # the usual table still goes to stdout
+    assert "find_ge_pid()" in html_out.read_text()
+    assert text_out.read_text().startswith("Subject: [REGRESSION] ps-loop:")
+    assert html_out.stat().st_mode & 0o044, "reports are for sharing, not 0600 temp files"

@@ -18,6 +18,7 @@ from regress.cli_app import app
 from regress.differ import diff_captures, load_side
 from regress.difftable import render_table, to_json
 from regress.errors import UsageError
+from regress.report.write import write_reports
 from regress.stats import Thresholds
 
 
@@ -38,6 +39,8 @@ def diff_cmd(
     json_out: str | None = typer.Option(
         None, "--json", help="also write JSON here ('-': only JSON to stdout)"
     ),
+    html_out: Path | None = typer.Option(None, "--html", help="also write the HTML report here"),
+    text_out: Path | None = typer.Option(None, "--text", help="also write the text report here"),
     top: int | None = typer.Option(
         None, "--top", help="show at most N rows (default 20; all with --all)"
     ),
@@ -58,14 +61,16 @@ def diff_cmd(
     if top is not None and top < 1:
         raise UsageError("--top must be >= 1")
     th = Thresholds(alpha=alpha, min_ratio=min_ratio, min_abs_delta=min_delta)
+    old_cap, new_cap = load_side(old), load_side(new)
     result = diff_captures(
-        load_side(old),
-        load_side(new),
+        old_cap,
+        new_cap,
         thresholds=th,
         force=force,
         old_path=str(old),
         new_path=str(new),
     )
+    write_reports(result, old_cap, new_cap, html=html_out, text=text_out)
     if json_out == "-":
         sys.stdout.write(to_json(result))
     else:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from regress.capture import Capture, atomic_write_text
+from regress.capture import Capture
 from regress.cli_app import app, err
 from regress.diffmodel import DiffResult
 from regress.errors import UsageError
@@ -66,7 +66,7 @@ def report_cmd(
     min_delta: float = _DELTA,
 ) -> int:
     """Render the diff of two captures as a bug report (HTML, or plain text for a list)."""
-    from regress.report import render_html, render_text
+    from regress.report import render_text, write_reports
 
     if text:
         fmt = Format.text
@@ -75,13 +75,19 @@ def report_cmd(
     result, co, cn = _diff(
         old, new, force=force, alpha=alpha, min_ratio=min_ratio, min_delta=min_delta
     )
-    body = render_html(result, co, cn) if fmt is Format.html else render_text(result, co, cn)
-    if output in (None, "-"):
-        sys.stdout.write(body)
+    if output in (None, "-"):  # text only: HTML without -o was refused above
+        sys.stdout.write(render_text(result, co, cn))
         sys.stdout.flush()
         return 0
     assert output is not None
-    atomic_write_text(Path(output), body)
+    target = Path(output)
+    write_reports(
+        result,
+        co,
+        cn,
+        html=target if fmt is Format.html else None,
+        text=target if fmt is Format.text else None,
+    )
     err.print(f"wrote {output} ({_verdict(result)})", markup=False)
     return 0
 

@@ -11,5 +11,6 @@ from __future__ import annotations
 from regress.report.bundle import write_bundle
 from regress.report.html import render_html
 from regress.report.text import render_text
+from regress.report.write import write_reports
 
-__all__ = ["render_html", "render_text", "write_bundle"]
+__all__ = ["render_html", "render_text", "write_bundle", "write_reports"]

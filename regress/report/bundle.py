@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -81,4 +82,7 @@ def write_bundle(
         old_path=old_path, new_path=new_path, html=html, text=text, meta=meta
     )
     atomic_write_bytes(Path(out), data)
+    mask = os.umask(0)
+    os.umask(mask)
+    Path(out).chmod(0o666 & ~mask)  # temp files are created 0600; this one is for sharing
     return manifest

@@ -1,0 +1,39 @@
+"""Write the HTML and/or text report next to other output (``regress diff --html``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from regress.capture import Capture, atomic_write_text
+from regress.diffmodel import DiffResult
+
+
+def _publish(path: Path, body: str) -> None:
+    """Atomic write, then the usual file mode (temp files are created 0600)."""
+    atomic_write_text(path, body)
+    mask = os.umask(0)
+    os.umask(mask)
+    path.chmod(0o666 & ~mask)
+
+
+def write_reports(
+    result: DiffResult,
+    old: Capture,
+    new: Capture,
+    *,
+    html: Path | None = None,
+    text: Path | None = None,
+) -> list[Path]:
+    """Render and atomically write the requested reports; returns what was written."""
+    from regress.report.html import render_html
+    from regress.report.text import render_text
+
+    written: list[Path] = []
+    if html is not None:
+        _publish(Path(html), render_html(result, old, new))
+        written.append(Path(html))
+    if text is not None:
+        _publish(Path(text), render_text(result, old, new))
+        written.append(Path(text))
+    return written
