@@ -40,7 +40,7 @@ from regress.capture import (
 )
 from regress.environment import ensure_tracefs, kernel_info, machine_info, resolve_kernel_headers
 from regress.errors import EnvironmentProblem, UsageError, WorkloadRunError
-from regress.tracer import RawCounts, Tracer, bcc_version
+from regress.tracer import RawCounts, Tracer, bcc_version, import_bcc
 from regress.workload import WorkloadSpec
 
 STOP_WRAPPER = 'kill -STOP $$; exec "$@"'
@@ -302,6 +302,7 @@ def run_capture(
     emit = on_event or (lambda _e: None)
     if os.geteuid() != 0:
         raise EnvironmentProblem("capturing needs root (BPF, tracefs)", hint="run as root")
+    import_bcc()  # fail before any work when bcc is missing
     tracefs = ensure_tracefs()
     headers = resolve_kernel_headers(kernel_headers)
     plan = plan_tracer(
