@@ -344,3 +344,31 @@ def test_cli_diff_writes_reports_too(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "find_ge_pid()" in html_out.read_text()
     assert text_out.read_text().startswith("Subject: [REGRESSION] ps-loop:")
     assert html_out.stat().st_mode & 0o044, "reports are for sharing, not 0600 temp files"
+
+
+def test_reproduction_commands_follow_the_captures() -> None:
+    from regress.report.view import build_view
+
+    result, old, new = sample()
+    steps = build_view(result, old, new).repro
+    assert [s.command for s in steps] == [
+        "regress run --old debian:6.1.0-47-cloud-amd64 --new debian:6.1.0-56-cloud-amd64 "
+        "--workload ps-loop --runs 5"
+    ]
+    old, new = copy.deepcopy(old), copy.deepcopy(new)
+    for c in (old, new):
+        c.machine.backend, c.machine.accel = "host", None
+        c.workload.spec["iterations"] = 50  # captured with --iterations 40
+        c.tracer.options["functions"] = ["find_ge_pid", "my_probe"]  # not in the spec
+        c.kernel.config = None
+    view = build_view(result, old, new)
+    commands = [s.command for s in view.repro]
+    assert commands[0] == (
+        "regress capture --workload ps-loop --runs 5 --iterations 40 "
+        "--functions find_ge_pid --functions my_probe -o old.json"
+    )
+    assert commands[2:] == [
+        "regress diff old.json new.json",
+        "regress report old.json new.json -o report.html",
+    ]
+    assert view.config_note == "Kernel config not recorded on the old and new kernel."

@@ -97,7 +97,8 @@ def histogram(bars: list[HistBar], label: str) -> Markup:
             parts.append(
                 f'<rect x="{_f(bx + 1)}" y="{_f(base - h)}" width="{_f(max(bw - 2, 1))}" '
                 f'height="{_f(h)}" fill="{color}" fill-opacity="{opacity}">'
-                f"<title>{name} bucket {b.bucket}: {escape(fmt_num(v))} per iteration"
+                f"<title>{name} bucket {b.bucket} ({escape(b.values)}): "
+                f"{escape(fmt_num(v))} per iteration"
                 "</title></rect>"
             )
             if len(bars) <= 12 or i % 2 == 0 or b.highlight:

@@ -10,6 +10,7 @@ the captures recorded.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
 
+from regress.bpfgen import bucket_range
 from regress.capture import Capture
 from regress.diffmodel import DiffResult, Divergence, SideValues
 
@@ -128,6 +130,7 @@ class HistBar:
     old: float
     new: float
     highlight: bool
+    values: str = ""  # the return values this log2 bucket holds
 
 
 @dataclass
@@ -327,7 +330,16 @@ def _histogram(d: Divergence, old: Capture, new: Capture) -> list[HistBar]:
     if not buckets:
         return []
     lo, hi = buckets[0], buckets[-1]
-    return [HistBar(b, ho.get(b, 0.0), hn.get(b, 0.0), b == highlight) for b in range(lo, hi + 1)]
+    return [
+        HistBar(b, ho.get(b, 0.0), hn.get(b, 0.0), b == highlight, bucket_values(b))
+        for b in range(lo, hi + 1)
+    ]
+
+
+def bucket_values(bucket: int) -> str:
+    """What a ``retval`` log2 bucket holds, in the tracer's convention (see bpfgen)."""
+    lo, hi = bucket_range(bucket)
+    return f"returns {lo}" if lo == hi else f"returns {lo}–{hi}"
 
 
 def _shown(d: Divergence, side: SideValues, c: Capture) -> str:
@@ -357,6 +369,9 @@ def _row(rank: int, d: Divergence, old: Capture, new: Capture, codes: dict[str, 
         )
     ]
     remarks = [clean(n) for n in d.notes if n not in codes]
+    parts = d.key.split(":")
+    if d.kind == "retval" and len(parts) == 3 and parts[2].lstrip("-").isdigit():
+        remarks.insert(0, f"log2 bucket {parts[2]}: {bucket_values(int(parts[2]))}.")
     notes = sorted({codes[n] for n in d.notes if n in codes})
     return RowView(
         rank=rank,
@@ -505,6 +520,16 @@ def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
     runs = str(max(len(old.runs), len(new.runs), 1))
     steps: list[tuple[str, list[str]]] = []
     vm = old.machine.backend in ("qemu", "vagrant") and new.machine.backend == old.machine.backend
+    shared: list[str] = []  # options both capture and run take
+    its = old.iterations_per_run
+    if its is not None and its != old.workload.spec.get("iterations"):
+        shared += ["--iterations", str(its)]
+    explicit: dict[str, list[str]] = {}
+    for opt, spec_key in (("functions", "functions"), ("tracepoints", "tracepoints")):
+        used = [str(x) for x in old.tracer.options.get(opt, []) or []]
+        patterns = [str(x) for x in old.workload.spec.get(spec_key, []) or []]
+        if used and not all(any(fnmatch.fnmatchcase(u, p) for p in patterns) for u in used):
+            explicit[opt] = used
     if (
         vm
         and _DEBIAN_RELEASE_RE.match(old.kernel.release)
@@ -512,6 +537,11 @@ def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
     ):
         argv = ["regress", "run", "--old", f"debian:{old.kernel.release}"]
         argv += ["--new", f"debian:{new.kernel.release}", "--workload", name, "--runs", runs]
+        argv += shared
+        for opt, used in explicit.items():
+            argv += [f"--{opt}", ",".join(used)]
+        if old.machine.cpus != 2 or old.machine.mem_mb != 2048:
+            argv += ["--cpus", str(old.machine.cpus), "--mem", str(old.machine.mem_mb)]
         if old.machine.backend == "vagrant":
             argv += ["--backend", "vagrant"]
         steps.append(("Boot both kernels in VMs, capture, diff and report in one go", argv))
@@ -520,16 +550,9 @@ def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
             steps.append(
                 (
                     f"Boot the {side} kernel ({clean(c.kernel.release)}) and capture",
-                    [
-                        "regress",
-                        "capture",
-                        "--workload",
-                        name,
-                        "--runs",
-                        runs,
-                        "-o",
-                        side + ".json",
-                    ],
+                    ["regress", "capture", "--workload", name, "--runs", runs, *shared]
+                    + [w for opt, used in explicit.items() for u in used for w in (f"--{opt}", u)]
+                    + ["-o", side + ".json"],
                 )
             )
         steps.append(("Rank the divergences", ["regress", "diff", "old.json", "new.json"]))
