@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from regress.capture import (  # noqa: E402
+from regress.capture import (
     Capture,
     KernelInfo,
     MachineInfo,
@@ -30,7 +30,7 @@ from regress.capture import (  # noqa: E402
     TracerInfo,
     WorkloadInfo,
 )
-from regress.differ import diff_captures  # noqa: E402
+from regress.differ import diff_captures
 
 TARGET_S = 1.0
 TARGET_MB = 300.0

@@ -8,7 +8,8 @@ number of keys (BH), gate on effect size, classify, rank.
 Ranking (README "Ranking"): rows fall in tiers, highest first --
 4 liveness failure rate differs, 3 significant appeared/vanished,
 2 significant rate change, 1 probe absent on one side, 0 the rest;
-within a tier by ``stats.rank_score`` (significance + effect), then by key.
+within a tier by ``stats.rank_score`` (significance + effect); ties by kind
+(liveness, syscall, tracepoint, function, retval), then by key.
 
 A row is a *regression* when it is significant and one of: liveness failures
 went up; a syscall error (``syscall:X:ERRNO``) appeared or went up; successful
@@ -158,13 +159,40 @@ def _quality_warnings(side: str, cap: Capture) -> list[DiffWarning]:
 # --------------------------------------------------------------------------- keys
 
 
+# Kernel-internal errnos (include/linux/errno.h) that leak to syscall exit tracepoints
+# (restarted syscalls), absent from userspace errno tables.
+KERNEL_ERRNOS = {
+    512: "ERESTARTSYS",
+    513: "ERESTARTNOINTR",
+    514: "ERESTARTNOHAND",
+    515: "ENOIOCTLCMD",
+    516: "ERESTART_RESTARTBLOCK",
+    517: "EPROBE_DEFER",
+    518: "EOPENSTALE",
+    519: "ENOPARAM",
+    521: "EBADHANDLE",
+    522: "ENOTSYNC",
+    523: "EBADCOOKIE",
+    524: "ENOTSUPP",
+    525: "ETOOSMALL",
+    526: "ESERVERFAULT",
+    527: "EBADTYPE",
+    528: "EJUKEBOX",
+    529: "EIOCBQUEUED",
+    530: "ERECALLCONFLICT",
+}
+
+# Tie-break between rows of equal score: the syscall outcome first, derived views last.
+KIND_ORDER = {"liveness": 0, "syscall": 1, "tracepoint": 2, "function": 3, "retval": 4}
+
+
 @functools.cache
 def errno_label(sub: str) -> str:
     """'0' -> 'ok', '2' -> 'ENOENT' (host errno names; unknown -> 'errno<n>')."""
     n = int(sub)
     if n == 0:
         return "ok"
-    return errno_mod.errorcode.get(n, f"errno{n}")
+    return errno_mod.errorcode.get(n) or KERNEL_ERRNOS.get(n) or f"errno{n}"
 
 
 def key_string(kind: str, name: str, sub: str) -> str:
@@ -449,12 +477,13 @@ def _diff(
         warnings.append(
             DiffWarning(
                 "effect-gate",
-                f"{len(gated)} keys had q <= {th.alpha:g} but changed by less than "
+                f"{len(gated)} key{'' if len(gated) == 1 else 's'} had q <= {th.alpha:g} "
+                "but changed by less than "
                 f"x{th.min_ratio:g} or {th.min_abs_delta:g}/iteration: not counted as significant",
             )
         )
     allrows = rows + absent + ([live] if live is not None else [])
-    allrows.sort(key=lambda d: (-d.score, d.key))
+    allrows.sort(key=lambda d: (-d.score, KIND_ORDER.get(d.kind, 9), d.key))
     return DiffResult(
         old=_summary(old, old_path),
         new=_summary(new, new_path),

@@ -31,8 +31,12 @@ def fmt_num(x: float) -> str:
     if a >= 1:
         return f"{x:.2f}"
     if a >= 0.001:
-        return f"{x:.4f}".rstrip("0")
+        return f"{x:.3f}"
     return f"{x:.2e}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def fmt_signed(x: float) -> str:
@@ -102,13 +106,13 @@ def render_table(result: DiffResult, *, top: int | None = None, show_all: bool =
     for tag, s in (("old", result.old), ("new", result.new)):
         its = s.iterations_per_run if s.iterations_per_run is not None else "varying"
         partial = "" if s.complete else ", partial"
-        runs = f"{s.runs} run" + ("" if s.runs == 1 else "s")
+        runs = plural(s.runs, "run")
         lines.append(f"{tag}: {s.path}  kernel {s.kernel_release}  ({runs} x {its} it{partial})")
     sig = result.significant
     reg = result.regressions
     lines.append(
-        f"workload {result.old.workload}: {result.keys_tested} keys tested, "
-        f"{len(sig)} significant, {len(reg)} regressions "
+        f"workload {result.old.workload}: {plural(result.keys_tested, 'key')} tested, "
+        f"{len(sig)} significant, {plural(len(reg), 'regression')} "
         f"(q <= {th['alpha']:g}, effect >= x{th['min_ratio']:g} and "
         f">= {th['min_abs_delta']:g}/iteration)"
     )
