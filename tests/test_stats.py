@@ -82,7 +82,9 @@ def test_poisson_rate_test_matches_doubled_binomial_tail() -> None:
 
 
 def test_poisson_ratio_ci() -> None:
-    lo, hi = stats.poisson_ratio_ci(np.array([100.0, 0.0]), 10.0, np.array([200.0, 5.0]), 10.0, 0.95)
+    lo, hi = stats.poisson_ratio_ci(
+        np.array([100.0, 0.0]), 10.0, np.array([200.0, 5.0]), 10.0, 0.95
+    )
     assert lo[0] < 2.0 < hi[0]
     assert 1.5 < lo[0] and hi[0] < 2.6
     assert hi[1] == math.inf and lo[1] > 0

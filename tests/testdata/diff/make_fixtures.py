@@ -262,15 +262,8 @@ def bad_inputs() -> None:
     (HERE / "bt_single_key.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
     lines = [
         {"type": "attached_probes", "data": {"probes": 1}},
-        {
-            "type": "map",
-            "data": {
-                "@errs": {
-                    "tracepoint:raw_syscalls:sys_exit,-13": 1,
-                    "tracepoint:raw_syscalls:sys_exit,140004641345536": 1,
-                }
-            },
-        },
+        # @[args->id, args->ret]: raw return values, not errnos
+        {"type": "map", "data": {"@": {"257,-2": 3, "0,1411": 1, "9,140004641345536": 1}}},
     ]
     (HERE / "bt_raw_ret.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
     lines = [
