@@ -324,6 +324,10 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "find_ge_pid() calls" in seen.text
     for shot in seen.screenshots:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    assert "NEW RAW" not in seen.text.upper(), "per-run tables start collapsed on screen"
+    printed = render_page(page, {"print": (800, 1100, 1.0, False)}, tmp_path, media="print")
+    assert printed.console_errors == []
+    assert "NEW RAW" in printed.text.upper(), "printing must expand the per-run values"
 
     # the same harness does see a broken page: a script error and an external fetch
     bad = tmp_path / "bad.html"

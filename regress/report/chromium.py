@@ -149,6 +149,7 @@ def render_page(
     full_page: bool = True,
     top: int = 0,
     max_height: int = 16000,
+    media: str = "",
     timeout: float = 60.0,
 ) -> PageResult:
     """Load ``html_path`` offline, screenshot it per viewport, report what went wrong.
@@ -197,6 +198,8 @@ def render_page(
                 downloadThroughput=-1,
                 uploadThroughput=-1,
             )
+            if media:  # e.g. "print": check the print stylesheet without a PDF viewer
+                pipe.call("Emulation.setEmulatedMedia", sid, media=media)
             for name, (w, h, scale, mobile) in shots.items():
                 pipe.call(
                     "Emulation.setDeviceMetricsOverride",

@@ -74,7 +74,7 @@ def histogram(bars: list[HistBar], label: str) -> Markup:
     """Old and new log2 return-value histograms side by side on one y scale."""
     if not bars:
         return Markup("")
-    panel, gap, height, base = 160.0, 16.0, 96.0, 78.0
+    panel, gap, height, base = 160.0, 16.0, 106.0, 78.0
     top = max(max(b.old, b.new) for b in bars) or 1.0
     bw = panel / len(bars)
     parts = [

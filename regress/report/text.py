@@ -15,7 +15,7 @@ from regress import __version__
 from regress.capture import Capture
 from regress.diffmodel import DiffResult
 from regress.report.html import environment
-from regress.report.view import ReportView, RowView, build_view
+from regress.report.view import CONFIG_OPEN_MAX, ReportView, RowView, build_view
 
 WIDTH = 72
 TOP_ROWS = 10
@@ -154,9 +154,14 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
 
     config = wrap(v.config_note, indent="  ")
     if v.config_rows:
+        shown_cfg = v.config_rows[:CONFIG_OPEN_MAX]
         config += table(
-            ["option", "old", "new"], [[c.option, c.old, c.new] for c in v.config_rows], set()
+            ["option", "old", "new"], [[c.option, c.old, c.new] for c in shown_cfg], set()
         )
+        if len(v.config_rows) > len(shown_cfg):
+            config += wrap(
+                f"({len(v.config_rows) - len(shown_cfg)} more in the HTML report.)", indent="  "
+            )
 
     probes = (
         table(

@@ -39,6 +39,8 @@ TEST_DESCRIPTIONS: dict[str, str] = {
     "none": "not tested: no number on one side (probe absent or failed)",
 }
 
+CONFIG_OPEN_MAX = 40  # more changed options than this: collapsed in HTML, cut in text
+
 # Keys that may name the FDR level in ``DiffResult.thresholds`` (owned by stats.py).
 _FDR_KEYS = ("fdr", "alpha", "fdr_alpha", "q_alpha", "q")
 
@@ -234,6 +236,7 @@ class ReportView:
     env: list[EnvRow]
     config_rows: list[ConfigRow]
     config_note: str
+    config_open: bool  # few enough changed options to show expanded
     spec_text: list[BpfProgram]
     probes: list[ProbeRow]
     lost: list[EnvRow]
@@ -725,6 +728,7 @@ def build_view(
         env=_env(old, new, result),
         config_rows=cfg_rows,
         config_note=cfg_note,
+        config_open=len(cfg_rows) <= CONFIG_OPEN_MAX,
         spec_text=spec_text,
         probes=_probes(old, new),
         lost=_lost(old, new),
