@@ -317,7 +317,13 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     result, old, new = sample()
     page = tmp_path / "report.html"
     page.write_text(render_html(result, old, new))
-    seen = render_page(page, {"desktop": DESKTOP, "phone": PHONE}, tmp_path)
+    ranks = "[...document.querySelectorAll('#divtable tbody.row')].map(b => b.dataset.rank)"
+    sort_by_ratio = (
+        "document.querySelector('#divtable th[data-sort=ratio]').click();" + ranks + ".join()"
+    )
+    seen = render_page(page, {"desktop": DESKTOP, "phone": PHONE}, tmp_path, evaluate=sort_by_ratio)
+    # the optional sort script works: ratio ascending (vanished = 0 first), no ratio last
+    assert seen.evaluated == "5,2,3,1,4,6", seen.evaluated
     assert seen.console_errors == []
     assert seen.external_requests == [] and seen.failed_requests == []
     assert "liveness check failed" in seen.text  # the top divergence row

@@ -52,6 +52,7 @@ class PageResult:
     external_requests: list[str] = field(default_factory=list)
     text: str = ""
     screenshots: list[Path] = field(default_factory=list)
+    evaluated: Any = None  # value of ``evaluate`` run after the last load
 
 
 def find_chromium() -> str:
@@ -150,6 +151,7 @@ def render_page(
     top: int = 0,
     max_height: int = 16000,
     media: str = "",
+    evaluate: str = "",
     timeout: float = 60.0,
 ) -> PageResult:
     """Load ``html_path`` offline, screenshot it per viewport, report what went wrong.
@@ -236,6 +238,9 @@ def render_page(
                 "Runtime.evaluate", sid, expression="document.body.innerText", returnByValue=True
             )
             result.text = str(text.get("result", {}).get("value", ""))
+            if evaluate:
+                value = pipe.call("Runtime.evaluate", sid, expression=evaluate, returnByValue=True)
+                result.evaluated = value.get("result", {}).get("value")
             _collect(pipe.events, result)
             try:
                 pipe.call("Browser.close")
