@@ -173,3 +173,28 @@ def test_setup_failure_and_timeout(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert alive == []
 
+
+
+def test_threads_are_tracked(tmp_path: Path) -> None:
+    """Threads (clone with CLONE_THREAD) are followed: 4 threads x 5 failing kills each."""
+    code = (
+        "import os, threading\n"
+        "def f():\n"
+        "    for _ in range(5):\n"
+        "        try:\n"
+        "            os.kill(2147483647, 0)\n"
+        "        except ProcessLookupError:\n"
+        "            pass\n"
+        "ts = [threading.Thread(target=f) for _ in range(4)]\n"
+        "[t.start() for t in ts]\n"
+        "[t.join() for t in ts]\n"
+    )
+    c = run_capture(
+        spec(command=["/usr/bin/python3", "-S", "-c", code], iterations=2),
+        runs=1,
+        out=tmp_path / "c.json",
+        tracepoints=["sched:sched_process_fork"],
+    )
+    r = c.runs[0]
+    assert r.syscalls["kill"] == {ESRCH: 4 * 5 * 2}
+    assert r.tracepoints["sched:sched_process_fork"] == 4 * 2
