@@ -10,6 +10,7 @@ import json
 import re
 import tarfile
 from dataclasses import replace
+from html import escape as html_escape
 from pathlib import Path
 from typing import ClassVar
 
@@ -382,3 +383,33 @@ def test_reproduction_commands_follow_the_captures() -> None:
         "regress report old.json new.json -o report.html",
     ]
     assert view.config_note == "Kernel config not recorded on the old and new kernel."
+
+
+DIFF_DATA = Path(__file__).resolve().parent / "testdata" / "diff"
+DIFFER_PAIRS = [(p, p.with_name(p.name.replace(".old.", ".new."))) for p in
+                sorted(DIFF_DATA.glob("*.old.json"))]  # fmt: skip
+if (DIFF_DATA / "bt_ps_aux.json").exists():
+    DIFFER_PAIRS.append((DIFF_DATA / "bt_ps_aux.json", DIFF_DATA / "bt_ps_e.json"))
+
+
+@pytest.mark.parametrize(("old_path", "new_path"), DIFFER_PAIRS, ids=lambda p: p.name)
+def test_reports_render_every_differ_fixture(old_path: Path, new_path: Path) -> None:
+    """The real differ on its own fixtures (every statistical path, bpftrace imports)."""
+    from regress.differ import diff_captures, load_side
+
+    old, new = load_side(old_path), load_side(new_path)
+    result = diff_captures(old, new, force=True, old_path=old_path.name, new_path=new_path.name)
+    page = render_html(result, old, new)
+    found = _Resources()
+    found.feed(page)
+    assert all(u.startswith("#") for u in found.urls)
+    lines = render_text(result, old, new).splitlines()
+    tables = _table_lines(lines)
+    assert not [
+        line
+        for i, line in enumerate(lines)
+        if len(line) > WIDTH and i not in tables and not line.startswith("#regzbot ")
+    ]
+    if result.significant:
+        top = result.significant[0]
+        assert f'key">{html_escape(top.key)}</code>' in page

@@ -179,9 +179,7 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
     )
 
     method = wrap(
-        "Both kernels ran the same workload spec under the same generated BPF "
-        "program, counting only the workload's process tree; counts are per "
-        f"iteration. {v.keys_tested} quantities were tested"
+        f"{v.method_intro} {v.keys_tested} quantities were tested"
         + (f", false discovery rate controlled at {v.fdr} (Benjamini-Hochberg)." if v.fdr else "."),
         indent="  ",
     )
@@ -201,8 +199,9 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
 
     repro: list[str] = []
     for i, s in enumerate(v.repro):
-        repro += wrap(f"{s.title}:", indent=f"  {i + 1}. ", hanging="     ")
-        repro += wrap_command(s.argv, indent="     ")
+        repro += wrap(f"{s.title}{':' if s.argv else '.'}", indent=f"  {i + 1}. ", hanging="     ")
+        if s.argv:
+            repro += wrap_command(s.argv, indent="     ")
 
     return TextView(
         v=v,

@@ -242,6 +242,7 @@ class ReportView:
     lost: list[EnvRow]
     footnotes: list[Footnote]
     tests_used: list[str]
+    method_intro: str
     thresholds: list[EnvRow]
     fdr: str
     aa: str
@@ -263,6 +264,15 @@ def _liveness_counts(c: Capture) -> tuple[int, int]:
             if ok is False:
                 failed += 1
     return failed, checked
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _imported(old: Capture, new: Capture) -> bool:
+    """Foreign captures (bpftrace): no regress tracer, spec or machine facts behind them."""
+    return "import" in (old.machine.backend, new.machine.backend)
 
 
 def _iterations(c: Capture) -> int:
@@ -413,19 +423,21 @@ def _row(rank: int, d: Divergence, old: Capture, new: Capture, codes: dict[str, 
 def _env(old: Capture, new: Capture, result: DiffResult) -> list[EnvRow]:
     def row(label: str, a: Any, b: Any, mono: bool = False, expected: bool = False) -> EnvRow:
         """``expected`` rows (file names, times) differ by nature: never flagged."""
-        sa, sb = clean(fmt_value(a)), clean(fmt_value(b))
+        sa, sb = clean(fmt_value(a) or "—"), clean(fmt_value(b) or "—")
         return EnvRow(label, sa, sb, sa != sb and not expected, mono)
 
     def runs(c: Capture) -> str:
         its = c.iterations_per_run
         shape = f"{len(c.runs)} of {c.requested_runs} runs"
-        shape += f" × {its} iterations" if its is not None else " (iterations differ per run)"
+        shape += f" × {_plural(its, 'iteration')}" if its is not None else " (iterations vary)"
         return shape + ("" if c.complete else " — INCOMPLETE")
 
     def machine(c: Capture) -> str:
         m = c.machine
         accel = f", {m.accel}" if m.accel else ""
-        return f"{m.backend}{accel}, {m.arch}, {m.cpus} CPUs, {m.mem_mb} MiB"
+        shape = f", {m.cpus} CPUs" if m.cpus else ""
+        shape += f", {m.mem_mb} MiB" if m.mem_mb else ""
+        return f"{m.backend}{accel}, {m.arch}{shape}"
 
     return [
         row("kernel release", old.kernel.release, new.kernel.release, True),
@@ -533,7 +545,22 @@ def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
         patterns = [str(x) for x in old.workload.spec.get(spec_key, []) or []]
         if used and not all(any(fnmatch.fnmatchcase(u, p) for p in patterns) for u in used):
             explicit[opt] = used
-    if (
+    if _imported(old, new):
+        steps.append(
+            (
+                "On each kernel, run the same bpftrace program with -f json and save its "
+                "output as old.json and new.json",
+                [],
+            )
+        )
+        steps.append(("Rank the divergences", ["regress", "diff", "old.json", "new.json"]))
+        steps.append(
+            (
+                "Write this report",
+                ["regress", "report", "old.json", "new.json", "-o", "report.html"],
+            )
+        )
+    elif (
         vm
         and _DEBIAN_RELEASE_RE.match(old.kernel.release)
         and _DEBIAN_RELEASE_RE.match(new.kernel.release)
@@ -565,7 +592,9 @@ def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
                 ["regress", "report", "old.json", "new.json", "-o", "report.html"],
             )
         )
-    return [ReproStep(t, clean(shlex.join(a)), [clean(x) for x in a]) for t, a in steps]
+    return [
+        ReproStep(t, clean(shlex.join(a)) if a else "", [clean(x) for x in a]) for t, a in steps
+    ]
 
 
 # --------------------------------------------------------------------------- public
@@ -632,20 +661,28 @@ def build_view(
         subject = "no significant divergence"
 
     # Summary paragraph: what ran, what failed, what the kernel does differently.
+    imported = _imported(old, new)
     its_o, its_n = old.iterations_per_run, new.iterations_per_run
     shape = (
-        f"{len(old.runs)} run{'s' if len(old.runs) != 1 else ''} of {its_o} iterations"
+        f"{_plural(len(old.runs), 'run')} of {_plural(its_o or 0, 'iteration')}"
         if its_o == its_n and len(old.runs) == len(new.runs)
         else "repeated runs"
     )
-    summary = f"I ran the {workload} workload"
-    summary += f" ({description})" if description else ""
-    summary += f" {shape} on each kernel under identical BPF tracers."
+    if imported:
+        summary = (
+            f"Both sides are bpftrace count maps ({workload}), imported as one run of "
+            "one iteration each."
+        )
+    else:
+        summary = f"I ran the {workload} workload"
+        summary += f" ({description})" if description else ""
+        summary += f" {shape} on each kernel under identical BPF tracers."
     if liveness:
         summary += f" Its liveness check {liveness}."
     if kernel_rows:
         shown = kernel_rows[:3]
-        summary += " In the workload's process tree, " + "; ".join(
+        where = "In the counts" if imported else "In the workload's process tree"
+        summary += f" {where}, " + "; ".join(
             f"{r.sentence} ({'exact' if r.exact else 'q=' + r.q})" for r in shown
         )
         summary += "."
@@ -734,6 +771,14 @@ def build_view(
         lost=_lost(old, new),
         footnotes=codes_list,
         tests_used=tests_used,
+        method_intro=(
+            "Both sides are foreign count maps (bpftrace), each imported as one run of one "
+            "iteration; regress did not trace them, so only the counts are compared."
+            if imported
+            else "Both kernels ran the same workload spec under the same generated BPF "
+            "program (same tracer fingerprint), counting only the workload's process tree. "
+            "Counts are normalised per iteration."
+        ),
         thresholds=[
             EnvRow(clean(k), clean(fmt_value(v)), "", False)
             for k, v in sorted(result.thresholds.items())
