@@ -59,7 +59,5 @@ def render_html(result: DiffResult, old: Capture, new: Capture) -> str:
         v=view,
         rows=_html_rows(view.rows),
         more=_html_rows(view.more_rows),
-        old_color=svg.OLD_COLOR,
-        new_color=svg.NEW_COLOR,
         version=__version__,
     )

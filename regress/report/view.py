@@ -306,6 +306,9 @@ def _sentence(d: Divergence) -> str:
         label += " calls"
     elif d.kind == "tracepoint":
         label += " events"
+    parts = d.key.split(":")
+    if d.kind == "retval" and "returns" not in label and parts[-1].lstrip("-").isdigit():
+        label += f" ({bucket_values(int(parts[-1]))})"
     old, new = fmt_num(d.old.center), fmt_num(d.new.center)
     if d.cls == "absent":
         side = "old" if d.old.probe_status in ("absent", "failed") else "new"
