@@ -114,7 +114,8 @@ class Tracer:
                 self._bpf = bcc.BPF(text=self.text.encode())
         except Exception as exc:
             detail = [x for x in "".join(captured).strip().splitlines() if x.strip()]
-            hint = detail[-1] if detail else _first_line(exc)
+            errors = [x.strip() for x in detail if "error" in x.lower()]
+            hint = (errors or detail or [_first_line(exc)])[0][:300]
             raise TracerError(
                 f"BPF program failed to compile or load: {_first_line(exc)}",
                 hint=f"{hint}; check the kernel headers (--kernel-headers) or {SETUP_HINT}",

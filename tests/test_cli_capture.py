@@ -154,3 +154,19 @@ def test_capture_show_validate_ps_loop(tmp_path: Path) -> None:
         assert "find_ge_pid" in text and "kprobes unavailable" in text
     val = cli("validate", str(out))
     assert val.returncode == 0 and "2/2 runs, complete" in val.stdout
+
+
+@pytest.mark.root
+def test_broken_headers_compile_error_is_one_line(tmp_path: Path) -> None:
+    """A headers tree bcc cannot compile against: TracerError naming clang's first error."""
+    (tmp_path / "include" / "linux").mkdir(parents=True)
+    (tmp_path / "include" / "generated").mkdir()
+    (tmp_path / "include" / "linux" / "kconfig.h").write_text("#error broken headers\n")
+    (tmp_path / "include" / "generated" / "autoconf.h").write_text("")
+    p = cli("capture", "-w", "ps-loop", "-o", str(tmp_path / "c.json"),
+            "--kernel-headers", str(tmp_path))
+    assert p.returncode == 3 and "Traceback" not in p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("regress: error: BPF program failed to compile"), p.stderr
+    assert "broken headers" in last
+    assert not (tmp_path / "c.json").exists()
