@@ -238,3 +238,44 @@ class Tracer:
         return raw
 
 
+
+class LsmProgram:
+    """A loaded BPF-LSM program (an injected fault, ``regress.faults``); ``close()`` unloads.
+
+    Kept apart from ``Tracer`` so a fault never changes the tracer's text or fingerprint.
+    """
+
+    def __init__(self, bpf: Any) -> None:
+        self._bpf = bpf
+
+    def array_values(self, name: str) -> list[int]:
+        """The values of a ``BPF_ARRAY`` of u64 (the fault's counters)."""
+        if self._bpf is None:
+            raise TracerError("LSM program is not loaded")
+        table = self._bpf[name.encode()]
+        return [int(table[ct.c_int(i)].value) for i in range(len(table))]
+
+    def close(self) -> None:
+        if self._bpf is not None:
+            with contextlib.suppress(Exception):
+                self._bpf.cleanup()
+            self._bpf = None
+
+
+def load_lsm_program(text: str) -> LsmProgram:
+    """Compile ``text`` and attach its ``LSM_PROBE``s (bcc autoloads ``lsm__*``)."""
+    bcc = import_bcc()
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("loading BPF programs needs root", hint="run as root")
+    captured: list[str] = []
+    try:
+        with _capture_fd2(captured):
+            bpf = bcc.BPF(text=text.encode())
+    except Exception as exc:
+        detail = [x for x in "".join(captured).strip().splitlines() if x.strip()]
+        hint = detail[-1] if detail else _first_line(exc)
+        raise TracerError(
+            f"BPF-LSM program failed to compile, load or attach: {_first_line(exc)}",
+            hint=f"{hint}; BPF LSM must be active (/sys/kernel/security/lsm lists bpf)",
+        ) from None
+    return LsmProgram(bpf)
