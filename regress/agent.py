@@ -162,6 +162,10 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
     out = Path("/results/capture.json")
     machine = MachineInfo(**job["machine"])
     last_mtime = [0.0]
+    # Positive control (regress selftest): an injected fault, loaded for the whole capture
+    # and named in the capture's notes so it is never mistaken for a normal capture.
+    fault = job.get("fault")
+    fault_notes: list[str] = [f"fault injected: {fault['description']}"] if fault else []
 
     def publish() -> None:
         try:
@@ -172,6 +176,7 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
             return
         last_mtime[0] = mtime
         result["capture"] = load_capture(out).to_dict()
+        result["capture"]["notes"] = result["capture"].get("notes", []) + fault_notes
         writer.write(result)
         emit("saved", runs=len(result["capture"].get("runs", [])))
 
@@ -179,11 +184,20 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
         is_instance = dataclasses.is_dataclass(event) and not isinstance(event, type)
         fields = dataclasses.asdict(event) if is_instance else {}
         kind = str(fields.pop("kind", "event"))
-        emit(f"runner-{kind}", **fields)
+        # Console output is slow under TCG: every 10th iteration is enough for progress.
+        if kind != "iteration" or int(fields.get("iteration") or 0) % 10 == 9:
+            emit(f"runner-{kind}", **fields)
         if kind in ("saved", "run_done"):
             publish()
 
     emit("capture-start", runs=job["runs"], workload=spec.name)
+    fault_prog = None
+    if fault:
+        from regress.faults import STAT_DENIED, STAT_MATCHED, STATS_MAP, stats_note
+        from regress.tracer import load_lsm_program
+
+        fault_prog = load_lsm_program(fault["bpf_text"])
+        emit("fault-loaded", description=fault["description"])
     try:
         run_capture(
             spec,
@@ -196,6 +210,13 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
             on_event=on_event,
         )
     finally:
+        if fault_prog is not None:
+            try:
+                stats = fault_prog.array_values(STATS_MAP)
+                fault_notes.append(stats_note(stats[STAT_MATCHED], stats[STAT_DENIED]))
+            finally:
+                fault_prog.close()
+            last_mtime[0] = -1.0  # republish with the fault's figures
         publish()
     return 0
 

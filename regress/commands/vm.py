@@ -121,6 +121,8 @@ def run_cmd(
     = None,
     fresh_boot_per_run: Annotated[bool, typer.Option(
         "--fresh-boot-per-run", help="boot a fresh VM for every run")] = False,
+    parallel: Annotated[bool, typer.Option(
+        "--parallel/--serial", help="boot the old and new kernel at the same time")] = True,
     timeout: Annotated[float | None, typer.Option(help="per-boot timeout in seconds")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out-dir", "-o",
                                                  help="default reports/<workload>-<old>-vs-<new>")]
@@ -144,7 +146,8 @@ def run_cmd(
     opts = RunOptions(
         old=old, new=new, workload=workload, runs=runs, iterations=iterations,
         functions=_split(functions), tracepoints=_split(tracepoints),
-        fresh_boot_per_run=fresh_boot_per_run, timeout_s=timeout, out_dir=out_dir,
+        fresh_boot_per_run=fresh_boot_per_run, parallel=parallel, timeout_s=timeout,
+        out_dir=out_dir,
         accel=accel, cpus=cpus, mem_mb=mem, append=list(append or []),
         old_paths=_paths(old_kernel, old_modules, old_headers, "old"),
         new_paths=_paths(new_kernel, new_modules, new_headers, "new"),

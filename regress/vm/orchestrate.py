@@ -15,6 +15,7 @@ import importlib
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class RunOptions:
     cpus: int = 2
     mem_mb: int = 2048
     append: list[str] = field(default_factory=list)
+    parallel: bool = True  # boot old and new at the same time (each VM keeps its own CPUs)
 
 
 @dataclass
@@ -369,9 +371,32 @@ def run(opts: RunOptions, progress: Progress | None = None) -> RunOutcome:
     for side in sides:
         for stale in (out_dir / f"{side.name}.json",):
             stale.unlink(missing_ok=True)
-    for side in sides:
-        outcome.captures[side.name] = run_side(opts, spec, side, root.path, out_dir, accel, emit,
-                                               outcome.boots)
+    failures: dict[str, BaseException] = {}
+
+    def one(side: Side) -> None:
+        try:
+            outcome.captures[side.name] = run_side(opts, spec, side, root.path, out_dir, accel,
+                                                   emit, outcome.boots)
+        except BaseException as exc:  # re-raised below, after the other kernel finished
+            failures[side.name] = exc
+
+    if opts.parallel:
+        # A TCG guest keeps about one host core busy; two fit this 2-core machine. Each
+        # kernel still gets the same VM shape, so the captures stay comparable.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="regress-vm") as pool:
+            list(pool.map(one, sides))
+    else:
+        for side in sides:
+            one(side)
+            if failures:
+                break
+    for name in ("old", "new"):
+        if name in failures:
+            exc = failures[name]
+            other = "new" if name == "old" else "old"
+            if isinstance(exc, RegressError) and other in outcome.captures:
+                exc.message += f" ({other} capture kept: {outcome.captures[other]})"
+            raise exc
     emit({"kind": "stage", "message": "diffing"})
     outcome.diff, outcome.reports, outcome.notes = diff_and_report(
         outcome.captures["old"], outcome.captures["new"], out_dir)
