@@ -30,10 +30,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from regress.errors import UsageError
+from regress.workload import FUNCTION_PATTERN_RE, TRACEPOINT_PATTERN_RE
 
 GENERATOR_VERSION = 1
 TRACEPOINT_RE = re.compile(r"^([a-z0-9_]{1,64}):([A-Za-z0-9_]{1,128})$", re.ASCII)
@@ -62,6 +63,10 @@ class TracerOptions:
     max_retvals: int = 16384
     max_functions: int = 8192
     generator_version: int = field(default=GENERATOR_VERSION)
+    # What the user asked for (patterns). Never pasted into the text; they define the
+    # instrument for the fingerprint, because resolution differs between kernels.
+    requested_tracepoints: tuple[str, ...] = ()
+    requested_functions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("syscalls", "retvals"):
@@ -86,6 +91,15 @@ class TracerOptions:
                 raise UsageError(
                     f"tracer option {name}: expected an integer {_MAP_MIN}..{_MAP_MAX}"
                 )
+        for name, rx in (
+            ("requested_tracepoints", TRACEPOINT_PATTERN_RE),
+            ("requested_functions", FUNCTION_PATTERN_RE),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(
+                isinstance(x, str) and rx.match(x) for x in value
+            ):
+                raise UsageError(f"tracer option {name}: expected a tuple of valid patterns")
         if self.generator_version != GENERATOR_VERSION:
             raise UsageError(f"tracer option generator_version: expected {GENERATOR_VERSION}")
 
@@ -93,6 +107,14 @@ class TracerOptions:
         d = asdict(self)
         d["tracepoints"] = list(self.tracepoints)
         d["functions"] = list(self.functions)
+        d["requested_tracepoints"] = list(self.requested_tracepoints)
+        d["requested_functions"] = list(self.requested_functions)
+        return d
+
+    def instrument(self) -> dict[str, Any]:
+        """The options that define the instrument: everything but kernel-specific resolution."""
+        d = self.to_dict()
+        del d["tracepoints"], d["functions"]
         return d
 
     def tracepoint_function(self, tp: str) -> str | None:
@@ -271,8 +293,26 @@ def generate(options: TracerOptions) -> str:
 
 
 def fingerprint(options: TracerOptions, text: str) -> str:
-    """sha256 of the text and the canonical options: equal iff the same instrument."""
-    doc = {"options": options.to_dict(), "text": text}
+    """sha256 identifying the instrument: equal on two kernels iff same regress + requests.
+
+    ``text`` must be ``generate(options)``. The resolved tracepoint/function
+    lists (and so the exact text) legitimately differ between kernels (a
+    function inlined away, a new event matching ``sched:*``); those differences
+    are reported per probe as ``absent``, not as a different tracer. So the hash
+    covers the requested patterns, flags, map sizes and the program generated
+    for a canonical resolution (one placeholder tracepoint and function when
+    any were requested), which changes whenever the generator does.
+    """
+    if text != generate(options):
+        raise UsageError("tracer text does not match its options (hand-edited?)")
+    canonical = replace(
+        options,
+        tracepoints=("regress:canonical",)
+        if options.tracepoints or options.requested_tracepoints
+        else (),
+        functions=("canonical",) if options.functions or options.requested_functions else (),
+    )
+    doc = {"instrument": options.instrument(), "template": generate(canonical)}
     data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(data).hexdigest()
 

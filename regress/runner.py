@@ -108,7 +108,10 @@ def plan_tracer(
             targets, absent = _probes.resolve_functions(functions, traceable)
             statuses += absent
     options = TracerOptions(
-        tracepoints=tuple(tps), functions=tuple(t.name for t in targets)
+        tracepoints=tuple(tps),
+        functions=tuple(t.name for t in targets),
+        requested_tracepoints=tuple(tracepoints),
+        requested_functions=tuple(functions),
     )
     return TracerPlan(
         options=options,
@@ -122,10 +125,9 @@ def plan_tracer(
 
 def tracer_info(plan: TracerPlan) -> TracerInfo:
     text = generate(plan.options)
-    options = plan.options.to_dict()
-    options["requested_tracepoints"] = list(plan.requested_tracepoints)
-    options["requested_functions"] = list(plan.requested_functions)
-    return TracerInfo(fingerprint=fingerprint(plan.options, text), options=options, bpf_text=text)
+    return TracerInfo(
+        fingerprint=fingerprint(plan.options, text), options=plan.options.to_dict(), bpf_text=text
+    )
 
 
 def _utc_now() -> str:

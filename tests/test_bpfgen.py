@@ -67,6 +67,8 @@ def test_no_struct_reads_and_no_includes() -> None:
         {"syscalls": 1},
         {"syscalls": False, "retvals": True},
         {"tracepoints": ["a:b"]},
+        {"requested_tracepoints": ("sched",)},
+        {"requested_functions": ("a b",)},
     ],
 )
 def test_validation_rejects(kwargs: dict[str, object]) -> None:
@@ -89,11 +91,27 @@ def test_function_text_does_not_depend_on_function_list() -> None:
     assert a.replace("functions=1", "functions=2") == b
 
 
-def test_fingerprint() -> None:
-    o = CASES["default"]
-    assert fingerprint(o, generate(o)) == fingerprint(TracerOptions(), generate(TracerOptions()))
-    assert fingerprint(o, generate(o)) != fingerprint(CASES["ps_loop"], generate(CASES["ps_loop"]))
-    assert len(fingerprint(o, generate(o))) == 64
+def fp(o: TracerOptions) -> str:
+    return fingerprint(o, generate(o))
+
+
+def test_fingerprint_identifies_the_instrument_not_the_kernel() -> None:
+    assert fp(CASES["default"]) == fp(TracerOptions()) and len(fp(TracerOptions())) == 64
+    req = {"requested_tracepoints": ("sched:*",), "requested_functions": ("proc_pid_*",)}
+    # Same requests resolved differently on two kernels: same instrument.
+    old = TracerOptions(tracepoints=("sched:sched_switch",), functions=("proc_pid_stat",), **req)
+    new = TracerOptions(
+        tracepoints=("sched:sched_switch", "sched:sched_new_event"), functions=(), **req
+    )
+    assert generate(old) != generate(new)
+    assert fp(old) == fp(new)
+    # Different requests, flags or map sizes: a different instrument.
+    assert fp(old) != fp(TracerOptions(requested_tracepoints=("sched:*",)))
+    assert fp(old) != fp(TracerOptions(retvals=False, **req))
+    assert fp(old) != fp(TracerOptions(max_counts=1024, **req))
+    assert fp(TracerOptions()) != fp(CASES["ps_loop"])
+    with pytest.raises(UsageError, match="does not match"):
+        fingerprint(old, generate(old) + "// edited\n")
 
 
 def test_bucket_range() -> None:
