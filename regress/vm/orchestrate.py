@@ -69,6 +69,9 @@ class RunOptions:
     mem_mb: int = 2048
     append: list[str] = field(default_factory=list)
     parallel: bool = True  # boot old and new at the same time (each VM keeps its own CPUs)
+    # Positive control (regress selftest): ``regress.faults.FaultSpec.to_job()``, loaded by
+    # the agent in the NEW kernel's guests only and recorded in that capture's notes.
+    fault: dict[str, Any] | None = None
 
 
 @dataclass
@@ -228,7 +231,10 @@ def run_side(opts: RunOptions, spec: WorkloadSpec, side: Side, root: Path, out_d
     for boot, nruns in enumerate(per_boot):
         cfg = boot_config(opts, kernel, root, logs, side.name, boot, accel.name,
                           boot_timeout(opts, spec, nruns), initrd=initrd, kdisk=kdisk)
-        qemu.write_job_disk(cfg.job_disk, _job(opts, spec, machine, nruns, boot), extra=extra)
+        job = _job(opts, spec, machine, nruns, boot)
+        if opts.fault is not None and side.name == "new":
+            job["fault"] = opts.fault
+        qemu.write_job_disk(cfg.job_disk, job, extra=extra)
         qemu.new_result_disk(cfg.result_disk)
         what = f"{side.name} kernel {kernel.release} boot {boot}"
         progress({"kind": "boot", "side": side.name, "boot": boot, "boots": len(per_boot),
