@@ -1,0 +1,80 @@
+"""Function-probe plumbing without kprobes (this host has none): statuses per
+function and address -> name mapping, driven through a stand-in for bcc's BPF
+object. The real attach runs in the VM suite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from regress.bpfgen import TracerOptions
+from regress.environment import HeadersChoice
+from regress.probes import FunctionTarget
+from regress.tracer import Tracer
+
+
+class _Val:
+    def __init__(self, v: int) -> None:
+        self.value = v
+
+
+class FakeBPF:
+    """Records attach_kprobe calls; refuses symbols listed in ``refuse``."""
+
+    def __init__(self, refuse: set[str], fcounts: dict[int, int]) -> None:
+        self.refuse = refuse
+        self.attached: list[tuple[bytes, bytes]] = []
+        self.fcounts = fcounts
+
+    def attach_kprobe(self, event: bytes, fn_name: bytes) -> None:
+        if event.decode() in self.refuse:
+            raise Exception(f"Failed to attach BPF program {fn_name!r} to kprobe {event!r}")
+        self.attached.append((event, fn_name))
+
+    def __getitem__(self, name: bytes) -> Any:
+        if name == b"fcounts":
+            return {_Val(k): _Val(v) for k, v in self.fcounts.items()}
+        return _Zeros()  # the ``lost`` array
+
+
+class _Zeros:
+    def __getitem__(self, key: Any) -> _Val:
+        return _Val(0)
+
+
+def test_function_statuses_and_clone_aggregation(monkeypatch: Any) -> None:
+    targets = [
+        FunctionTarget("proc_pid_stat", ("proc_pid_stat", "proc_pid_stat.isra.0")),
+        FunctionTarget("vfs_read", ("vfs_read",)),
+        FunctionTarget("notrace_fn", ("notrace_fn",)),
+    ]
+    options = TracerOptions(syscalls=False, retvals=False, functions=tuple(t.name for t in targets))
+    tracer = Tracer(options, headers=HeadersChoice(None, "test"), functions=targets)
+    kallsyms = [(0x1000, "proc_pid_stat"), (0x2000, "proc_pid_stat.isra.0"), (0x3000, "vfs_read"),
+                (0x4000, "notrace_fn")]
+    monkeypatch.setattr("regress.tracer.read_kallsyms", lambda: kallsyms)
+    fake = FakeBPF({"notrace_fn"}, {0x1000: 3, 0x2004: 2, 0x3000: 7})
+    tracer._bpf = fake
+    st = {p.name: p for p in tracer._attach_functions()}
+    assert st["proc_pid_stat"].status == "attached"
+    assert st["vfs_read"].status == "attached"
+    assert st["notrace_fn"].status == "failed" and "notrace_fn" in (st["notrace_fn"].reason or "")
+    assert [e for e, _ in fake.attached] == [b"proc_pid_stat", b"proc_pid_stat.isra.0", b"vfs_read"]
+    assert {f for _, f in fake.attached} == {b"fn_hit"}  # one shared program
+
+    # The clone's hits (0x2004: inside proc_pid_stat.isra.0) count as proc_pid_stat.
+    assert tracer.read().functions == {"proc_pid_stat": 5, "vfs_read": 7}
+
+
+def test_kprobes_unavailable_marks_every_function_failed() -> None:
+    targets = [FunctionTarget("vfs_read", ("vfs_read",))]
+    tracer = Tracer(
+        TracerOptions(functions=("vfs_read",)),
+        headers=HeadersChoice(None, "test"),
+        functions=targets,
+        kprobe_problem="kprobes unavailable on this kernel",
+    )
+    tracer._bpf = FakeBPF(set(), {})
+    st = tracer._attach_functions()
+    assert [(p.name, p.status, p.reason) for p in st] == [
+        ("vfs_read", "failed", "kprobes unavailable on this kernel")
+    ]
