@@ -13,9 +13,10 @@ What the program counts, only for the tracked process tree (thread ids in
 ``tracked``; ``sched_process_fork`` adds children of tracked parents,
 ``sched_process_exit`` removes them):
 
-* ``counts``: ``raw_syscalls:sys_exit`` per (syscall nr, errno or 0);
-* ``retvals``: log2 buckets of successful return values per syscall
-  (bucket 0: ret == 0; bucket k >= 1: 2^(k-1) <= ret < 2^k);
+* ``counts``: ``raw_syscalls:sys_exit`` per (syscall nr, errno or 0, bucket):
+  with ``retvals`` the bucket is the log2 bucket of a successful return value
+  (bucket 0: ret == 0; bucket k >= 1: 2^(k-1) <= ret < 2^k), else 0. One map
+  op per syscall (the hot path); the (nr, 0) total is the sum of its buckets;
 * ``tpcounts[i]``: hits of the i-th selected tracepoint (one small function each);
 * ``fcounts``: kernel function calls keyed by address (``bpf_get_func_ip``),
   one shared kprobe program for all functions, mapped back through kallsyms;
@@ -41,7 +42,7 @@ TRACEPOINT_RE = re.compile(r"^([a-z0-9_]{1,64}):([A-Za-z0-9_]{1,128})$", re.ASCI
 FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", re.ASCII)
 
 # Indices into the ``lost`` array; the names are what captures record.
-LOST_COUNTERS: tuple[str, ...] = ("tracked_full", "counts_full", "retvals_full", "functions_full")
+LOST_COUNTERS: tuple[str, ...] = ("tracked_full", "counts_full", "functions_full")
 
 FORK_TP = "sched:sched_process_fork"
 EXIT_TP = "sched:sched_process_exit"
@@ -60,7 +61,6 @@ class TracerOptions:
     functions: tuple[str, ...] = ()  # resolved, normalised kernel function names
     max_tracked: int = 65536
     max_counts: int = 16384
-    max_retvals: int = 16384
     max_functions: int = 8192
     generator_version: int = field(default=GENERATOR_VERSION)
     # What the user asked for (patterns). Never pasted into the text; they define the
@@ -84,7 +84,7 @@ class TracerOptions:
         for fn in self.functions:
             if not isinstance(fn, str) or not FUNCTION_RE.match(fn):
                 raise UsageError(f"tracer option functions: invalid name {fn!r}")
-        for name in ("max_tracked", "max_counts", "max_retvals", "max_functions"):
+        for name in ("max_tracked", "max_counts", "max_functions"):
             value = getattr(self, name)
             ok = isinstance(value, int) and not isinstance(value, bool)
             if not ok or not _MAP_MIN <= value <= _MAP_MAX:
@@ -176,17 +176,10 @@ def generate(options: TracerOptions) -> str:
         lines += [
             "struct sc_key {",
             "    u32 id;",
-            "    u32 err;",
+            "    u16 err;",
+            "    u16 bucket;",
             "};",
             f"BPF_HASH(counts, struct sc_key, u64, {o.max_counts});",
-        ]
-    if o.retvals:
-        lines += [
-            "struct rv_key {",
-            "    u32 id;",
-            "    u32 bucket;",
-            "};",
-            f"BPF_HASH(retvals, struct rv_key, u64, {o.max_retvals});",
         ]
     if tps:
         lines.append(f"BPF_ARRAY(tpcounts, u64, {len(tps)});")
@@ -247,21 +240,19 @@ def generate(options: TracerOptions) -> str:
             "    long ret = args->ret;",
             "    struct sc_key k = {};",
             "    k.id = (u32)args->id;",
-            "    k.err = (ret < 0 && ret >= -4095) ? (u32)(-ret) : 0;",
-            "    {",
-            *["    " + x for x in _inc("counts", "&k", "LOST_COUNTS_FULL")],
-            "    }",
+            "    if (ret < 0 && ret >= -4095)",
+            "        k.err = (u16)(-ret);",
         ]
         if o.retvals:
             lines += [
-                "    if (ret >= 0) {",
-                "        struct rv_key r = {};",
-                "        r.id = k.id;",
-                "        r.bucket = ret == 0 ? 0 : bpf_log2l((unsigned long)ret);",
-                *["    " + x for x in _inc("retvals", "&r", "LOST_RETVALS_FULL")],
-                "    }",
+                "    else if (ret > 0)",
+                "        k.bucket = (u16)bpf_log2l((unsigned long)ret);",
             ]
-        lines += ["    return 0;", "}"]
+        lines += [
+            *_inc("counts", "&k", "LOST_COUNTS_FULL"),
+            "    return 0;",
+            "}",
+        ]
     for i, tp in enumerate(tps):
         if tp in (FORK_TP, EXIT_TP):
             continue

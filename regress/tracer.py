@@ -206,8 +206,6 @@ class Tracer:
         names = ["tracked", "lost"]
         if self.options.syscalls:
             names.append("counts")
-        if self.options.retvals:
-            names.append("retvals")
         if self.options.tracepoints:
             names.append("tpcounts")
         if self.options.functions:
@@ -220,10 +218,10 @@ class Tracer:
         raw = RawCounts()
         if self.options.syscalls:
             for k, v in b[b"counts"].items():
-                raw.syscalls[(int(k.id), int(k.err))] = int(v.value)
-        if self.options.retvals:
-            for k, v in b[b"retvals"].items():
-                raw.retvals[(int(k.id), int(k.bucket))] = int(v.value)
+                nr, err, n = int(k.id), int(k.err), int(v.value)
+                raw.syscalls[(nr, err)] = raw.syscalls.get((nr, err), 0) + n
+                if self.options.retvals and err == 0:
+                    raw.retvals[(nr, int(k.bucket))] = n
         if self.options.tracepoints:
             table = b[b"tpcounts"]
             for i, tp in enumerate(self.options.tracepoints):

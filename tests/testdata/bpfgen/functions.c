@@ -4,21 +4,16 @@
 
 #define LOST_TRACKED_FULL 0
 #define LOST_COUNTS_FULL 1
-#define LOST_RETVALS_FULL 2
-#define LOST_FUNCTIONS_FULL 3
+#define LOST_FUNCTIONS_FULL 2
 
 BPF_HASH(tracked, u32, u8, 65536);
-BPF_ARRAY(lost, u64, 4);
+BPF_ARRAY(lost, u64, 3);
 struct sc_key {
     u32 id;
-    u32 err;
+    u16 err;
+    u16 bucket;
 };
 BPF_HASH(counts, struct sc_key, u64, 16384);
-struct rv_key {
-    u32 id;
-    u32 bucket;
-};
-BPF_HASH(retvals, struct rv_key, u64, 16384);
 BPF_ARRAY(tpcounts, u64, 1);
 BPF_HASH(fcounts, u64, u64, 8192);
 
@@ -64,38 +59,21 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     long ret = args->ret;
     struct sc_key k = {};
     k.id = (u32)args->id;
-    k.err = (ret < 0 && ret >= -4095) ? (u32)(-ret) : 0;
-    {
-        u64 *v = counts.lookup(&k);
-        if (v) {
-            __sync_fetch_and_add(v, 1);
-        } else {
-            u64 one = 1;
-            if (counts.insert(&k, &one) != 0) {
-                v = counts.lookup(&k);
-                if (v)
-                    __sync_fetch_and_add(v, 1);
-                else
-                    lost_inc(LOST_COUNTS_FULL);
-            }
-        }
-    }
-    if (ret >= 0) {
-        struct rv_key r = {};
-        r.id = k.id;
-        r.bucket = ret == 0 ? 0 : bpf_log2l((unsigned long)ret);
-        u64 *v = retvals.lookup(&r);
-        if (v) {
-            __sync_fetch_and_add(v, 1);
-        } else {
-            u64 one = 1;
-            if (retvals.insert(&r, &one) != 0) {
-                v = retvals.lookup(&r);
-                if (v)
-                    __sync_fetch_and_add(v, 1);
-                else
-                    lost_inc(LOST_RETVALS_FULL);
-            }
+    if (ret < 0 && ret >= -4095)
+        k.err = (u16)(-ret);
+    else if (ret > 0)
+        k.bucket = (u16)bpf_log2l((unsigned long)ret);
+    u64 *v = counts.lookup(&k);
+    if (v) {
+        __sync_fetch_and_add(v, 1);
+    } else {
+        u64 one = 1;
+        if (counts.insert(&k, &one) != 0) {
+            v = counts.lookup(&k);
+            if (v)
+                __sync_fetch_and_add(v, 1);
+            else
+                lost_inc(LOST_COUNTS_FULL);
         }
     }
     return 0;
