@@ -39,7 +39,7 @@ from regress.capture import (
     save_capture,
 )
 from regress.environment import ensure_tracefs, kernel_info, machine_info, resolve_kernel_headers
-from regress.errors import EnvironmentProblem, UsageError, WorkloadRunError
+from regress.errors import EnvironmentProblem, InputError, UsageError, WorkloadRunError
 from regress.tracer import RawCounts, Tracer, bcc_version, import_bcc
 from regress.workload import WorkloadSpec
 
@@ -338,15 +338,25 @@ def run_capture(
     try:
         statuses = tracer.load()
         capture.probes = statuses + plan.statuses
-        save_capture(capture, out)
+        _save(capture, out)
         emit(RunnerEvent("loaded", runs=runs, message=f"{len(statuses)} probes attached"))
         for index in range(runs):
             capture.runs.append(_one_run(spec, tracer, index, runs, emit))
-            save_capture(capture, out)
+            _save(capture, out)
             emit(RunnerEvent("saved", run=index, runs=runs, message=str(out)))
     finally:
         tracer.detach()
     return capture
+
+
+def _save(capture: Capture, out: Path) -> None:
+    try:
+        save_capture(capture, out)
+    except OSError as exc:
+        raise InputError(
+            f"{out}: cannot write the capture: {exc.strerror or exc}",
+            hint="choose a writable file path with -o",
+        ) from None
 
 
 def _one_run(

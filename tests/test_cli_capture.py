@@ -170,3 +170,14 @@ def test_broken_headers_compile_error_is_one_line(tmp_path: Path) -> None:
     assert last.startswith("regress: error: BPF program failed to compile"), p.stderr
     assert "broken headers" in last
     assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.root
+def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    one_line_error(cli("capture", "-w", "ps-loop", "-o", str(tmp_path)), 2, "is a directory")
+    p = cli("capture", "-w", "ps-loop", "--iterations", "1", "--runs", "1",
+            "-o", "/proc/no-such-dir/c.json")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith(
+        "regress: error: /proc/no-such-dir/c.json: cannot write the capture"
+    )

@@ -98,6 +98,8 @@ def capture_cmd(
         return
     if output is None:
         raise UsageError("capture needs -o FILE (or --ebpf to print the program)")
+    if output.is_dir():
+        raise UsageError(f"-o {output}: is a directory, expected a capture file name")
 
     with Progress(
         TextColumn("{task.description}"),
