@@ -1,11 +1,14 @@
 """Built-in injected faults for the positive control (``regress selftest``).
 
 A fault is a BPF-LSM program (bcc ``LSM_PROBE(file_open, ...)``) that makes a
-deterministic fraction of one process's opens of ``/proc/<pid>/<name>`` fail
-with an errno: every Nth matching open is denied. With the defaults, ``ps``
-loses every other ``/proc/<pid>/stat`` and so misses processes that are alive
--- the seed bug's symptom -- which a working differ must rank at the top as an
-``openat`` EACCES row and a liveness row.
+deterministic fraction of one process's opens of *other* processes'
+``/proc/<pid>/<name>`` fail with an errno: every Nth matching open is denied.
+With the defaults, ``ps`` in ps-loop (private pid namespace: sh 1, sleeper 2,
+ps 3) gets /proc/1/stat and is denied /proc/2/stat in every iteration, so it
+misses the live sleeper -- the seed bug's symptom -- which a working differ
+must rank at the top as an ``openat`` EACCES row and a liveness row. Its own
+``/proc/<self>/stat`` is never denied: ps reads that at start-up and aborts
+without it, a different and much louder failure than the one to detect.
 
 The C text is generated here from typed, validated values (never pasted from
 user input), so it is golden-tested without root or bcc. Loading goes through
@@ -46,7 +49,7 @@ STATS_MAP = "fault_stats"
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """Deny every ``every``-th open of ``/proc/<pid>/<name>`` by a task named ``comm``.
+    """Deny every ``every``-th open of another process's ``/proc/<pid>/<name>`` by ``comm``.
 
     ``every`` = 1 denies all of them; 2 every other one (the first open passes,
     so a fault never hides everything and the workload still exits 0).
@@ -87,8 +90,8 @@ class FaultSpec:
         """One line for capture notes and reports."""
         what = "every" if self.every == 1 else f"every {_ordinal(self.every)}"
         return (
-            f"BPF-LSM file_open denies {what} open of /proc/<pid>/{self.name} "
-            f"by comm {self.comm!r} with -{self.errno}"
+            f"BPF-LSM file_open denies {what} open of another process's "
+            f"/proc/<pid>/{self.name} by comm {self.comm!r} with -{self.errno}"
         )
 
     def expected_key(self) -> str:
@@ -126,6 +129,8 @@ def generate(spec: FaultSpec) -> str:
 // regress fault: {spec.describe()}
 #include <linux/fs.h>
 #include <linux/dcache.h>
+#include <linux/pid.h>
+#include <linux/sched.h>
 
 #define REGRESS_PROC_SUPER_MAGIC 0x{PROC_SUPER_MAGIC:x}
 #define REGRESS_FAULT_EVERY {spec.every}
@@ -134,18 +139,44 @@ def generate(spec: FaultSpec) -> str:
 // [{STAT_MATCHED}] matching opens seen, [{STAT_DENIED}] opens denied
 BPF_ARRAY({STATS_MAP}, u64, 2);
 
-static __always_inline int all_digits(const char *s)
+// A /proc/<pid> directory name as a number; -1 when it is not one.
+static __always_inline long parse_pid(const char *s)
 {{
+    long v = 0;
     if (s[0] < '0' || s[0] > '9')
-        return 0;
+        return -1;
 #pragma unroll
-    for (int i = 1; i < {NAME_BUF}; i++) {{
+    for (int i = 0; i < 11; i++) {{
         if (s[i] == 0)
-            return 1;
+            return v;
         if (s[i] < '0' || s[i] > '9')
-            return 0;
+            return -1;
+        v = v * 10 + (s[i] - '0');
     }}
-    return 0;
+    return -1;
+}}
+
+// The caller's process id in its own pid namespace (what its /proc shows).
+static __always_inline long own_ns_pid(void)
+{{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct task_struct *leader = NULL;
+    struct pid *pid = NULL;
+    unsigned int level = 0;
+    int nr = -1;
+    bpf_probe_read_kernel(&leader, sizeof(leader),
+                          (void *)task + offsetof(struct task_struct, group_leader));
+    if (!leader)
+        return -1;
+    bpf_probe_read_kernel(&pid, sizeof(pid),
+                          (void *)leader + offsetof(struct task_struct, thread_pid));
+    if (!pid)
+        return -1;
+    bpf_probe_read_kernel(&level, sizeof(level), (void *)pid + offsetof(struct pid, level));
+    bpf_probe_read_kernel(&nr, sizeof(nr),
+                          (void *)pid + offsetof(struct pid, numbers) +
+                          (level & 31) * sizeof(struct upid) + offsetof(struct upid, nr));
+    return nr;
 }}
 
 LSM_PROBE(file_open, struct file *file)
@@ -165,7 +196,10 @@ LSM_PROBE(file_open, struct file *file)
         return 0;
     struct dentry *p = d->d_parent;
     bpf_probe_read_kernel_str(parent, sizeof(parent), p->d_name.name);
-    if (!all_digits(parent))
+    long target = parse_pid(parent);
+    // Only other processes' files: a process reading its own (ps does at start-up) is
+    // left alone, so the fault hides processes instead of making the workload abort.
+    if (target < 0 || target == own_ns_pid())
         return 0;
     int slot = {STAT_MATCHED};
     u64 *seen = {STATS_MAP}.lookup(&slot);
