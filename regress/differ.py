@@ -196,8 +196,10 @@ def errno_label(sub: str) -> str:
 
 
 def key_string(kind: str, name: str, sub: str) -> str:
+    if name == "*":  # a whole probe family (absent rows)
+        return f"{kind}:*"
     if kind == "syscall":
-        return f"syscall:{name}:{errno_label(sub) if sub != '*' else '*'}"
+        return f"syscall:{name}:{errno_label(sub)}"
     if kind == "retval":
         return f"retval:{name}:{sub}"
     return f"{kind}:{name}"
@@ -328,7 +330,7 @@ def _absent_rows(
     for kind, name in sorted(set(vo.missing) | set(vn.missing)):
         skip.add((kind, name, ""))
         if (kind, name) in vo.missing and (kind, name) in vn.missing:
-            both.append(key_string(kind, name, "*" if name == "*" else ""))
+            both.append(key_string(kind, name, ""))
             continue
         sides: list[SideValues] = []
         for cap, view in ((old, vo), (new, vn)):
@@ -338,7 +340,7 @@ def _absent_rows(
             else:
                 raw, per = _side_counts_for(cap, kind, name)
                 sides.append(SideValues(per, raw, float(np.median(per)) if per else math.nan))
-        key = key_string(kind, name, "*" if name == "*" else "")
+        key = key_string(kind, name, "")
         rows.append(
             Divergence(
                 key=key,

@@ -10,6 +10,10 @@ Keys name one measured quantity across both captures:
   ``tracepoint:<cat>:<event>``    tracepoint hits in the workload's tree
   ``function:<name>``             kernel function calls in the workload's tree
   ``liveness``                    iterations whose liveness check failed
+  ``syscall:*`` / ``retval:*``    a whole probe family; only on "absent" rows
+
+``retval`` rows are context: tested and ranked, never ``significant`` (return
+value sizes and PIDs drift between capture sessions of one kernel).
 """
 
 from __future__ import annotations

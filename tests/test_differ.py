@@ -1,0 +1,222 @@
+"""diff_captures on in-memory captures: comparability, classes, regressions, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+import pytest
+
+from regress.capture import (
+    Capture,
+    KernelInfo,
+    MachineInfo,
+    ProbeStatus,
+    Run,
+    TracerInfo,
+    WorkloadInfo,
+)
+from regress.differ import diff_captures, errno_label
+from regress.difftable import to_json
+from regress.errors import IncomparableError, InputError
+from regress.stats import Thresholds
+
+IT = 10
+
+
+def make(release: str, runs: list[dict[str, Any]], **kw: Any) -> Capture:
+    return Capture(
+        kernel=KernelInfo(release=release, version=release, cmdline=""),
+        machine=MachineInfo(backend="host", arch="x86_64", cpus=kw.pop("cpus", 2), mem_mb=1024),
+        tracer=TracerInfo(fingerprint=kw.pop("fingerprint", "f"), options={}, bpf_text=""),
+        workload=WorkloadInfo(name="w", hash=kw.pop("whash", "h"), spec={}),
+        bcc_version="1",
+        requested_runs=len(runs),
+        probes=kw.pop("probes", []),
+        runs=[
+            Run(
+                index=i,
+                iterations=r.get("iterations", IT),
+                wall_s=1.0,
+                started_utc="",
+                syscalls=r.get("syscalls", {}),
+                retvals=r.get("retvals", {}),
+                tracepoints=r.get("tracepoints", {}),
+                functions=r.get("functions", {}),
+                liveness=r.get("liveness", []),
+            )
+            for i, r in enumerate(runs)
+        ],
+    )
+
+
+def same(n: int, **fields: Any) -> list[dict[str, Any]]:
+    return [dict(fields) for _ in range(n)]
+
+
+def rows(result: Any) -> dict[str, Any]:
+    return {d.key: d for d in result.divergences}
+
+
+def test_incomparable_refused_unless_forced() -> None:
+    old = make("a", same(3, syscalls={"read": {"0": 10}}))
+    new = make("b", same(3, syscalls={"read": {"0": 10}}), whash="other", cpus=8)
+    with pytest.raises(IncomparableError) as exc:
+        diff_captures(old, new, old_path="o.json", new_path="n.json")
+    msg = exc.value.one_line()
+    assert "o.json and n.json are not comparable" in msg
+    assert "workload differs" in msg and "machine cpus differs (2 vs 8)" in msg
+    assert "--force" in msg
+    res = diff_captures(old, new, force=True)
+    assert len(res.forced) == 2
+    assert [w.code for w in res.warnings][:2] == ["forced", "forced"]
+
+
+def test_iterations_per_run_must_match() -> None:
+    old = make("a", same(3, syscalls={"read": {"0": 10}}))
+    new = make("b", same(3, syscalls={"read": {"0": 10}}, iterations=20))
+    with pytest.raises(IncomparableError, match="iterations per run differ"):
+        diff_captures(old, new)
+
+
+def test_no_runs_is_an_input_error_even_forced() -> None:
+    old = make("a", [])
+    new = make("b", same(1, syscalls={"read": {"0": 1}}))
+    with pytest.raises(InputError, match="has no runs"):
+        diff_captures(old, new, force=True)
+
+
+def test_exact_needs_min_runs_and_constant_counts() -> None:
+    old = make("a", same(2, syscalls={"getpid": {"0": 100}}))
+    new = make("b", same(2, syscalls={"getpid": {"0": 200}}))
+    d = rows(diff_captures(old, new))["syscall:getpid:ok"]
+    assert d.test == "mwu" and not d.significant  # 2 vs 2 runs: never "certain"
+    old = make("a", same(3, syscalls={"getpid": {"0": 100}}))
+    new = make("b", same(3, syscalls={"getpid": {"0": 200}}))
+    d = rows(diff_captures(old, new))["syscall:getpid:ok"]
+    assert d.test == "exact" and d.p == 0.0 and d.significant and d.ratio == 2.0
+    assert d.ratio_ci == (2.0, 2.0)
+    # equal constants are exactly unchanged
+    d = rows(diff_captures(old, dataclasses.replace(new, runs=old.runs)))["syscall:getpid:ok"]
+    assert d.test == "exact" and d.p == 1.0 and d.cls == "unchanged"
+
+
+def test_single_run_side_uses_poisson_or_fisher() -> None:
+    old = make("a", same(1, syscalls={"read": {"0": 100}, "openat": {"0": 50, "2": 5}}))
+    new = make(
+        "b",
+        same(5, syscalls={"read": {"0": 300}, "openat": {"0": 50, "2": 5}, "kill": {"3": 10}}),
+    )
+    r = rows(diff_captures(old, new))
+    assert r["syscall:read:ok"].test == "poisson" and r["syscall:read:ok"].significant
+    assert r["syscall:openat:ENOENT"].test == "fisher"
+    assert r["syscall:kill:ESRCH"].test == "poisson"  # kill never called on old: no share
+    assert r["syscall:kill:ESRCH"].cls == "appeared"
+
+
+def test_regression_rules() -> None:
+    base = {"read": {"0": 100}, "getppid": {"0": 50}, "openat": {"0": 100, "2": 10}}
+    newsys = {"read": {"0": 300}, "openat": {"0": 100, "2": 40}, "kill": {"3": 20}}
+    old = make("a", same(3, syscalls=base, functions={"f": 10}))
+    new = make("b", same(3, syscalls=newsys, functions={"f": 100}))
+    r = rows(diff_captures(old, new))
+    assert r["syscall:kill:ESRCH"].regression  # new error appeared
+    assert r["syscall:openat:ENOENT"].regression  # error count up
+    assert r["syscall:getppid:ok"].regression and r["syscall:getppid:ok"].cls == "vanished"
+    assert r["syscall:read:ok"].significant and not r["syscall:read:ok"].regression
+    assert r["function:f"].significant and not r["function:f"].regression
+
+
+def test_appear_vanish_ranked_first_then_rate() -> None:
+    old = make("a", same(3, syscalls={"read": {"0": 10_000}, "close": {"0": 10}}))
+    new = make("b", same(3, syscalls={"read": {"0": 50_000}, "kill": {"3": 50}}))
+    res = diff_captures(old, new)
+    order = [d.key for d in res.divergences if d.significant]
+    assert order == ["syscall:kill:ESRCH", "syscall:close:ok", "syscall:read:ok"]
+
+
+def test_absent_probe_is_never_zero() -> None:
+    probes_old = [ProbeStatus("tracepoint", "sched:x", "attached")]
+    probes_new = [ProbeStatus("tracepoint", "sched:x", "absent", "no such event")]
+    old = make("a", same(3, tracepoints={"sched:x": 30}), probes=probes_old)
+    new = make("b", same(3, tracepoints={}), probes=probes_new)
+    res = diff_captures(old, new)
+    d = rows(res)["tracepoint:sched:x"]
+    assert d.cls == "absent" and d.test == "none" and d.p is None
+    assert d.new.probe_status == "absent" and d.new.raw == [] and math.isnan(d.new.center)
+    assert d.old.center == 3.0
+    assert res.keys_tested == 0  # not tested as a 30 -> 0 vanish
+
+
+def test_failed_syscall_probe_is_one_absent_row() -> None:
+    old = make("a", same(3, syscalls={"read": {"0": 10}, "close": {"0": 5}}))
+    new = make(
+        "b",
+        same(3, syscalls={}),
+        probes=[ProbeStatus("syscalls", "raw_syscalls:sys_exit", "failed", "EPERM")],
+    )
+    res = diff_captures(old, new)
+    assert [d.key for d in res.divergences] == ["syscall:*"]
+    assert res.divergences[0].new.probe_status == "failed"
+    assert res.divergences[0].old.raw == [15, 15, 15]
+
+
+def test_retval_buckets_are_context_only() -> None:
+    old = make("a", same(5, syscalls={"read": {"0": 40}}, retvals={"read": {"5": 10, "4": 30}}))
+    new = make("b", same(5, syscalls={"read": {"0": 40}}, retvals={"read": {"5": 30, "4": 10}}))
+    res = diff_captures(old, new)
+    d = rows(res)["retval:read:5"]
+    assert d.test == "mwu"  # constant in every run, but never "exact"
+    assert not d.significant and d.cls == "unchanged"
+    assert "retval-context" in [w.code for w in res.warnings]
+    assert res.significant == []
+
+
+def test_liveness_compared_and_first() -> None:
+    old = make("a", same(4, syscalls={"read": {"0": 10}}, liveness=[True] * IT))
+    new_runs = same(4, syscalls={"read": {"0": 50}}, liveness=[False] * 3 + [True] * 7)
+    res = diff_captures(old, make("b", new_runs))
+    top = res.divergences[0]
+    assert top.key == "liveness" and top.cls == "liveness" and top.significant and top.regression
+    assert top.new.raw == [3, 3, 3, 3] and top.new.trials == [IT] * 4
+    assert top.new.center == pytest.approx(0.3)
+    # checked on one side only: a warning, no row
+    res = diff_captures(make("a", same(4, liveness=[None] * IT)), make("b", new_runs))
+    assert "liveness" not in rows(res)
+    assert "liveness-one-side" in [w.code for w in res.warnings]
+
+
+def test_effect_gate_thresholds_are_configurable() -> None:
+    old = make("a", same(3, syscalls={"read": {"0": 1000}}))
+    new = make("b", same(3, syscalls={"read": {"0": 1100}}))
+    assert diff_captures(old, new).significant == []
+    loose = Thresholds(min_ratio=1.05)
+    assert [d.key for d in diff_captures(old, new, thresholds=loose).significant] == [
+        "syscall:read:ok"
+    ]
+    assert diff_captures(old, new, thresholds=loose).thresholds["min_ratio"] == 1.05
+
+
+def test_deterministic_regardless_of_dict_order() -> None:
+    sysc = {f"s{i}": {str(e): 10 + i * e for e in range(4)} for i in range(30)}
+    rev = {k: dict(reversed(list(v.items()))) for k, v in reversed(list(sysc.items()))}
+    new_sys = {
+        k: {e: n * (2 if k.endswith("3") else 1) for e, n in v.items()} for k, v in sysc.items()
+    }
+    old = make("a", [{"syscalls": sysc}] * 3)
+    new = make("b", [{"syscalls": new_sys}] * 3)
+    old_rev = make("a", [{"syscalls": rev}] * 3)
+    a = to_json(diff_captures(old, new))
+    b = to_json(diff_captures(old_rev, new))
+    assert a == b
+    doc = json.loads(a)
+    assert doc["significant_count"] > 0
+
+
+def test_errno_labels() -> None:
+    assert errno_label("0") == "ok"
+    assert errno_label("2") == "ENOENT"
+    assert errno_label("516") == "ERESTART_RESTARTBLOCK"
+    assert errno_label("4000") == "errno4000"
