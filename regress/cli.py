@@ -16,6 +16,7 @@ import typer
 # Command modules register themselves on ``app`` when imported.
 from regress.cli_app import app, err
 from regress.commands import capture as _capture  # noqa: F401
+from regress.commands import ci as _ci  # noqa: F401
 from regress.commands import vm as _vm  # noqa: F401
 from regress.commands import diff as _diff  # noqa: F401
 from regress.commands import report as _report  # noqa: F401
