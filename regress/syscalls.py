@@ -56,8 +56,18 @@ def table() -> dict[int, str]:
     return parse_table(text)
 
 
+# x86 rt_sigreturn sets regs->orig_ax = -1 ("disable syscall checks") before it
+# returns, so its own sys_exit reports id -1 with the interrupted syscall's
+# return value (e.g. EINTR). Seccomp/ptrace-skipped syscalls also exit as -1.
+# The id reaches us as u32 (4294967295) or as a signed -1 from bpftrace.
+SIGRETURN_NAME = "sigreturn(-1)"
+_MINUS_ONE = (-1, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+
+
 def name_of(nr: int) -> str:
-    """Name of syscall ``nr``; ``syscall_<nr>`` when unknown."""
+    """Name of syscall ``nr``; ``syscall_<nr>`` when unknown; see SIGRETURN_NAME for -1."""
+    if nr in _MINUS_ONE:
+        return SIGRETURN_NAME
     return table().get(nr, f"syscall_{nr}")
 
 
