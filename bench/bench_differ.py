@@ -31,6 +31,7 @@ from regress.capture import (
     WorkloadInfo,
 )
 from regress.differ import diff_captures
+from regress.difftable import to_json
 
 TARGET_S = 1.0
 TARGET_MB = 300.0
@@ -109,6 +110,12 @@ def main() -> int:
         f"peak memory {peak_mb:.1f} MB python (tracemalloc), {rss_growth:.1f} MB max-RSS growth, "
         f"{rss1:.1f} MB max RSS   ({max(peak_mb, rss_growth) / TARGET_MB:.2f} x target "
         f"{TARGET_MB:g} MB)"
+    )
+    t0 = time.perf_counter()
+    text = to_json(result)
+    print(
+        f"(not in the target: --json serialisation {time.perf_counter() - t0:.3f} s, "
+        f"{len(text) / 2**20:.1f} MB)"
     )
     ok = dt <= TARGET_S and max(peak_mb, rss_growth) <= TARGET_MB
     print("OK" if ok else "OVER TARGET")

@@ -6,8 +6,10 @@ byte-identical text; golden tests in ``tests/testdata/diff`` depend on it.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+from dataclasses import asdict
 from typing import Any
 
 from regress.diffmodel import DiffResult, Divergence, SideValues
@@ -189,11 +191,74 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _side_dict(sv: SideValues) -> dict[str, Any]:
+    # per_iter and raw are finite by construction (counts / iterations)
+    return {
+        "per_iter": sv.per_iter,
+        "raw": sv.raw,
+        "center": _finite(sv.center),
+        "probe_status": sv.probe_status,
+        "probe_reason": sv.probe_reason,
+        "trials": sv.trials,
+    }
+
+
+def _divergence_dict(d: Divergence) -> dict[str, Any]:
+    """Same fields as ``dataclasses.asdict(d)``, built directly (asdict deep-copies: slow)."""
+    return {
+        "key": d.key,
+        "kind": d.kind,
+        "label": d.label,
+        "cls": d.cls,
+        "old": _side_dict(d.old),
+        "new": _side_dict(d.new),
+        "ratio": _finite(d.ratio),
+        "ratio_ci": None if d.ratio_ci is None else [_finite(x) for x in d.ratio_ci],
+        "delta": _finite(d.delta),
+        "test": d.test,
+        "p": d.p,
+        "q": d.q,
+        "significant": d.significant,
+        "regression": d.regression,
+        "score": d.score,
+        "notes": d.notes,
+    }
+
+
 def to_json(result: DiffResult) -> str:
-    """Machine output: ``DiffResult.to_dict()`` plus format/version and summary counts."""
-    doc = _clean(result.to_dict())
-    doc["format"] = JSON_FORMAT
-    doc["format_version"] = JSON_VERSION
-    doc["significant_count"] = len(result.significant)
-    doc["regression_count"] = len(result.regressions)
-    return json.dumps(doc, sort_keys=True, indent=1, allow_nan=False) + "\n"
+    """Machine output: ``DiffResult.to_dict()`` fields plus format/version and summary counts.
+
+    NaN/inf become null. Keys sorted; top level indented, one divergence per line,
+    so the output is byte-identical for identical input and fast for 50k rows.
+    """
+    doc = {
+        "format": JSON_FORMAT,
+        "format_version": JSON_VERSION,
+        "old": _clean(asdict(result.old)),
+        "new": _clean(asdict(result.new)),
+        "thresholds": _clean(result.thresholds),
+        "keys_tested": result.keys_tested,
+        "warnings": [asdict(w) for w in result.warnings],
+        "forced": list(result.forced),
+        "aa_false_positives": result.aa_false_positives,
+        "significant_count": len(result.significant),
+        "regression_count": len(result.regressions),
+    }
+    head = json.dumps(doc, sort_keys=True, indent=1, allow_nan=False)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # many small acyclic dicts: see differ.diff_captures
+    try:
+        rows = [
+            json.dumps(_divergence_dict(d), sort_keys=True, allow_nan=False, separators=(",", ":"))
+            for d in result.divergences
+        ]
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    body = ",\n".join(rows)
+    div = '"divergences": [\n' + body + "\n]" if rows else '"divergences": []'
+    return head[:-2] + ",\n " + div + "\n}\n"

@@ -220,3 +220,16 @@ def test_errno_labels() -> None:
     assert errno_label("2") == "ENOENT"
     assert errno_label("516") == "ERESTART_RESTARTBLOCK"
     assert errno_label("4000") == "errno4000"
+
+
+def test_json_has_every_model_field() -> None:
+    from regress.difftable import _clean
+
+    old = make("a", same(3, syscalls={"read": {"0": 10}, "openat": {"2": 3}}, liveness=[True] * IT))
+    new = make("b", same(3, syscalls={"read": {"0": 30}}, liveness=[True] * IT))
+    res = diff_captures(old, new)
+    doc = json.loads(to_json(res))
+    expected = _clean(res.to_dict())
+    for extra in ("format", "format_version", "significant_count", "regression_count"):
+        doc.pop(extra)
+    assert doc == expected
