@@ -26,7 +26,10 @@ Tests used (see README "Statistics"):
   conservative and vectorisable.
 * Counts exactly constant across >= ``min_runs_exact`` runs on each side are
   exact: p = 0 when they differ, p = 1 when equal.
-* Benjamini–Hochberg over all tested keys gives q.
+* Benjamini–Hochberg over all tested keys gives q (return-value buckets, which
+  ``differ.py`` treats as context only, form their own family).
+* Effect gate: a key with q <= alpha only counts when max(new/old, old/new)
+  >= ``min_ratio`` AND |new - old| >= ``min_abs_delta`` per iteration.
 """
 
 from __future__ import annotations
