@@ -1,0 +1,170 @@
+"""``regress ci`` without VMs: the real ``run_ci`` with a runner that returns real captures.
+
+The runner stands in for ``vm.orchestrate.run`` only; diffing, the A/A control,
+reports, index, summary, JUnit and exit codes are the real code. The captures in
+``testdata/ci`` come from real QEMU boots (see test_controls.py); the VM variant
+is tests/test_ci_vm.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from regress.capture import load_capture, save_capture
+from regress.ci import CiOptions, run_ci, workload_slug
+from regress.cli import run as cli_run
+from regress.errors import VMError
+from regress.vm.orchestrate import RunOptions, RunOutcome
+
+CI = Path(__file__).resolve().parent / "testdata" / "ci"
+PAIRS = {
+    # a real kernel bump (6.1.0-47 vs 6.1.0-56, 4 runs x 3 iterations); verdict not asserted
+    "bump": ("ps-loop-6.1.0-47.json.gz", "ps-loop-6.1.0-56.json.gz"),
+    # control vs control with find_ge_pid() calls tripled: significant, not a regression
+    "divergent": ("selftest-control.json.gz", "selftest-control.json.gz"),
+    # same kernel, second boot with the injected fault: liveness + openat EACCES regressions
+    "regression": ("selftest-control.json.gz", "selftest-faulted.json.gz"),
+    # the same capture on both sides
+    "clean": ("selftest-control.json.gz", "selftest-control.json.gz"),
+}
+
+
+class FakeRunner:
+    """Maps a workload name to a pair of fixture captures; 'broken' raises like a failed boot."""
+
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self.mapping = mapping
+        self.calls: list[RunOptions] = []
+
+    def __call__(self, opts: RunOptions, progress: object) -> RunOutcome:
+        self.calls.append(opts)
+        kind = self.mapping[opts.workload]
+        if kind == "broken":
+            raise VMError("old kernel boot 0: timed out after 5 s; console log: /x/old.log")
+        assert opts.out_dir is not None
+        opts.out_dir.mkdir(parents=True, exist_ok=True)
+        caps = {}
+        for side, name in zip(("old", "new"), PAIRS[kind], strict=True):
+            caps[side] = opts.out_dir / f"{side}.json.gz"
+            shutil.copyfile(CI / name, caps[side])
+        if kind == "divergent":
+            cap = load_capture(caps["new"])
+            for run in cap.runs:
+                run.functions["find_ge_pid"] *= 3
+            caps["new"] = opts.out_dir / "new.json"
+            save_capture(cap, caps["new"])
+        return RunOutcome(out_dir=opts.out_dir, captures=caps)
+
+
+def _run(tmp_path: Path, mapping: dict[str, str], fail_on: str = "regression",
+         runs: int = 4) -> tuple[int, Path, FakeRunner]:
+    runner = FakeRunner(mapping)
+    opts = CiOptions(old="debian:6.1.0-47-cloud-amd64", new="debian:6.1.0-56-cloud-amd64",
+                     workloads=list(mapping), runs=runs, fail_on=fail_on,
+                     out_dir=tmp_path / "ci")
+    outcome = run_ci(opts, runner=runner)
+    return outcome.exit_code, tmp_path / "ci", runner
+
+
+@pytest.mark.parametrize(
+    "fail_on, mapping, code",
+    [
+        ("regression", {"a": "clean", "b": "divergent"}, 0),
+        ("any", {"a": "clean", "b": "divergent"}, 1),
+        ("any", {"a": "clean"}, 0),
+        ("regression", {"a": "regression", "b": "clean"}, 1),
+        ("none", {"a": "regression", "b": "divergent"}, 0),
+        ("none", {"a": "regression", "b": "broken"}, 2),
+        ("regression", {"a": "clean", "b": "broken"}, 2),
+    ],
+)
+def test_exit_codes(tmp_path: Path, fail_on: str, mapping: dict[str, str], code: int) -> None:
+    got, out, runner = _run(tmp_path, mapping, fail_on)
+    assert got == code
+    assert [c.workload for c in runner.calls] == list(mapping)  # a broken one stops nothing
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_code"] == code and summary["fail_on"] == fail_on
+
+
+def test_outputs_for_a_regression(tmp_path: Path) -> None:
+    code, out, runner = _run(tmp_path, {"ps-loop": "regression", "proc-scan": "clean",
+                                        "fork-exec": "broken", "bump": "bump"})
+    assert code == 2
+    assert runner.calls[0].runs == 4 and runner.calls[0].out_dir == out / "ps-loop"
+    # reports per workload, with the A/A count in the method section
+    html = (out / "ps-loop" / "report.html").read_text()
+    text = (out / "ps-loop" / "report.txt").read_text()
+    assert "produced 0 significant divergence(s)" in html
+    assert "No A/A negative control" not in text
+    # summary
+    s = json.loads((out / "summary.json").read_text())
+    assert s["format"] == "regress-ci-summary" and s["verdict"] == "error"
+    w = {x["workload"]: x for x in s["workloads"]}
+    assert w["ps-loop"]["status"] == "regression" and w["ps-loop"]["failed"]
+    assert [t["key"] for t in w["ps-loop"]["top"][:2]] == ["liveness", "syscall:openat:EACCES"]
+    assert w["ps-loop"]["aa"]["false_positives"] == 0
+    assert w["ps-loop"]["reports"] == {"html": "ps-loop/report.html", "text": "ps-loop/report.txt"}
+    assert w["proc-scan"]["status"] == "clean" and not w["proc-scan"]["failed"]
+    assert w["fork-exec"]["status"] == "error" and "timed out" in w["fork-exec"]["error"]
+    # JUnit: one case per workload; failure message lists the top divergences
+    root = ET.parse(out / "junit.xml").getroot()
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "1", "1")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert set(cases) == {"ps-loop", "proc-scan", "fork-exec", "bump"}
+    assert w["bump"]["status"] != "error" and (out / "bump" / "report.html").is_file()
+    fail = cases["ps-loop"].find("failure")
+    assert fail is not None and fail.get("type") == "regression"
+    msg = fail.get("message") or ""
+    assert msg.startswith("7 significant divergence(s), 2 regression(s) among 141 keys: ")
+    assert "liveness liveness 0 -> 1 failing REGRESSION" in msg
+    assert "syscall:openat:EACCES appeared 0 -> 1/it REGRESSION" in msg
+    assert cases["proc-scan"].find("failure") is None and cases["proc-scan"].find("error") is None
+    err = cases["fork-exec"].find("error")
+    assert err is not None and "timed out" in (err.get("message") or "")
+    assert "." not in (cases["ps-loop"].get("classname") or "").split(".", 1)[1]
+    # index page: links to every report, self-contained
+    index = (out / "index.html").read_text()
+    for link in ('href="ps-loop/report.html"', 'href="proc-scan/report.txt"', "junit.xml"):
+        assert link in index
+    assert "ERROR" in index and "<script" not in index
+    assert "http://" not in index and "https://" not in index
+
+
+def test_index_escapes_hostile_names(tmp_path: Path) -> None:
+    hostile = '<img src=x onerror="alert(1)">&'
+    code, out, _ = _run(tmp_path, {hostile: "clean"})
+    assert code == 0
+    index = (out / "index.html").read_text()
+    assert "<img" not in index and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;" in index
+    slug = workload_slug(hostile)
+    assert "/" not in slug and "<" not in slug and (out / slug / "report.html").is_file()
+    ET.parse(out / "junit.xml")  # still well-formed XML
+
+
+def test_few_runs_warn_in_summary(tmp_path: Path) -> None:
+    _, out, _ = _run(tmp_path, {"a": "clean"}, runs=2)
+    warnings = json.loads((out / "summary.json").read_text())["warnings"]
+    assert any("at least 4 runs" in w for w in warnings)
+
+
+def test_slugs() -> None:
+    assert workload_slug("ps-loop") == "ps-loop"
+    assert workload_slug("specs/my load.toml") == "my_load"
+    assert workload_slug("../..") == "workload"
+
+
+def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_run(["ci", "--fail-on", "sometimes"]) == 2
+    assert cli_run(["ci", "--workloads", "ps-loop,ps-loop", "--runs", "4"]) == 2
+    assert "twice" in capsys.readouterr().err
+    assert cli_run(["ci", "--workloads", " , "]) == 2
+    assert cli_run(["ci", "--runs", "0"]) == 2
+    assert cli_run(["selftest", "--fault-comm", "x" * 20]) == 2
+    assert "fault comm" in capsys.readouterr().err
