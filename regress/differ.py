@@ -20,6 +20,7 @@ to look at, not a verdict.
 from __future__ import annotations
 
 import errno as errno_mod
+import fnmatch
 import functools
 import gc
 import math
@@ -284,24 +285,55 @@ def _matrix(cap: Capture, entries: list[tuple[list[int], list[int]]], nkeys: int
 # --------------------------------------------------------------------------- probes
 
 
+_GLOB_CHARS = frozenset("*?[")
+
+
 @dataclass
 class _ProbeView:
-    """Which probes are not attached on a side: (kind, name) -> (status, reason)."""
+    """What one capture could observe.
+
+    ``missing``: (kind, name) -> (status, reason) for probes not attached (names may
+    be patterns that matched nothing). ``attached``: concrete names per kind.
+    ``recorded``: kinds with any probe record; a capture without records for a kind
+    (bpftrace imports, hand-made files) is taken as having probed whatever it counted.
+    """
 
     missing: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
+    attached: dict[str, set[str]] = field(default_factory=dict)
+    recorded: set[str] = field(default_factory=set)
+    counted: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, cap: Capture) -> _ProbeView:
         view = cls()
         for p in cap.probes:
+            kind = _PROBE_FAMILY.get(p.kind, p.kind)
+            view.recorded.add(kind)
             if p.status == "attached":
+                view.attached.setdefault(kind, set()).add(p.name)
                 continue
-            if p.kind in _PROBE_FAMILY:
-                key = (_PROBE_FAMILY[p.kind], "*")
-            else:
-                key = (p.kind, p.name)
-            view.missing.setdefault(key, (p.status, p.reason))
+            name = "*" if p.kind in _PROBE_FAMILY else p.name
+            view.missing.setdefault((kind, name), (p.status, p.reason))
+        for run in cap.runs:
+            view.counted.setdefault("tracepoint", set()).update(run.tracepoints)
+            view.counted.setdefault("function", set()).update(run.functions)
         return view
+
+    def probed(self, kind: str, name: str) -> bool:
+        if (kind, name) in self.missing:
+            return False
+        if kind not in self.recorded or name == "*":  # a family is probed unless missing
+            return True
+        return name in self.attached.get(kind, set())
+
+    def why_not(self, kind: str, name: str) -> tuple[str, str | None]:
+        """Status and reason for a name this side did not probe (exact or via a pattern)."""
+        if (kind, name) in self.missing:
+            return self.missing[(kind, name)]
+        for (k, pattern), status in sorted(self.missing.items()):
+            if k == kind and fnmatch.fnmatchcase(name, pattern):
+                return status
+        return ("absent", "not probed on this kernel")
 
 
 def _side_counts_for(cap: Capture, kind: str, name: str) -> tuple[list[int], list[float]]:
@@ -323,27 +355,45 @@ def _side_counts_for(cap: Capture, kind: str, name: str) -> tuple[list[int], lis
 def _absent_rows(
     old: Capture, new: Capture
 ) -> tuple[list[Divergence], set[KeyTuple], list[DiffWarning]]:
+    """Rows for probes one side could not observe; their keys are then not tested.
+
+    Candidates: syscall/retval families with a non-attached record, every concrete
+    tracepoint/function either side attached or counted, and non-pattern names
+    recorded as missing. A pattern that matched nothing on one side and resolved to
+    concrete probes on the other yields rows for those concrete names.
+    """
     vo, vn = _ProbeView.of(old), _ProbeView.of(new)
+    candidates: set[tuple[str, str]] = set()
+    for view in (vo, vn):
+        for kind, name in view.missing:
+            if name == "*" or not (_GLOB_CHARS & set(name)):
+                candidates.add((kind, name))
+        for kind in ("tracepoint", "function"):
+            for name in view.attached.get(kind, set()) | view.counted.get(kind, set()):
+                candidates.add((kind, name))
     rows: list[Divergence] = []
     skip: set[KeyTuple] = set()
-    both: list[str] = []
-    for kind, name in sorted(set(vo.missing) | set(vn.missing)):
-        skip.add((kind, name, ""))
-        if (kind, name) in vo.missing and (kind, name) in vn.missing:
-            both.append(key_string(kind, name, ""))
+    both: list[str] = [
+        key_string(kind, name, "") for kind, name in sorted(set(vo.missing) & set(vn.missing))
+    ]
+    for kind, name in sorted(candidates):
+        po, pn = vo.probed(kind, name), vn.probed(kind, name)
+        if po and pn:
             continue
+        skip.add((kind, name, ""))
+        if not po and not pn:
+            continue  # listed in the "absent-both" warning when both recorded it
         sides: list[SideValues] = []
-        for cap, view in ((old, vo), (new, vn)):
-            if (kind, name) in view.missing:
-                status, reason = view.missing[(kind, name)]
+        for cap, view, probed in ((old, vo, po), (new, vn, pn)):
+            if not probed:
+                status, reason = view.why_not(kind, name)
                 sides.append(SideValues([], [], math.nan, status, reason))
             else:
                 raw, per = _side_counts_for(cap, kind, name)
                 sides.append(SideValues(per, raw, float(np.median(per)) if per else math.nan))
-        key = key_string(kind, name, "")
         rows.append(
             Divergence(
-                key=key,
+                key=key_string(kind, name, ""),
                 kind=kind,  # type: ignore[arg-type]
                 label=key_label(kind, name, ""),
                 cls="absent",
@@ -363,7 +413,7 @@ def _absent_rows(
     warnings = []
     if both:
         warnings.append(
-            DiffWarning("absent-both", "probes absent on both kernels: " + ", ".join(both))
+            DiffWarning("absent-both", "probes not attached on either kernel: " + ", ".join(both))
         )
     return rows, skip, warnings
 

@@ -233,3 +233,27 @@ def test_json_has_every_model_field() -> None:
     for extra in ("format", "format_version", "significant_count", "regression_count"):
         doc.pop(extra)
     assert doc == expected
+
+
+def test_probe_records_on_both_sides() -> None:
+    sysp = ProbeStatus("syscalls", "raw_syscalls:sys_exit", "attached")
+    old = make(
+        "a",
+        same(3, syscalls={"read": {"0": 10}}, functions={}),
+        probes=[sysp, ProbeStatus("function", "proc_pid_*", "absent", "no match")],
+    )
+    new = make(
+        "b",
+        same(3, syscalls={"read": {"0": 30}}, functions={"proc_pid_readdir": 40}),
+        probes=[sysp, ProbeStatus("function", "proc_pid_readdir", "attached")],
+    )
+    r = rows(diff_captures(old, new))
+    # syscalls attached on both: tested normally
+    assert r["syscall:read:ok"].significant
+    # the pattern matched nothing on old and resolved on new: the concrete function is
+    # absent on old (with the pattern's reason), not "appeared from 0"
+    d = r["function:proc_pid_readdir"]
+    assert d.cls == "absent"
+    assert (d.old.probe_status, d.old.probe_reason) == ("absent", "no match")
+    assert d.new.raw == [40, 40, 40]
+    assert "function:proc_pid_*" not in r
