@@ -1,0 +1,80 @@
+"""``regress ci`` for real on two Debian kernels under QEMU (TCG here).
+
+Quick variants in the default suite (4 runs x 2 iterations, ~35 s each): the
+6.1.0-47 -> 6.1.0-56 bump produces index page, reports, JUnit XML and the exit
+code its summary says; an A/A run (old == new) exits 0. The slow variant runs
+three workloads with more iterations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from regress.cli import run as cli_run
+from regress.vm import image, kernels, orchestrate
+
+pytestmark = pytest.mark.vm
+OLD, NEW = orchestrate.DEFAULT_OLD, orchestrate.DEFAULT_NEW
+
+
+@pytest.fixture(scope="module")
+def vm_ready() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("VM tests need root (debootstrap, apt-get download)")
+    for ref in (OLD, NEW):
+        kernels.fetch_debian(ref)
+    image.build_root_image()
+
+
+def _check_bundle(out: Path, workloads: list[str], rc: int) -> dict[str, object]:
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_code"] == rc
+    root = ET.parse(out / "junit.xml").getroot()
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert sorted(cases) == sorted(workloads)
+    index = (out / "index.html").read_text()
+    for w in summary["workloads"]:
+        assert w["status"] != "error", w["error"]
+        case = cases[w["workload"]]
+        assert (case.find("failure") is not None) == w["failed"]
+        for rel in w["reports"].values():
+            assert (out / rel).is_file() and f'href="{rel}"' in index
+        assert w["aa"]["false_positives"] is not None
+        report = (out / w["reports"]["text"]).read_text()
+        assert "A negative control (A/A" in report.replace("\n  ", " ")
+    return summary
+
+
+def test_kernel_bump(vm_ready: None, tmp_path: Path) -> None:
+    out = tmp_path / "ci"
+    rc = cli_run(["ci", "--old", OLD, "--new", NEW, "--workloads", "ps-loop", "--runs", "4",
+                  "--iterations", "2", "--fail-on", "any", "-o", str(out)])
+    summary = _check_bundle(out, ["ps-loop"], rc)
+    w = summary["workloads"][0]  # type: ignore[index]
+    assert rc == (1 if w["significant"] else 0)
+    assert json.loads((out / "ps-loop" / "old.json").read_text())["kernel"]["release"] \
+        == "6.1.0-47-cloud-amd64"
+
+
+def test_aa_run_exits_zero(vm_ready: None, tmp_path: Path) -> None:
+    out = tmp_path / "aa"
+    rc = cli_run(["ci", "--old", NEW, "--new", NEW, "--workloads", "ps-loop", "--runs", "4",
+                  "--iterations", "2", "-o", str(out)])
+    assert rc == 0
+    summary = _check_bundle(out, ["ps-loop"], 0)
+    assert summary["workloads"][0]["regressions"] == 0  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_kernel_bump_three_workloads(vm_ready: None, tmp_path: Path) -> None:
+    out = tmp_path / "ci"
+    workloads = ["ps-loop", "proc-scan", "fork-exec"]
+    rc = cli_run(["ci", "--old", OLD, "--new", NEW, "--workloads", ",".join(workloads),
+                  "--runs", "6", "--iterations", "10", "-o", str(out)])
+    summary = _check_bundle(out, workloads, rc)
+    assert rc in (0, 1) and summary["verdict"] == ("pass" if rc == 0 else "fail")

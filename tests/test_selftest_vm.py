@@ -1,0 +1,72 @@
+"""``regress selftest`` for real: Debian 6.1.0-56 under QEMU, booted twice (control, fault).
+
+The injected fault is the built-in BPF-LSM program (regress/faults.py): ps is denied
+every other /proc/<pid>/stat of another process, so it misses the live sleeper in
+every iteration. The differ must rank liveness and openat EACCES as the top two rows;
+the same real captures re-judged with a broken detector (a huge effect gate) must
+report the canary missed. ~70 s on this machine (TCG, both boots in parallel).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from regress.ci import SelftestOptions, evaluate_selftest, run_selftest
+from regress.cli import run as cli_run
+from regress.faults import FaultSpec
+from regress.stats import Thresholds
+from regress.vm import image, kernels, orchestrate
+
+pytestmark = pytest.mark.vm
+KERNEL = orchestrate.DEFAULT_NEW
+
+
+@pytest.fixture(scope="module")
+def vm_ready() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("VM tests need root (debootstrap, apt-get download)")
+    kernels.fetch_debian(KERNEL)
+    image.build_root_image()
+
+
+def test_selftest_catches_the_fault_and_a_broken_detector_misses_it(
+    vm_ready: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "st"
+    outcome = run_selftest(SelftestOptions(kernel=KERNEL, runs=4, iterations=6, out_dir=out))
+    v = outcome.verdict
+    assert v.passed, v.message()
+    assert v.ranks == {"syscall:openat:EACCES": 2, "liveness": 1}
+    assert v.denied == 4 * 6  # one denial per iteration: /proc/2/stat, the sleeper's
+    faulted = outcome.result.divergences[0]
+    assert faulted.key == "liveness" and faulted.new.center == 1.0 and faulted.old.center == 0.0
+    assert outcome.aa.false_positives == 0
+    assert outcome.result.aa_false_positives == 0
+    doc = json.loads((out / "selftest.json").read_text())
+    assert doc["verdict"]["passed"] is True
+    assert "fault injected: BPF-LSM" in (out / "report.html").read_text()  # in the notes
+    from regress.capture import load_capture
+
+    control = load_capture(outcome.captures["control"])
+    fcap = load_capture(outcome.captures["faulted"])
+    assert not any(n.startswith("fault injected") for n in control.notes)
+    # Deliberately broken detector on the same real captures: the canary is missed.
+    broken, _, _ = evaluate_selftest(control, fcap, FaultSpec(), Thresholds(min_abs_delta=50.0))
+    assert not broken.passed
+    assert "syscall:openat:EACCES: failed the effect gate" in broken.message()
+
+
+def test_selftest_cli_fails_loudly_when_the_canary_is_missed(
+    vm_ready: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A detector that can never flag a row (min ratio 1e9): exit 1, saying what was missed."""
+    rc = cli_run(["selftest", "--runs", "2", "--iterations", "2", "--min-ratio", "1e9",
+                  "--min-delta", "1e9", "-o", str(tmp_path / "st")])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "regress selftest: FAILED: canary MISSED" in err
+    assert "syscall:openat:EACCES" in err and "do not trust" in err
