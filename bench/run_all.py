@@ -1,0 +1,376 @@
+"""All benchmarks in one run: a table of ratios measured now, on this machine, plus JSON.
+
+    .venv/bin/python bench/run_all.py [--quick] [--no-vm] [--compare reports/bench-OLD.json]
+
+Measures, in one process and one machine state (run as root):
+
+* syscall storm: ``dd if=/dev/zero of=/dev/null bs=1 count=500000`` (~1M syscalls),
+  untraced vs regress's tracer vs ``syscount-bpfcc``; target regress <= 1.3x untraced.
+  Untraced is measured before *and* after the traced modes (a loaded tracer's
+  tracepoint fires for every process, so "untraced" must mean "nothing attached");
+  the table shows the drift between the two.
+* ps-loop overhead on the host: the built-in ps-loop iterations untraced vs under the
+  tracer ps-loop asks for (syscalls, retvals, its tracepoints; its kernel functions
+  when kprobes exist); target <= 1.05x.
+* differ speed: ``bench/bench_differ.py``'s synthetic 50k keys x 10 runs; target <= 1 s.
+* VM (``--no-vm`` skips): one ``regress run`` of ps-loop, 1 run x 1 iteration per
+  kernel: boot to agent-ready, probe compile+attach in the guest, whole wall time.
+* ``bench/bench_vm.py`` when present (run as is; its output is kept in the JSON).
+
+Everything is written to ``reports/bench-<UTC timestamp>.json``; ``--compare`` prints
+an earlier file's values next to today's. Nothing here asserts timings: tests never
+time things; the table says "over" next to a missed target and the JSON keeps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+FORMAT = "regress-bench"
+VERSION = 1
+
+
+@dataclass
+class Result:
+    """One measured quantity. ``ratio``/``target`` only where a ratio is the point."""
+
+    name: str
+    value: float
+    unit: str
+    ratio: float | None = None
+    target: float | None = None  # the ratio (or value, for unit "s") must be <= target
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool | None:
+        measured = self.ratio if self.ratio is not None else self.value
+        return None if self.target is None else measured <= self.target
+
+
+class _NoTracer:
+    """Stands in for Tracer when measuring untraced iterations."""
+
+    def track(self, pid: int) -> None:
+        pass
+
+
+def _iterations(ctx: Any, tracer: Any, n: int, first: int = 0) -> list[float]:
+    walls = []
+    for i in range(first, first + n):
+        rc, wall = ctx.iteration(tracer, i)
+        if rc != 0:
+            raise SystemExit(f"bench: {ctx.spec.name} iteration {i} exited with {rc}")
+        walls.append(wall)
+    return walls
+
+
+def _headers() -> Any:
+    from regress.environment import ensure_tracefs, resolve_kernel_headers
+
+    ensure_tracefs()
+    headers = resolve_kernel_headers()
+    if headers.source is not None:
+        os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
+    return headers
+
+
+# --------------------------------------------------------------------------- storm
+
+
+def bench_storm(count: int, repeat: int) -> list[Result]:
+    from regress.bpfgen import TracerOptions
+    from regress.runner import _RunContext
+    from regress.tracer import Tracer
+    from regress.workload import spec_from_dict
+
+    headers = _headers()
+    spec = spec_from_dict(
+        {"name": "dd-storm", "timeout_s": 600,
+         "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={count}",
+                     "status=none"]},
+        source="bench", base_dir=None,
+    )
+    ctx = _RunContext(spec, 0)
+    try:
+        _iterations(ctx, _NoTracer(), 1)  # warm the page cache and dd's binary
+        before = _iterations(ctx, _NoTracer(), repeat)
+        tracer = Tracer(TracerOptions(), headers=headers)
+        t0 = time.monotonic()
+        tracer.load()
+        load_s = time.monotonic() - t0
+        try:
+            tracer.reset()
+            traced = _iterations(ctx, tracer, repeat)
+            raw = tracer.read()
+        finally:
+            tracer.detach()
+        sc_walls: list[float] = []
+        syscount = shutil.which("syscount-bpfcc")
+        if syscount:
+            sc = subprocess.Popen([syscount], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+            assert sc.stdout is not None
+            line = sc.stdout.readline()
+            try:
+                if "Tracing" in line:
+                    sc_walls = _iterations(ctx, _NoTracer(), repeat)
+            finally:
+                sc.send_signal(signal.SIGINT)
+                try:
+                    sc.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    sc.kill()
+        after = _iterations(ctx, _NoTracer(), repeat)
+    finally:
+        ctx.cleanup()
+    base = statistics.median(before + after)
+    drift = statistics.median(after) / statistics.median(before)
+    counted = sum(raw.syscalls.values())
+    per_run = counted / repeat
+    out = [
+        Result("storm untraced", base, "s", detail=f"median of {2 * repeat}; "
+               f"after/before drift x{drift:.2f}", extra={"before": before, "after": after}),
+        Result("storm regress tracer", statistics.median(traced), "s",
+               ratio=statistics.median(traced) / base, target=1.3,
+               detail=f"{per_run:.0f} syscall exits/run counted, lost "
+                      f"{sum(raw.lost.values())}, load {load_s:.2f} s",
+               extra={"walls": traced, "syscalls_per_run": per_run}),
+    ]
+    if sc_walls:
+        sc_med = statistics.median(sc_walls)
+        out.append(Result("storm syscount-bpfcc", sc_med, "s", ratio=sc_med / base,
+                          detail="reference: bcc's own syscall counter",
+                          extra={"walls": sc_walls}))
+        out.append(Result("storm regress / syscount", statistics.median(traced) / sc_med, "x",
+                          ratio=statistics.median(traced) / sc_med))
+    return out
+
+
+# --------------------------------------------------------------------------- ps-loop
+
+
+def bench_ps_loop(iterations: int) -> list[Result]:
+    from regress.environment import ensure_tracefs
+    from regress.runner import _RunContext, plan_tracer
+    from regress.tracer import Tracer
+    from regress.workload import resolve_workload
+
+    headers = _headers()
+    spec = resolve_workload("ps-loop")
+    plan = plan_tracer(list(spec.tracepoints), list(spec.functions), tracefs=ensure_tracefs())
+    ctx = _RunContext(spec, 0)
+    try:
+        _iterations(ctx, _NoTracer(), 3)  # warm-up
+        before = _iterations(ctx, _NoTracer(), iterations)
+        tracer = Tracer(plan.options, headers=headers, functions=plan.functions,
+                        kprobe_problem=plan.kprobe_problem)
+        tracer.load()
+        try:
+            tracer.reset()
+            traced = _iterations(ctx, tracer, iterations)
+        finally:
+            tracer.detach()
+        after = _iterations(ctx, _NoTracer(), iterations)
+    finally:
+        ctx.cleanup()
+    attached = [s.name for s in tracer.statuses if s.status == "attached"]
+    fn_note = (f"kernel functions not traced here ({plan.kprobe_problem})"
+               if plan.kprobe_problem else "with its kernel functions")
+    base = statistics.median(before + after)
+    med = statistics.median(traced)
+    drift = statistics.median(after) / statistics.median(before)
+    return [
+        Result("ps-loop untraced (per iteration)", base, "s",
+               detail=f"median of {2 * iterations}; after/before drift x{drift:.2f}",
+               extra={"before": before, "after": after}),
+        Result("ps-loop traced (per iteration)", med, "s", ratio=med / base, target=1.05,
+               detail=f"{len(attached)} probes attached; {fn_note}",
+               extra={"walls": traced}),
+    ]
+
+
+# --------------------------------------------------------------------------- differ
+
+
+def bench_differ(keys: int, runs: int) -> list[Result]:
+    import bench_differ
+
+    from regress.differ import diff_captures
+
+    old = bench_differ.synthetic("6.1.0-old", keys, runs, seed=11, shift=False)
+    new = bench_differ.synthetic("6.8.0-new", keys, runs, seed=12, shift=True)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        diff_captures(old, new)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return [Result(f"differ {keys} keys x {runs} runs", med, "s", ratio=med / 1.0, target=1.0,
+                   detail="median of 3; target 1 s", extra={"times": times})]
+
+
+# --------------------------------------------------------------------------- VM
+
+
+def bench_vm() -> list[Result]:
+    from regress.vm import orchestrate
+    from regress.vm.orchestrate import RunOptions
+
+    with tempfile.TemporaryDirectory(prefix="regress-bench-vm-") as tmp:
+        out = Path(tmp)
+        t0 = time.monotonic()
+        outcome = orchestrate.run(RunOptions(runs=1, iterations=1, out_dir=out, parallel=False))
+        wall = time.monotonic() - t0
+        attach: list[float] = []
+        for log in sorted((out / "logs").glob("*-boot0.console.log")):
+            t_loading = t_loaded = None
+            for line in log.read_text(errors="replace").splitlines():
+                if "REGRESS-EVENT " not in line:
+                    continue
+                ev = json.loads(line.split("REGRESS-EVENT ", 1)[1])
+                if ev.get("kind") == "capture-start":
+                    t_loading = ev.get("t")
+                elif ev.get("kind") == "runner-loaded":
+                    t_loaded = ev.get("t")
+            if t_loading is not None and t_loaded is not None:
+                attach.append(float(t_loaded) - float(t_loading))
+    ready = [b["agent_ready_s"] for b in outcome.boots if b.get("agent_ready_s") is not None]
+    boots = [b["wall_s"] for b in outcome.boots]
+    out_r = [Result("VM boot to agent ready", statistics.median(ready) if ready else float("nan"),
+                    "s", detail=f"{len(ready)} boots (QEMU start -> guest agent's first event)",
+                    extra={"values": ready})]
+    if attach:
+        out_r.append(Result("VM probe compile+attach (guest)", statistics.median(attach), "s",
+                            detail="bcc import + compile + attach, ps-loop's probes",
+                            extra={"values": attach}))
+    out_r.append(Result("VM regress run, 1x1 ps-loop, serial", wall, "s",
+                        detail="boots " + ", ".join(f"{b:.1f} s" for b in boots)))
+    return out_r
+
+
+def bench_vm_script() -> list[Result]:
+    script = REPO / "bench" / "bench_vm.py"
+    if not script.is_file():
+        return []
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          check=False, timeout=3600)
+    wall = time.monotonic() - t0
+    return [Result("bench_vm.py (its own output in JSON)", wall, "s",
+                   detail=f"exit {proc.returncode}",
+                   extra={"stdout": proc.stdout[-20000:], "stderr": proc.stderr[-5000:]})]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(v: float | None, unit: str = "") -> str:
+    if v is None or v != v:
+        return "-"
+    if unit == "x":
+        return f"x{v:.2f}"
+    return f"{v:.3f} s" if unit == "s" else f"{v:.3g}{unit}"
+
+
+def table(results: list[Result], old: dict[str, Any] | None = None) -> str:
+    prev = {r["name"]: r for r in (old or {}).get("results", [])}
+    head = f"{'benchmark':<40} {'value':>11} {'ratio':>7} {'target':>7}  {'':<4}"
+    if old is not None:
+        head += f" {'before':>11} {'change':>7}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        ok = {True: "ok", False: "OVER", None: ""}[r.ok]
+        target = f"<={r.target:g}" if r.target is not None else ""
+        line = (f"{r.name:<40} {_fmt(r.value, r.unit):>11} {_fmt(r.ratio, 'x'):>7} "
+                f"{target:>7}  {ok:<4}")
+        if old is not None:
+            p = prev.get(r.name)
+            if p is not None and p.get("value"):
+                line += f" {_fmt(p['value'], r.unit):>11} {_fmt(r.value / p['value'], 'x'):>7}"
+            else:
+                line += f" {'-':>11} {'':>7}"
+        lines.append(line)
+        if r.detail:
+            lines.append(f"{'':<4}{r.detail}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    ap.add_argument("--no-vm", action="store_true", help="skip the VM measurements")
+    ap.add_argument("--no-host", action="store_true",
+                    help="skip the host tracer benches (no root/bcc here)")
+    ap.add_argument("--count", type=int, default=500_000, help="dd bytes (2 syscalls each)")
+    ap.add_argument("--compare", type=Path, help="an earlier bench JSON to compare with")
+    ap.add_argument("-o", "--output", type=Path, help="JSON path (default reports/bench-*.json)")
+    args = ap.parse_args()
+    old = json.loads(args.compare.read_text()) if args.compare else None
+    if old is not None and old.get("format") != FORMAT:
+        print(f"bench: {args.compare} is not a {FORMAT} file", file=sys.stderr)
+        return 2
+    repeat = 3 if args.quick else 7
+    results: list[Result] = []
+    errors: list[str] = []
+    started = time.monotonic()
+    steps: list[tuple[str, Any]] = []
+    if not args.no_host:
+        if os.geteuid() != 0:
+            print("bench: the host tracer benches need root (or pass --no-host)", file=sys.stderr)
+            return 2
+        steps += [("storm", lambda: bench_storm(args.count, repeat)),
+                  ("ps-loop", lambda: bench_ps_loop(10 if args.quick else 30))]
+    steps.append(("differ", lambda: bench_differ(50_000, 10)))
+    if not args.no_vm:
+        steps += [("vm", bench_vm), ("bench_vm.py", bench_vm_script)]
+    for name, step in steps:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        try:
+            results += step()
+        except Exception as exc:  # a failed bench is reported, the others still run
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            print(f"bench: {name} failed: {exc}", file=sys.stderr)
+    created = dt.datetime.now(dt.UTC)
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created_utc": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": {"kernel": platform.release(), "machine": platform.machine(),
+                 "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        "quick": args.quick,
+        "wall_s": round(time.monotonic() - started, 1),
+        "results": [{**asdict(r), "ok": r.ok} for r in results],
+        "errors": errors,
+    }
+    path = args.output or REPO / "reports" / f"bench-{created.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(table(results, old))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nload average {load} on {os.cpu_count()} CPUs; written {path}")
+    for e in errors:
+        print(f"FAILED {e}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
