@@ -613,7 +613,18 @@ def _test_keys(
             sys_tot_new = np.bincount(nid[is_sys], weights=tot_new[is_sys], minlength=len(name_ids))
             all_old = np.where(is_sys, sys_tot_old[np.maximum(nid, 0)], 0.0)
             all_new = np.where(is_sys, sys_tot_new[np.maximum(nid, 0)], 0.0)
-            fisher = is_err & (all_old > 0) & (all_new > 0)
+            # Successful calls carry the syscall's volume (tested as a rate on the ok
+            # row); an errno row then tests its share of the calls. Without successes on
+            # both sides there is no share to speak of: test the errno's rate instead.
+            is_ok_key = is_sys & (subs == "0")
+            ok_old = np.bincount(
+                nid[is_ok_key], weights=tot_old[is_ok_key], minlength=len(name_ids)
+            )
+            ok_new = np.bincount(
+                nid[is_ok_key], weights=tot_new[is_ok_key], minlength=len(name_ids)
+            )
+            has_ok = (ok_old[np.maximum(nid, 0)] > 0) & (ok_new[np.maximum(nid, 0)] > 0)
+            fisher = is_err & has_ok
             if fisher.any():
                 p[fisher] = stats.fisher_pvalues(
                     tot_old[fisher],

@@ -257,3 +257,11 @@ def test_probe_records_on_both_sides() -> None:
     assert (d.old.probe_status, d.old.probe_reason) == ("absent", "no match")
     assert d.new.raw == [40, 40, 40]
     assert "function:proc_pid_*" not in r
+
+
+def test_errno_only_syscall_is_tested_as_a_rate() -> None:
+    # kill only ever fails: no share to compare, so its doubling must still be found
+    old = make("a", same(1, syscalls={"kill": {"3": 100}, "read": {"0": 50}}))
+    new = make("b", same(1, syscalls={"kill": {"3": 200}, "read": {"0": 50}}))
+    d = rows(diff_captures(old, new))["syscall:kill:ESRCH"]
+    assert d.test == "poisson" and d.significant and d.regression
