@@ -11,6 +11,9 @@ Ranking (README "Ranking"): rows fall in tiers, highest first --
 within a tier by ``stats.rank_score`` (significance + effect); ties by kind
 (liveness, syscall, tracepoint, function, retval), then by key.
 
+Return-value buckets (``retval:...``) are context: their own BH family, never
+"exact", never significant (sizes and PIDs drift between capture sessions).
+
 A row is a *regression* when it is significant and one of: liveness failures
 went up; a syscall error (``syscall:X:ERRNO``) appeared or went up; successful
 calls of a syscall (``syscall:X:ok``) vanished. Everything else is a divergence
