@@ -69,6 +69,23 @@ class CiOptions:
     mem_mb: int = 2048
     timeout_s: float | None = None
     parallel: bool = True
+    selftest: bool = False  # run the positive control on the new kernel first
+
+
+@dataclass
+class CanaryOutcome:
+    """``regress selftest`` run inside ``regress ci`` (``--selftest``) on the new kernel."""
+
+    kernel: str
+    passed: bool
+    message: str
+    report: str | None = None  # relative to the CI output directory
+    error: str | None = None
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "passed": self.passed, "message": self.message,
+                "report": self.report, "error": self.error, "wall_s": round(self.wall_s, 2)}
 
 
 @dataclass
@@ -129,6 +146,7 @@ class CiOutcome:
     junit: Path
     warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    canary: CanaryOutcome | None = None
 
 
 # --------------------------------------------------------------------------- validation
@@ -291,8 +309,9 @@ def _one_workload(opts: CiOptions, workload: str, runner: Runner,
 # --------------------------------------------------------------------------- the whole run
 
 
-def exit_code(outcomes: list[WorkloadOutcome]) -> int:
-    if any(o.status == "error" for o in outcomes):
+def exit_code(outcomes: list[WorkloadOutcome], canary: CanaryOutcome | None = None) -> int:
+    """2 when something could not be compared or the canary was missed (the gate is blind)."""
+    if any(o.status == "error" for o in outcomes) or (canary is not None and not canary.passed):
         return EXIT_ERROR
     if any(o.failed for o in outcomes):
         return EXIT_FAIL
@@ -311,6 +330,7 @@ def run_ci(opts: CiOptions, progress: Progress | None = None,
     warnings = validate(opts)
     started = time.monotonic()
     opts.out_dir.mkdir(parents=True, exist_ok=True)
+    canary = _canary(opts, run_one, emit) if opts.selftest else None
     outcomes: list[WorkloadOutcome] = []
     for i, workload in enumerate(opts.workloads):
         emit({"kind": "workload", "workload": workload, "index": i,
@@ -322,22 +342,41 @@ def run_ci(opts: CiOptions, progress: Progress | None = None,
         for w in wo.aa.warnings if wo.aa is not None else []:
             if w not in warnings:
                 warnings.append(w)
-    code = exit_code(outcomes)
+    code = exit_code(outcomes, canary)
     wall = time.monotonic() - started
     created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     summary = opts.out_dir / "summary.json"
     junit = opts.out_dir / "junit.xml"
     index = opts.out_dir / "index.html"
     atomic_write_text(summary, json.dumps(
-        summary_doc(opts, outcomes, code, warnings, created, wall), indent=1, sort_keys=True)
-        + "\n")
-    atomic_write_text(junit, junit_xml(opts, outcomes, created))
-    atomic_write_text(index, index_html(opts, outcomes, code, warnings, created))
-    return CiOutcome(opts.out_dir, outcomes, code, index, summary, junit, warnings, wall)
+        summary_doc(opts, outcomes, code, warnings, created, wall, canary), indent=1,
+        sort_keys=True) + "\n")
+    atomic_write_text(junit, junit_xml(opts, outcomes, created, canary))
+    atomic_write_text(index, index_html(opts, outcomes, code, warnings, created, canary))
+    return CiOutcome(opts.out_dir, outcomes, code, index, summary, junit, warnings, wall, canary)
+
+
+def _canary(opts: CiOptions, runner: Runner, emit: Progress) -> CanaryOutcome:
+    """The positive control on the new kernel, with the CI's thresholds and VM shape."""
+    emit({"kind": "stage", "message": f"selftest: injected fault on {opts.new}"})
+    st = SelftestOptions(kernel=opts.new, thresholds=opts.thresholds,
+                         out_dir=opts.out_dir / "selftest", accel=opts.accel, cpus=opts.cpus,
+                         mem_mb=opts.mem_mb, timeout_s=opts.timeout_s, parallel=opts.parallel)
+    started = time.monotonic()
+    try:
+        res = run_selftest(st, emit, runner)
+    except RegressError as exc:
+        return CanaryOutcome(opts.new, False, f"selftest could not run: {exc.one_line()}",
+                             error=exc.one_line(), wall_s=time.monotonic() - started)
+    html_report = res.reports.get("html")
+    return CanaryOutcome(opts.new, res.verdict.passed, res.verdict.message(),
+                         report=_rel(html_report, opts.out_dir) if html_report else None,
+                         wall_s=res.wall_s)
 
 
 def summary_doc(opts: CiOptions, outcomes: list[WorkloadOutcome], code: int,
-                warnings: list[str], created: str, wall_s: float) -> dict[str, Any]:
+                warnings: list[str], created: str, wall_s: float,
+                canary: CanaryOutcome | None = None) -> dict[str, Any]:
     return {
         "format": SUMMARY_FORMAT,
         "version": SUMMARY_VERSION,
@@ -354,18 +393,25 @@ def summary_doc(opts: CiOptions, outcomes: list[WorkloadOutcome], code: int,
         "warnings": list(warnings),
         "wall_s": round(wall_s, 1),
         "workloads": [o.to_dict() for o in outcomes],
+        "selftest": canary.to_dict() if canary is not None else None,
     }
 
 
-def junit_xml(opts: CiOptions, outcomes: list[WorkloadOutcome], created: str) -> str:
-    """JUnit XML: one test case per workload; ElementTree escapes every string."""
+def junit_xml(opts: CiOptions, outcomes: list[WorkloadOutcome], created: str,
+              canary: CanaryOutcome | None = None) -> str:
+    """JUnit XML: one test case per workload (+ the selftest); ElementTree escapes strings."""
     failures = sum(1 for o in outcomes if o.failed and o.status != "error")
     errors = sum(1 for o in outcomes if o.status == "error")
-    suites = ET.Element("testsuites", name="regress ci", tests=str(len(outcomes)),
+    tests = len(outcomes)
+    if canary is not None:
+        tests += 1
+        errors += 1 if canary.error else 0
+        failures += 1 if not canary.passed and not canary.error else 0
+    suites = ET.Element("testsuites", name="regress ci", tests=str(tests),
                         failures=str(failures), errors=str(errors))
     suite = ET.SubElement(
         suites, "testsuite", name=f"regress ci {opts.old} -> {opts.new}",
-        tests=str(len(outcomes)), failures=str(failures), errors=str(errors), skipped="0",
+        tests=str(tests), failures=str(failures), errors=str(errors), skipped="0",
         timestamp=created, time=f"{sum(o.wall_s for o in outcomes):.1f}",
     )
     props = ET.SubElement(suite, "properties")
@@ -375,6 +421,15 @@ def junit_xml(opts: CiOptions, outcomes: list[WorkloadOutcome], created: str) ->
     # JUnit viewers split class names at dots: keep the kernels' dots out of it.
     pair = f"{workload_slug(opts.old)}-vs-{workload_slug(opts.new)}".replace(".", "_")
     classname = f"regress_ci.{pair}"
+    if canary is not None:
+        case = ET.SubElement(suite, "testcase", classname=classname,
+                             name="selftest (injected fault)", time=f"{canary.wall_s:.1f}")
+        if canary.error:
+            ET.SubElement(case, "error", message=canary.message, type="error")
+        elif not canary.passed:
+            ET.SubElement(case, "failure", message=canary.message, type="canary-missed")
+        ET.SubElement(case, "system-out").text = (
+            f"{canary.message}\nreport: {canary.report or 'none'}")
     for o in outcomes:
         case = ET.SubElement(suite, "testcase", classname=classname, name=o.workload,
                              time=f"{o.wall_s:.1f}")
@@ -421,7 +476,7 @@ text-align:left;vertical-align:top}th{background:#f4f4f4}code{font-size:90%}
 
 
 def index_html(opts: CiOptions, outcomes: list[WorkloadOutcome], code: int,
-               warnings: list[str], created: str) -> str:
+               warnings: list[str], created: str, canary: CanaryOutcome | None = None) -> str:
     """The index page: one self-contained file, no scripts or fetches, every string escaped."""
     e = html.escape
     verdict = {0: "PASS", 1: "FAIL", 2: "ERROR"}[code]
@@ -448,6 +503,15 @@ def index_html(opts: CiOptions, outcomes: list[WorkloadOutcome], code: int,
         )
     warn = "".join(f"<li>{e(w)}</li>" for w in warnings)
     warn_block = f"<h2>Warnings</h2><ul>{warn}</ul>" if warn else ""
+    canary_block = ""
+    if canary is not None:
+        state = "clean" if canary.passed else "regression"
+        link = (f' (<a href="{e(canary.report, quote=True)}">report</a>)'
+                if canary.report else "")
+        canary_block = (
+            f'<p>Positive control on <code>{e(canary.kernel)}</code>: '
+            f'<span class="badge {state}">{"caught" if canary.passed else "MISSED"}</span> '
+            f"{e(canary.message)}{link}</p>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -460,6 +524,7 @@ exit code {code} with --fail-on {e(opts.fail_on)}; {len(outcomes)} workload(s),
 <p>Thresholds: {e(", ".join(f"{k}={v}" for k, v in opts.thresholds.as_dict().items()))}.
 The A/A column is the negative control: the old kernel's runs split in two halves and diffed
 with the same thresholds; each significant row there is a false positive.</p>
+{canary_block}
 {warn_block}
 <table><thead><tr><th>workload</th><th>status</th><th>significant</th><th>regressions</th>
 <th>keys</th><th>A/A control</th><th>top divergences</th><th>report</th></tr></thead>

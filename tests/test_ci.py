@@ -12,6 +12,7 @@ import json
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from regress.capture import load_capture, save_capture
 from regress.ci import CiOptions, run_ci, workload_slug
 from regress.cli import run as cli_run
 from regress.errors import VMError
+from regress.stats import Thresholds
 from regress.vm.orchestrate import RunOptions, RunOutcome
 
 CI = Path(__file__).resolve().parent / "testdata" / "ci"
@@ -43,7 +45,7 @@ class FakeRunner:
 
     def __call__(self, opts: RunOptions, progress: object) -> RunOutcome:
         self.calls.append(opts)
-        kind = self.mapping[opts.workload]
+        kind = "regression" if opts.fault is not None else self.mapping[opts.workload]
         if kind == "broken":
             raise VMError("old kernel boot 0: timed out after 5 s; console log: /x/old.log")
         assert opts.out_dir is not None
@@ -62,11 +64,11 @@ class FakeRunner:
 
 
 def _run(tmp_path: Path, mapping: dict[str, str], fail_on: str = "regression",
-         runs: int = 4) -> tuple[int, Path, FakeRunner]:
+         runs: int = 4, **kw: Any) -> tuple[int, Path, FakeRunner]:
     runner = FakeRunner(mapping)
     opts = CiOptions(old="debian:6.1.0-47-cloud-amd64", new="debian:6.1.0-56-cloud-amd64",
                      workloads=list(mapping), runs=runs, fail_on=fail_on,
-                     out_dir=tmp_path / "ci")
+                     out_dir=tmp_path / "ci", **kw)
     outcome = run_ci(opts, runner=runner)
     return outcome.exit_code, tmp_path / "ci", runner
 
@@ -168,3 +170,32 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_run(["ci", "--runs", "0"]) == 2
     assert cli_run(["selftest", "--fault-comm", "x" * 20]) == 2
     assert "fault comm" in capsys.readouterr().err
+
+
+def test_selftest_inside_ci(tmp_path: Path) -> None:
+    """--selftest: the canary runs first on the new kernel, with the fault, and is reported."""
+    code, out, runner = _run(tmp_path, {"ps-loop": "clean"}, selftest=True)
+    assert code == 0
+    first = runner.calls[0]
+    assert first.fault is not None and first.old == first.new == "debian:6.1.0-56-cloud-amd64"
+    assert runner.calls[1].fault is None
+    s = json.loads((out / "summary.json").read_text())
+    assert s["selftest"]["passed"] and s["selftest"]["report"] == "selftest/report.html"
+    cases = {c.get("name"): c for c in ET.parse(out / "junit.xml").getroot().iter("testcase")}
+    st = cases["selftest (injected fault)"]
+    assert st.find("failure") is None and st.find("error") is None
+    assert "canary caught" in (out / "index.html").read_text()
+
+
+def test_missed_canary_makes_ci_exit_2(tmp_path: Path) -> None:
+    code, out, _ = _run(tmp_path, {"ps-loop": "clean"}, selftest=True,
+                        thresholds=Thresholds(min_abs_delta=100.0))
+    assert code == 2
+    s = json.loads((out / "summary.json").read_text())
+    assert not s["selftest"]["passed"] and s["verdict"] == "error"
+    root = ET.parse(out / "junit.xml").getroot()
+    case = next(c for c in root.iter("testcase") if c.get("name") == "selftest (injected fault)")
+    fail = case.find("failure")
+    assert fail is not None and "canary MISSED" in (fail.get("message") or "")
+    assert root.find("testsuite").get("failures") == "1"  # type: ignore[union-attr]
+    assert "MISSED" in (out / "index.html").read_text()

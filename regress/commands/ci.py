@@ -1,7 +1,8 @@
 """``regress ci`` (kernel-bump gate) and ``regress selftest`` (positive + negative control).
 
 ``regress ci`` exit codes: 0 pass; 1 the ``--fail-on`` policy tripped on some workload;
-2 a workload could not be compared (details in junit.xml / summary.json) or bad usage.
+2 a workload could not be compared (details in junit.xml / summary.json), the
+``--selftest`` canary was missed, or bad usage.
 ``regress selftest`` exits 0 when the injected fault was ranked at the top, 1 when the
 canary was missed (the detector cannot be trusted on this setup), like any other
 error otherwise.
@@ -76,6 +77,9 @@ def ci_cmd(
         help="exit 1 on: regressions (default), any significant row, or never"),
     out_dir: Path = typer.Option(Path("reports/ci"), "--out", "-o",
                                  help="output directory (index.html, junit.xml, ...)"),
+    selftest: bool = typer.Option(
+        False, "--selftest", help="first run the positive control (injected fault) on the new "
+        "kernel; a missed canary makes the run exit 2"),
     alpha: float = _ALPHA,
     min_ratio: float = _RATIO,
     min_delta: float = _DELTA,
@@ -90,9 +94,13 @@ def ci_cmd(
         old=old, new=new, workloads=[w.strip() for w in workloads.split(",") if w.strip()],
         runs=runs, iterations=iterations, fail_on=fail_on.value, out_dir=out_dir,
         thresholds=_thresholds(alpha, min_ratio, min_delta), accel=accel, cpus=cpus,
-        mem_mb=mem, timeout_s=timeout, parallel=parallel,
+        mem_mb=mem, timeout_s=timeout, parallel=parallel, selftest=selftest,
     )
     outcome = run_ci(opts, _progress)
+    if outcome.canary is not None:
+        c = outcome.canary
+        (out if c.passed else err).print(
+            f"{'ok' if c.passed else 'FAIL':<4} selftest on {c.kernel}: {c.message}", markup=False)
     for w in outcome.warnings:
         err.print(f"regress ci: warning: {w}", markup=False)
     for o in outcome.workloads:
