@@ -214,8 +214,10 @@ def _center(d: Divergence, side: str) -> float | None:
 
 def _row_summary(d: Divergence) -> str:
     mark = " REGRESSION" if d.regression else ""
-    unit = " failing" if d.kind == "liveness" else "/it"
-    return f"{d.key} {d.cls} {_fmt(d.old.center)} -> {_fmt(d.new.center)}{unit}{mark}"
+    if d.kind == "liveness":
+        return (f"liveness failures {d.old.center:.0%} -> {d.new.center:.0%} of "
+                f"iterations{mark}")
+    return f"{d.key} {d.cls} {_fmt(d.old.center)} -> {_fmt(d.new.center)}/it{mark}"
 
 
 def _status(result: DiffResult) -> Status:
@@ -494,7 +496,7 @@ def index_html(opts: CiOptions, outcomes: list[WorkloadOutcome], code: int,
             "<tr>"
             f"<td><strong>{e(o.workload)}</strong></td>"
             f'<td><span class="badge {e(o.status)}">{e(o.status)}</span>'
-            f"{' (gate)' if o.failed else ''}</td>"
+            f"{' fails the gate' if o.failed else ''}</td>"
             f"<td>{o.significant}</td><td>{o.regressions}</td><td>{o.keys_tested}</td>"
             f"<td>{e(_aa_text(o.aa))}</td>"
             f"<td>{e(o.message()) if not o.top and not o.error else ''}{detail}</td>"

@@ -125,7 +125,7 @@ def test_outputs_for_a_regression(tmp_path: Path) -> None:
     assert fail is not None and fail.get("type") == "regression"
     msg = fail.get("message") or ""
     assert msg.startswith("7 significant divergence(s), 2 regression(s) among 141 keys: ")
-    assert "liveness liveness 0 -> 1 failing REGRESSION" in msg
+    assert "liveness failures 0% -> 100% of iterations REGRESSION" in msg
     assert "syscall:openat:EACCES appeared 0 -> 1/it REGRESSION" in msg
     assert cases["proc-scan"].find("failure") is None and cases["proc-scan"].find("error") is None
     err = cases["fork-exec"].find("error")
