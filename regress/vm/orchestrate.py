@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -214,7 +215,8 @@ def merge_boots(parts: list[tuple[int, dict[str, Any]]], requested: int,
 
 
 def run_side(opts: RunOptions, spec: WorkloadSpec, side: Side, root: Path, out_dir: Path,
-             accel: qemu.Accel, progress: Progress, boots_log: list[dict[str, Any]]) -> Path:
+             accel: qemu.Accel, progress: Progress, boots_log: list[dict[str, Any]],
+             cancel: threading.Event | None = None) -> Path:
     """All boots of one kernel; returns the path of its complete capture."""
     assert side.kernel is not None
     kernel = side.kernel
@@ -248,7 +250,7 @@ def run_side(opts: RunOptions, spec: WorkloadSpec, side: Side, root: Path, out_d
             elif ev.get("kind") == "agent-ready":
                 progress({"kind": "agent-ready", "side": _side})
 
-        res = qemu.boot(cfg, on_event=relay)
+        res = qemu.boot(cfg, on_event=relay, cancel=cancel)
         boots_log.append({"side": side.name, "boot": boot, "wall_s": round(res.wall_s, 2),
                           "agent_ready_s": res.agent_ready_s, "console_log": str(cfg.console_log)})
         cfg.job_disk.unlink(missing_ok=True)
@@ -378,11 +380,12 @@ def run(opts: RunOptions, progress: Progress | None = None) -> RunOutcome:
         for stale in (out_dir / f"{side.name}.json",):
             stale.unlink(missing_ok=True)
     failures: dict[str, BaseException] = {}
+    cancel = threading.Event()
 
     def one(side: Side) -> None:
         try:
             outcome.captures[side.name] = run_side(opts, spec, side, root.path, out_dir, accel,
-                                                   emit, outcome.boots)
+                                                   emit, outcome.boots, cancel)
         except BaseException as exc:  # re-raised below, after the other kernel finished
             failures[side.name] = exc
 
@@ -390,7 +393,11 @@ def run(opts: RunOptions, progress: Progress | None = None) -> RunOutcome:
         # A TCG guest keeps about one host core busy; two fit this 2-core machine. Each
         # kernel still gets the same VM shape, so the captures stay comparable.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="regress-vm") as pool:
-            list(pool.map(one, sides))
+            try:
+                list(pool.map(one, sides))
+            except BaseException:  # Ctrl-C: kill both VMs instead of waiting for them
+                cancel.set()
+                raise
     else:
         for side in sides:
             one(side)

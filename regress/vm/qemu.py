@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -212,9 +213,16 @@ def _scan_events(line: str) -> dict[str, Any] | None:
 
 
 def boot(
-    cfg: BootConfig, *, on_event: Callable[[dict[str, Any]], None] | None = None
+    cfg: BootConfig,
+    *,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> BootResult:
-    """Boot once, wait for power-off or the timeout, and collect the result disk."""
+    """Boot once, wait for power-off or the timeout, and collect the result disk.
+
+    ``cancel`` (set from another thread, e.g. on Ctrl-C) kills the VM and raises
+    KeyboardInterrupt here.
+    """
     if shutil.which(QEMU) is None:
         raise EnvironmentProblem(f"{QEMU} not found", hint="run scripts/setup.sh (qemu-system-x86)")
     argv = qemu_argv(cfg)
@@ -245,6 +253,8 @@ def boot(
                                 on_event(ev)
                     if rc is not None:
                         break
+                    if cancel is not None and cancel.is_set():
+                        raise KeyboardInterrupt
                     if time.monotonic() - started > cfg.timeout_s:
                         timed_out = True
                         _kill(proc)
