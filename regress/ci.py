@@ -39,7 +39,7 @@ from regress.errors import RegressError, UsageError
 from regress.faults import FaultSpec
 from regress.stats import Thresholds
 from regress.vm import orchestrate
-from regress.vm.orchestrate import RunOptions, RunOutcome
+from regress.vm.orchestrate import KernelPaths, RunOptions, RunOutcome
 
 FailOn = Literal["any", "regression", "none"]
 FAIL_ON: tuple[str, ...] = ("any", "regression", "none")
@@ -556,6 +556,8 @@ class SelftestOptions:
     mem_mb: int = 2048
     timeout_s: float | None = None
     parallel: bool = True
+    paths: KernelPaths | None = None  # an own build instead of ``kernel``
+    append: list[str] = field(default_factory=list)  # e.g. "lsm=...,bpf" if BPF LSM is off
 
 
 @dataclass
@@ -589,9 +591,10 @@ def run_selftest(opts: SelftestOptions, progress: Progress | None = None,
     run_one: Runner = runner or orchestrate.run
     started = time.monotonic()
     ropts = RunOptions(
-        old=opts.kernel, new=opts.kernel, workload=opts.workload, runs=opts.runs,
-        iterations=opts.iterations, out_dir=opts.out_dir, accel=opts.accel, cpus=opts.cpus,
-        mem_mb=opts.mem_mb, timeout_s=opts.timeout_s, parallel=opts.parallel,
+        old=opts.kernel, new=opts.kernel, old_paths=opts.paths, new_paths=opts.paths,
+        workload=opts.workload, runs=opts.runs, iterations=opts.iterations,
+        out_dir=opts.out_dir, accel=opts.accel, cpus=opts.cpus, mem_mb=opts.mem_mb,
+        timeout_s=opts.timeout_s, parallel=opts.parallel, append=list(opts.append),
         fault=opts.fault.to_job(),
     )
     outcome = run_one(ropts, emit)

@@ -199,3 +199,19 @@ def test_missed_canary_makes_ci_exit_2(tmp_path: Path) -> None:
     assert fail is not None and "canary MISSED" in (fail.get("message") or "")
     assert root.find("testsuite").get("failures") == "1"  # type: ignore[union-attr]
     assert "MISSED" in (out / "index.html").read_text()
+
+
+def test_selftest_on_an_own_build_passes_paths_and_append(tmp_path: Path) -> None:
+    from regress.ci import SelftestOptions, run_selftest
+    from regress.vm.orchestrate import KernelPaths
+
+    paths = KernelPaths(tmp_path / "bzImage", tmp_path / "lib/modules/6.9.0", None)
+    runner = FakeRunner({})
+    res = run_selftest(SelftestOptions(kernel=str(paths.bzimage), paths=paths,
+                                       append=["lsm=capability,bpf"], out_dir=tmp_path / "st"),
+                       runner=runner)
+    call = runner.calls[0]
+    assert call.old_paths == call.new_paths == paths and call.append == ["lsm=capability,bpf"]
+    assert call.fault is not None and "LSM_PROBE(file_open" in call.fault["bpf_text"]
+    assert res.verdict.passed and (tmp_path / "st" / "selftest.json").is_file()
+    assert cli_run(["selftest", "--modules", str(tmp_path)]) == 2

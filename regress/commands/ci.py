@@ -18,9 +18,11 @@ import typer
 
 from regress.ci import CiOptions, SelftestOptions, run_ci, run_selftest
 from regress.cli_app import app, err, out
+from regress.errors import UsageError
 from regress.faults import FAULT_ERRNOS, FaultSpec
 from regress.stats import Thresholds
 from regress.vm import orchestrate
+from regress.vm.orchestrate import KernelPaths
 
 
 class FailOn(StrEnum):
@@ -116,6 +118,15 @@ def ci_cmd(
 def selftest_cmd(
     kernel: str = typer.Option(orchestrate.DEFAULT_NEW, "--kernel",
                                help="the kernel to test on (debian:<release>)"),
+    kernel_image: Path | None = typer.Option(
+        None, "--kernel-image", help="own build: bzImage (instead of --kernel)"),
+    modules: Path | None = typer.Option(
+        None, "--modules", help="own build: its lib/modules/<release> directory"),
+    headers: Path | None = typer.Option(
+        None, "--headers", help="own build: its headers/build tree (for bcc)"),
+    append: list[str] | None = typer.Option(
+        None, "--append", help="extra kernel command-line words, e.g. "
+        "lsm=lockdown,capability,yama,bpf when BPF LSM is not enabled by default"),
     workload: str = typer.Option(orchestrate.DEFAULT_WORKLOAD, "--workload", "-w",
                                  help="workload whose process the fault targets"),
     runs: int = typer.Option(4, "--runs", help="runs per boot"),
@@ -143,8 +154,15 @@ def selftest_cmd(
     """Positive control: boot one kernel twice, the second time with an injected fault
     (BPF-LSM denies some /proc/<pid>/stat opens by ps), and check the differ ranks it first."""
     fault = FaultSpec(comm=fault_comm, name=fault_file, every=fault_every, errno=fault_errno)
+    paths = None
+    if kernel_image is not None or modules is not None or headers is not None:
+        if kernel_image is None or modules is None:
+            raise UsageError("an own kernel build needs both --kernel-image and --modules")
+        paths = KernelPaths(kernel_image, modules, headers)
+        kernel = str(kernel_image)
     opts = SelftestOptions(
-        kernel=kernel, workload=workload, runs=runs, iterations=iterations, fault=fault,
+        kernel=kernel, paths=paths, append=list(append or []),
+        workload=workload, runs=runs, iterations=iterations, fault=fault,
         thresholds=_thresholds(alpha, min_ratio, min_delta), top_n=top_n, out_dir=out_dir,
         accel=accel, cpus=cpus, mem_mb=mem, timeout_s=timeout, parallel=parallel,
     )
