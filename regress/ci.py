@@ -344,6 +344,12 @@ def run_ci(opts: CiOptions, progress: Progress | None = None,
         for w in wo.aa.warnings if wo.aa is not None else []:
             if w not in warnings:
                 warnings.append(w)
+        if wo.aa is not None and wo.aa.false_positives:
+            warnings.append(
+                f"{workload}: the A/A control found {wo.aa.false_positives} significant "
+                f"row(s) between halves of the same kernel's runs "
+                f"({', '.join(wo.aa.significant_keys[:5])}): rows like these in the real "
+                "comparison may be noise")
     code = exit_code(outcomes, canary)
     wall = time.monotonic() - started
     created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,6 +8,7 @@ is tests/test_ci_vm.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import xml.etree.ElementTree as ET
@@ -215,3 +216,35 @@ def test_selftest_on_an_own_build_passes_paths_and_append(tmp_path: Path) -> Non
     assert call.fault is not None and "LSM_PROBE(file_open" in call.fault["bpf_text"]
     assert res.verdict.passed and (tmp_path / "st" / "selftest.json").is_file()
     assert cli_run(["selftest", "--modules", str(tmp_path)]) == 2
+
+
+def test_aa_false_positives_are_warned_about(tmp_path: Path) -> None:
+    """An old capture whose even and odd runs differ exactly: the A/A count reaches the reports."""
+
+    class Alternating(FakeRunner):
+        def __call__(self, opts: RunOptions, progress: object) -> RunOutcome:
+            outcome = super().__call__(opts, progress)
+            cap = load_capture(outcome.captures["old"])
+            cap.runs = [dataclasses.replace(cap.runs[i % len(cap.runs)], index=i)
+                        for i in range(opts.runs)]
+            cap.requested_runs = opts.runs
+            for run in cap.runs:
+                run.syscalls = {**run.syscalls,
+                                "mkdir": {"17": 5 * run.iterations if run.index % 2 else 0}}
+            outcome.captures["old"] = opts.out_dir / "old.json"  # type: ignore[operator]
+            save_capture(cap, outcome.captures["old"])
+            return outcome
+
+    runner = Alternating({"ps-loop": "clean"})
+    opts = CiOptions(workloads=["ps-loop"], runs=4, out_dir=tmp_path / "ci")
+    outcome = run_ci(opts, runner=runner)
+    w = outcome.workloads[0]
+    assert w.aa is not None and w.aa.false_positives == 0  # 2 vs 2 runs: MWU cannot flag it
+    six = CiOptions(workloads=["ps-loop"], runs=6, out_dir=tmp_path / "ci6", fail_on="none")
+    outcome = run_ci(six, runner=Alternating({"ps-loop": "clean"}))
+    w = outcome.workloads[0]
+    assert w.aa is not None and w.aa.false_positives is not None
+    assert w.aa.false_positives >= 1 and "syscall:mkdir:EEXIST" in w.aa.significant_keys
+    assert any("A/A control found" in x for x in outcome.warnings)
+    text = (tmp_path / "ci6" / "ps-loop" / "report.txt").read_text().replace("\n  ", " ")
+    assert f"produced {w.aa.false_positives} significant divergence(s)" in text
