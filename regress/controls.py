@@ -188,7 +188,9 @@ def evaluate_canary(
             problems.append("the faulted capture has no 'fault injected' note: no fault was loaded")
         elif denied == 0:
             problems.append(
-                "the fault program denied 0 opens: it never fired, so the detector was not tested"
+                "the fault program denied 0 opens: it never fired, so the detector was not "
+                "tested (is BPF LSM active? /sys/kernel/security/lsm must list bpf: boot with "
+                "--append lsm=<the kernel's list>,bpf; does the workload run the fault's comm?)"
             )
     for key in expected:
         rank = ranks[key]
