@@ -107,3 +107,22 @@ def test_fresh_boot_per_run(vm_ready: None, tmp_path: Path) -> None:
     cap = load_capture(outcome.captures["new"])
     assert cap.complete and [r.boot for r in cap.runs] == [0, 1]
     assert len(outcome.boots) == 4
+
+
+@pytest.mark.slow
+def test_kernel_given_as_paths_boots(vm_ready: None, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 'user build' (the cached Debian kernel's files, given as paths) boots and traces."""
+    deb = kernels.fetch_debian(NEW)
+    real = image.images_dir() / image.recipe_hash()  # reuse the built root image
+    monkeypatch.setenv(kernels.CACHE_ENV, str(tmp_path / "cache"))
+    image.images_dir().mkdir(parents=True)
+    (image.images_dir() / image.recipe_hash()).symlink_to(real)
+    paths = orchestrate.KernelPaths(
+        deb.vmlinuz, deb.modules_dir, deb.tree / "usr" / "src" / f"linux-headers-{deb.release}")
+    opts = RunOptions(old_paths=paths, new_paths=paths, runs=1, iterations=2,
+                      out_dir=tmp_path / "r")
+    outcome = orchestrate.run(opts)
+    cap = load_capture(outcome.captures["new"])
+    assert cap.kernel.release == deb.release
+    assert cap.runs[0].functions.get("find_ge_pid", 0) > 0

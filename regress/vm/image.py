@@ -22,11 +22,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from regress.errors import EnvironmentProblem
-from regress.vm.kernels import Kernel, cache_root
+from regress.vm.kernels import Kernel, cache_lock, cache_root
 
 MIRROR_ENV = "REGRESS_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -86,27 +87,39 @@ def cached_root_image() -> RootImage | None:
     return None
 
 
-def _dir_bytes(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
+def _tree_usage(path: Path) -> tuple[int, int]:
+    """(bytes in 4 KiB blocks, number of inodes) ``path`` needs on ext4."""
+    blocks = 0
+    inodes = 1
+    for dirpath, dirs, files in os.walk(path):
+        inodes += len(dirs) + len(files)
+        blocks += len(dirs) + 1
         for f in files:
             try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
+                size = os.lstat(os.path.join(dirpath, f)).st_size
             except OSError:
-                pass
-    return total
+                continue
+            blocks += max(1, -(-size // 4096))
+    return blocks * 4096, inodes
 
 
 def _mkfs_from_dir(src: Path, out: Path, *, label: str, spare_mb: int) -> None:
-    """An ext4 image populated from ``src`` (no loop mounts, no root-only kernel features)."""
-    size_mb = int(_dir_bytes(src) * 1.25 / 2**20) + spare_mb
-    tmp = out.with_name(f".{out.name}.tmp")
+    """An ext4 image populated from ``src`` (no loop mounts, no root-only kernel features).
+
+    Sized from blocks and inodes actually needed: many small files (module and header
+    trees) overflow an estimate from byte sizes, and mke2fs 1.47 then reports a
+    misleading "directory block checksum" error instead of "no space".
+    """
+    used, inodes = _tree_usage(src)
+    size_mb = int(used * 1.15 / 2**20) + inodes * 256 // 2**20 + spare_mb
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     with open(tmp, "wb") as fh:
         fh.truncate(size_mb * 2**20)
     _run(
         ["mkfs.ext4", "-q", "-F", "-L", label, "-O", "^has_journal", "-E",
-         "lazy_itable_init=1", "-m", "0", "-d", str(src), str(tmp)],
+         "lazy_itable_init=1", "-m", "0", "-N", str(int(inodes * 1.2) + 1024),
+         "-d", str(src), str(tmp)],
         what=f"mkfs.ext4 -d {src}",
     )
     os.replace(tmp, out)
@@ -118,6 +131,13 @@ def build_root_image(*, force: bool = False) -> RootImage:
         hit = cached_root_image()
         if hit is not None:
             return hit
+    with cache_lock(f"image-{recipe_hash()}"):
+        if not force and (hit := cached_root_image()) is not None:
+            return hit  # built by another process while we waited
+        return _build_root_image()
+
+
+def _build_root_image() -> RootImage:
     if os.geteuid() != 0:
         raise EnvironmentProblem("building the guest image needs root (debootstrap)")
     h = recipe_hash()
@@ -158,8 +178,10 @@ def kernel_disk(kernel: Kernel) -> Path:
     stamp = kernel.vmlinuz.parent / "kernel.ext4.ok"
     if out.is_file() and stamp.is_file():
         return out
-    _mkfs_from_dir(kernel.tree, out, label="regress-kern", spare_mb=16)
-    stamp.write_text("ok\n")
+    with cache_lock(f"kdisk-{kernel.vmlinuz.parent.name}"):
+        if not (out.is_file() and stamp.is_file()):
+            _mkfs_from_dir(kernel.tree, out, label="regress-kern", spare_mb=16)
+            stamp.write_text("ok\n")
     return out
 
 
@@ -290,7 +312,7 @@ def initramfs(kernel: Kernel) -> Path:
         entries.append((f"modules/{name}", 0o100644, (kernel.modules_dir / rel).read_bytes()))
     entries.append(("modules.order", 0o100644, ("\n".join(names) + "\n").encode()))
     data = gzip.compress(_cpio_newc(entries), compresslevel=6, mtime=0)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, out)
     return out

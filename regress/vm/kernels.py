@@ -13,12 +13,15 @@ interrupted download never leaves an entry that looks complete.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +32,19 @@ DEBIAN_FLAVOUR = "cloud-amd64"
 ABI_RE = re.compile(r"^(\d+\.\d+\.\d+-\d+)-([a-z0-9-]+)$")  # 6.1.0-56-cloud-amd64
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(-\d+)?(\+[A-Za-z0-9.~+]+)?(-\d+)?$")  # 6.1.192-2
 IMAGE_PKG_RE = re.compile(r"^linux-image-(\d+\.\d+\.\d+-\d+-cloud-amd64)$")
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """Serialise builders of one cache entry (threads of a parallel run, other processes)."""
+    locks = cache_root() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def cache_root() -> Path:
@@ -139,7 +155,17 @@ def _release_key(release: str) -> tuple[int, ...]:
 
 
 def _package_versions(packages: list[str]) -> dict[str, str]:
-    out = _run(["apt-cache", "show", "--no-all-versions", *sorted(packages)], what="query apt")
+    """Candidate versions of the packages apt knows (unknown ones are left out)."""
+    try:
+        out = _run(["apt-cache", "show", "--no-all-versions", *sorted(packages)],
+                   what="query apt")
+    except EnvironmentProblem:
+        if len(packages) <= 1:
+            return {}
+        found: dict[str, str] = {}
+        for p in packages:
+            found.update(_package_versions([p]))
+        return found
     versions: dict[str, str] = {}
     pkg = ""
     for line in out.splitlines():
@@ -201,10 +227,18 @@ def cached(release: str) -> Kernel | None:
     return _load_entry(kernels_dir() / release)
 
 
-def fetch_debian(ref: str, *, on_step: object = None) -> Kernel:
+def fetch_debian(ref: str) -> Kernel:
     """Download and unpack a Debian cloud kernel, its modules and headers (cached)."""
     release = resolve_release(ref)
     hit = cached(release)
+    if hit is not None:
+        return hit
+    with cache_lock(f"kernel-{release}"):
+        return _fetch_debian(ref, release)
+
+
+def _fetch_debian(ref: str, release: str) -> Kernel:
+    hit = cached(release)  # another process may have fetched it while we waited
     if hit is not None:
         return hit
     abi = release[: -len(DEBIAN_FLAVOUR) - 1]  # 6.1.0-56
@@ -306,6 +340,12 @@ def from_paths(bzimage: Path, modules: Path, headers: Path | None, *, label: str
     st = bzimage.stat()
     key = f"paths-{release}-{st.st_size}-{int(st.st_mtime)}"
     entry = kernels_dir() / key
+    with cache_lock(f"kernel-{key}"):
+        return _from_paths(bzimage, modules, headers, label, release, entry, key)
+
+
+def _from_paths(bzimage: Path, modules: Path, headers: Path | None, label: str, release: str,
+                entry: Path, key: str) -> Kernel:
     hit = _load_entry(entry)
     if hit is not None:
         return hit
@@ -317,9 +357,15 @@ def from_paths(bzimage: Path, modules: Path, headers: Path | None, *, label: str
         shutil.copytree(modules, mod_dest, symlinks=True,
                         ignore=shutil.ignore_patterns("build", "source"))
         if headers is not None:
+            headers = Path(headers)
             hdest = tmp / "tree" / "usr" / "src" / f"linux-headers-{release}"
             shutil.copytree(headers, hdest, symlinks=True)
             (mod_dest / "build").symlink_to(f"/usr/src/linux-headers-{release}")
+            # Debian splits headers into <abi>-<flavour> and <abi>-common; bcc needs both.
+            common = _debian_common_sibling(headers)
+            if common is not None:
+                shutil.copytree(common, hdest.with_name(common.name), symlinks=True)
+                (mod_dest / "source").symlink_to(f"/usr/src/{common.name}")
         _run(["depmod", "-a", "-b", str(tmp / "tree"), release], what=f"depmod {release}")
         meta = {"label": label or str(bzimage), "release": release, "version": "",
                 "source": "paths"}
@@ -333,6 +379,14 @@ def from_paths(bzimage: Path, modules: Path, headers: Path | None, *, label: str
     result = _load_entry(entry)
     assert result is not None
     return result
+
+
+def _debian_common_sibling(headers: Path) -> Path | None:
+    m = re.match(r"^linux-headers-(\d+\.\d+\.\d+-\d+)-[a-z0-9-]+$", headers.name)
+    if m is None or (headers / "include" / "linux" / "kconfig.h").is_file():
+        return None
+    common = headers.parent / f"linux-headers-{m.group(1)}-common"
+    return common if common.is_dir() else None
 
 
 def describe(kernel: Kernel) -> dict[str, str]:
