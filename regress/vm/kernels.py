@@ -150,6 +150,18 @@ def available_debian() -> list[Available]:
     return result
 
 
+_APT_UPDATED: list[bool] = []
+
+
+def _apt_update_once() -> bool:
+    """``apt-get update`` once per process (fresh machines often have no package lists)."""
+    if _APT_UPDATED or os.geteuid() != 0:
+        return False
+    _APT_UPDATED.append(True)
+    _run(["apt-get", "update", "-qq"], what="apt-get update")
+    return True
+
+
 def _release_key(release: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", release))
 
@@ -184,9 +196,12 @@ def resolve_release(ref: str) -> str:
     cached = [k for k in list_cached() if k.version == body]
     if cached:
         return cached[0].release
-    for a in available_debian():
-        if a.version == body:
-            return a.release
+    for _attempt in range(2):
+        for a in available_debian():
+            if a.version == body:
+                return a.release
+        if not _apt_update_once():
+            break
     raise InputError(
         f"kernel {ref!r}: no linux-image-*-{DEBIAN_FLAVOUR} package with version {body} in apt",
         hint="see 'regress kernel list'; run apt-get update if the list is stale",
@@ -244,6 +259,8 @@ def _fetch_debian(ref: str, release: str) -> Kernel:
     abi = release[: -len(DEBIAN_FLAVOUR) - 1]  # 6.1.0-56
     image_pkg = f"linux-image-{release}"
     versions = _package_versions([image_pkg])
+    if not versions.get(image_pkg) and _apt_update_once():
+        versions = _package_versions([image_pkg])
     version = versions.get(image_pkg)
     if not version:
         raise InputError(
