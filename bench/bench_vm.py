@@ -69,9 +69,35 @@ def funccount():
     return {"total_s": total - 1.0, "rc": p.returncode, "attached": int(m.group(1)) if m else 0,
             "stderr": p.stderr[-300:]}
 
+def ftrace_hist():
+    # Alternative design, for comparison only: kprobe_events + per-event hist triggers
+    # (no BPF, no compile, no perf events, hence no per-probe tasks-trace RCU wait).
+    T = str(tracefs)
+    t0 = time.monotonic()
+    fd = os.open(T + "/kprobe_events", os.O_WRONLY | os.O_APPEND)
+    ok = []
+    for n in names:
+        try:
+            os.write(fd, f"p:rgbench/{n} {n}\n".encode())
+            ok.append(n)
+        except OSError:
+            pass
+    os.close(fd)
+    for n in ok:
+        with open(f"{T}/events/rgbench/{n}/trigger", "w") as f:
+            f.write("hist:keys=common_type:vals=hitcount")
+    t1 = time.monotonic()
+    for n in ok:
+        with open(f"{T}/events/rgbench/{n}/trigger", "w") as f:
+            f.write("!hist:keys=common_type:vals=hitcount")
+    fd = os.open(T + "/kprobe_events", os.O_WRONLY | os.O_TRUNC)
+    os.close(fd)
+    t2 = time.monotonic()
+    return {"attach_s": t1 - t0, "detach_s": t2 - t1, "total_s": t2 - t0, "attached": len(ok)}
+
 rounds = []
 for _ in range(2):
-    rounds.append({"funccount": funccount(), "regress": ours()})
+    rounds.append({"funccount": funccount(), "regress": ours(), "ftrace_hist": ftrace_hist()})
 out["rounds"] = rounds
 print(json.dumps(out))
 """
@@ -130,6 +156,11 @@ def main() -> int:
                   f"{ours['total_s']:.2f} s ({ours['attached']} attached); funccount-bpfcc "
                   f"{fc['total_s']:.2f} s ({fc['attached']} attached, rc {fc['rc']}); "
                   f"ratio {fc['total_s'] / ours['total_s']:.1f}x (target >= 5x)")
+            fh = r["ftrace_hist"]
+            print(f"probes round {i} (alternative, not used by regress): kprobe_events + hist "
+                  f"triggers attach {fh['attach_s']:.2f} s + detach {fh['detach_s']:.2f} s = "
+                  f"{fh['total_s']:.2f} s ({fh['attached']} attached); "
+                  f"{fc['total_s'] / fh['total_s']:.1f}x vs funccount")
         best_fc = min(r["funccount"]["total_s"] for r in doc["rounds"])
         best_ours = min(r["regress"]["total_s"] for r in doc["rounds"])
         print(f"probes best-of-2: regress {best_ours:.2f} s vs funccount {best_fc:.2f} s: "
