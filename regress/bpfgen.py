@@ -9,15 +9,25 @@ return garbage. So one tracer text is valid on every kernel, and the
 fingerprint (hash of text + options) says whether two captures used the same
 instrument.
 
-What the program counts, only for the tracked process tree (thread ids in
-``tracked``; ``sched_process_fork`` adds children of tracked parents,
-``sched_process_exit`` removes them):
+What the program counts, only for the tracked process tree (``tracked[tid]``
+is 1 for a tracked thread; ``sched_process_fork`` marks children of tracked
+parents, ``sched_process_exit`` clears them). ``tracked`` is an array indexed by
+the (global) thread id, sized by the kernel's ``pid_max`` read when the program
+is generated: an array lookup is inlined by the verifier, a hash lookup is a
+hashed function call, and this check runs on every syscall of every process on
+the machine. A thread id beyond the array (``pid_max`` raised later) cannot be
+tracked and is counted in ``lost``.
 
-* ``counts``: ``raw_syscalls:sys_exit`` per (syscall nr, errno or 0, bucket):
-  with ``retvals`` the bucket is the log2 bucket of a successful return value
-  (bucket 0: ret == 0; bucket k >= 1: 2^(k-1) <= ret < 2^k), else 0. One map
-  op per syscall (the hot path); the (nr, 0) total is the sum of its buckets;
-* ``tpcounts[i]``: hits of the i-th selected tracepoint (one small function each);
+* ``raw_syscalls:sys_exit`` per (syscall nr, errno or 0, bucket): with
+  ``retvals`` the bucket is the log2 bucket of a successful return value
+  (bucket 0: ret == 0 or not an errno; bucket k >= 1: 2^(k-1) <= ret < 2^k),
+  else 0. One map op per syscall (the hot path); the (nr, 0) total is the sum of
+  its buckets. Successful exits of syscalls below ``DENSE_SYSCALLS`` go to the
+  array ``okcounts[nr * buckets + bucket]`` (inlined lookup, no insert path);
+  errors and any other nr go to the hash ``counts``;
+* ``tpcounts[i]``: hits of the i-th selected tracepoint (one small function each,
+  taking no arguments, so ``tracer.py`` attaches it as a raw tracepoint where the
+  kernel has one of that name: cheaper per hit and ~100x cheaper to detach);
 * ``fcounts``: kernel function calls keyed by address (``bpf_get_func_ip``),
   one shared kprobe program for all functions, mapped back through kallsyms;
 * ``lost``: events we could not count (a map was full), so a capture can prove
@@ -37,7 +47,7 @@ from typing import Any
 from regress.errors import UsageError
 from regress.workload import FUNCTION_PATTERN_RE, TRACEPOINT_PATTERN_RE
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 TRACEPOINT_RE = re.compile(r"^([a-z0-9_]{1,64}):([A-Za-z0-9_]{1,128})$", re.ASCII)
 FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", re.ASCII)
 
@@ -49,6 +59,23 @@ EXIT_TP = "sched:sched_process_exit"
 SYS_EXIT_TP = "raw_syscalls:sys_exit"
 
 _MAP_MIN, _MAP_MAX = 16, 1 << 20
+# Thread ids are < pid_max; the kernel bounds pid_max to 301..PID_MAX_LIMIT (4M on 64-bit).
+PID_MAX_DEFAULT, PID_MAX_MIN, PID_MAX_LIMIT = 32768, 301, 1 << 22
+PID_MAX_FILE = "/proc/sys/kernel/pid_max"
+# Syscall numbers with a dense counter row for successful exits (x86_64: 0..469 in 6.18).
+DENSE_SYSCALLS = 512
+# Buckets per syscall in ``okcounts`` with retvals: 0 and bpf_log2l(ret) = 1..64.
+RETVAL_BUCKETS = 65
+
+
+def read_pid_max(path: str = PID_MAX_FILE) -> int:
+    """This kernel's pid_max (every thread id is below it); the default when unreadable."""
+    try:
+        with open(path, encoding="ascii") as f:
+            value = int(f.read().strip())
+    except (OSError, ValueError):
+        return PID_MAX_DEFAULT
+    return min(max(value, PID_MAX_MIN), PID_MAX_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -59,9 +86,11 @@ class TracerOptions:
     retvals: bool = True
     tracepoints: tuple[str, ...] = ()  # resolved "category:event" names
     functions: tuple[str, ...] = ()  # resolved, normalised kernel function names
-    max_tracked: int = 65536
     max_counts: int = 16384
     max_functions: int = 8192
+    # Size of the ``tracked`` array: this machine's pid_max (``read_pid_max``). Machine
+    # resolution like ``tracepoints``: not part of the instrument's fingerprint.
+    pid_max: int = PID_MAX_DEFAULT
     generator_version: int = field(default=GENERATOR_VERSION)
     # What the user asked for (patterns). Never pasted into the text; they define the
     # instrument for the fingerprint, because resolution differs between kernels.
@@ -84,13 +113,18 @@ class TracerOptions:
         for fn in self.functions:
             if not isinstance(fn, str) or not FUNCTION_RE.match(fn):
                 raise UsageError(f"tracer option functions: invalid name {fn!r}")
-        for name in ("max_tracked", "max_counts", "max_functions"):
+        for name in ("max_counts", "max_functions"):
             value = getattr(self, name)
             ok = isinstance(value, int) and not isinstance(value, bool)
             if not ok or not _MAP_MIN <= value <= _MAP_MAX:
                 raise UsageError(
                     f"tracer option {name}: expected an integer {_MAP_MIN}..{_MAP_MAX}"
                 )
+        ok = isinstance(self.pid_max, int) and not isinstance(self.pid_max, bool)
+        if not ok or not PID_MAX_MIN <= self.pid_max <= PID_MAX_LIMIT:
+            raise UsageError(
+                f"tracer option pid_max: expected an integer {PID_MAX_MIN}..{PID_MAX_LIMIT}"
+            )
         for name, rx in (
             ("requested_tracepoints", TRACEPOINT_PATTERN_RE),
             ("requested_functions", FUNCTION_PATTERN_RE),
@@ -112,10 +146,15 @@ class TracerOptions:
         return d
 
     def instrument(self) -> dict[str, Any]:
-        """The options that define the instrument: everything but kernel-specific resolution."""
+        """The options that define the instrument: everything but machine-specific resolution."""
         d = self.to_dict()
-        del d["tracepoints"], d["functions"]
+        del d["tracepoints"], d["functions"], d["pid_max"]
         return d
+
+    @property
+    def buckets(self) -> int:
+        """Buckets per syscall in ``okcounts``."""
+        return RETVAL_BUCKETS if self.retvals else 1
 
     def tracepoint_function(self, tp: str) -> str | None:
         """The BPF function counting ``tp`` (None: counted inside the fork/exit handler)."""
@@ -169,7 +208,7 @@ def generate(options: TracerOptions) -> str:
         lines.append(f"#define LOST_{name.upper()} {i}")
     lines += [
         "",
-        f"BPF_HASH(tracked, u32, u8, {o.max_tracked});",
+        f"BPF_ARRAY(tracked, u8, {o.pid_max});",
         f"BPF_ARRAY(lost, u64, {len(LOST_COUNTERS)});",
     ]
     if o.syscalls:
@@ -180,6 +219,7 @@ def generate(options: TracerOptions) -> str:
             "    u16 bucket;",
             "};",
             f"BPF_HASH(counts, struct sc_key, u64, {o.max_counts});",
+            f"BPF_ARRAY(okcounts, u64, {DENSE_SYSCALLS * o.buckets});",
         ]
     if tps:
         lines.append(f"BPF_ARRAY(tpcounts, u64, {len(tps)});")
@@ -187,10 +227,15 @@ def generate(options: TracerOptions) -> str:
         lines.append(f"BPF_HASH(fcounts, u64, u64, {o.max_functions});")
     lines += [
         "",
-        "static __always_inline int is_tracked(void)",
+        "static __always_inline int is_tracked(u32 pid)",
         "{",
-        "    u32 pid = (u32)bpf_get_current_pid_tgid();",
-        "    return tracked.lookup(&pid) != NULL;",
+        "    u8 *t = tracked.lookup(&pid);",
+        "    return t && *t;",
+        "}",
+        "",
+        "static __always_inline int current_tracked(void)",
+        "{",
+        "    return is_tracked((u32)bpf_get_current_pid_tgid());",
         "}",
         "",
         "static __always_inline void lost_inc(u32 i)",
@@ -203,13 +248,14 @@ def generate(options: TracerOptions) -> str:
         "// A tracked thread's child (process or thread) is tracked too.",
         "TRACEPOINT_PROBE(sched, sched_process_fork)",
         "{",
-        "    u32 parent = args->parent_pid;",
-        "    if (!tracked.lookup(&parent))",
+        "    if (!is_tracked(args->parent_pid))",
         "        return 0;",
         "    u32 child = args->child_pid;",
-        "    u8 one = 1;",
-        "    if (tracked.update(&child, &one) != 0)",
-        "        lost_inc(LOST_TRACKED_FULL);",
+        "    u8 *t = tracked.lookup(&child);",
+        "    if (t)",
+        "        *t = 1;",
+        "    else",
+        "        lost_inc(LOST_TRACKED_FULL);  // tid >= pid_max at generation",
     ]
     if FORK_TP in tps:
         lines += _tp_inc(tps.index(FORK_TP))
@@ -220,13 +266,14 @@ def generate(options: TracerOptions) -> str:
         "TRACEPOINT_PROBE(sched, sched_process_exit)",
         "{",
         "    u32 pid = args->pid;",
-        "    if (!tracked.lookup(&pid))",
+        "    u8 *t = tracked.lookup(&pid);",
+        "    if (!t || !*t)",
         "        return 0;",
     ]
     if EXIT_TP in tps:
         lines += _tp_inc(tps.index(EXIT_TP))
     lines += [
-        "    tracked.delete(&pid);",
+        "    *t = 0;",
         "    return 0;",
         "}",
     ]
@@ -235,20 +282,36 @@ def generate(options: TracerOptions) -> str:
             "",
             "TRACEPOINT_PROBE(raw_syscalls, sys_exit)",
             "{",
-            "    if (!is_tracked())",
+            "    if (!current_tracked())",
             "        return 0;",
             "    long ret = args->ret;",
+            "    u32 id = (u32)args->id;",
             "    struct sc_key k = {};",
-            "    k.id = (u32)args->id;",
-            "    if (ret < 0 && ret >= -4095)",
+            "    if (ret < 0 && ret >= -4095) {",
             "        k.err = (u16)(-ret);",
         ]
         if o.retvals:
             lines += [
-                "    else if (ret > 0)",
-                "        k.bucket = (u16)bpf_log2l((unsigned long)ret);",
+                "    } else {",
+                "        if (ret > 0)",
+                "            k.bucket = (u16)bpf_log2l((unsigned long)ret);",
+                f"        if (id < {DENSE_SYSCALLS}) {{",
+                f"            u32 i = id * {RETVAL_BUCKETS} + k.bucket;",
+            ]
+        else:
+            lines += [
+                "    } else {",
+                f"        if (id < {DENSE_SYSCALLS}) {{",
+                "            u32 i = id;",
             ]
         lines += [
+            "            u64 *c = okcounts.lookup(&i);",
+            "            if (c)",
+            "                __sync_fetch_and_add(c, 1);",
+            "            return 0;",
+            "        }",
+            "    }",
+            "    k.id = id;",
             *_inc("counts", "&k", "LOST_COUNTS_FULL"),
             "    return 0;",
             "}",
@@ -261,7 +324,7 @@ def generate(options: TracerOptions) -> str:
             f"// {tp}",
             f"int tp_{i}(void *ctx)",
             "{",
-            "    if (!is_tracked())",
+            "    if (!current_tracked())",
             "        return 0;",
             *_tp_inc(i),
             "    return 0;",
@@ -273,7 +336,7 @@ def generate(options: TracerOptions) -> str:
             "// One program for every function probe, keyed by the probed address.",
             "int fn_hit(void *ctx)",
             "{",
-            "    if (!is_tracked())",
+            "    if (!current_tracked())",
             "        return 0;",
             "    u64 ip = bpf_get_func_ip(ctx);",
             *_inc("fcounts", "&ip", "LOST_FUNCTIONS_FULL"),
@@ -298,6 +361,7 @@ def fingerprint(options: TracerOptions, text: str) -> str:
         raise UsageError("tracer text does not match its options (hand-edited?)")
     canonical = replace(
         options,
+        pid_max=PID_MAX_DEFAULT,
         tracepoints=("regress:canonical",)
         if options.tracepoints or options.requested_tracepoints
         else (),
@@ -306,6 +370,11 @@ def fingerprint(options: TracerOptions, text: str) -> str:
     doc = {"instrument": options.instrument(), "template": generate(canonical)}
     data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(data).hexdigest()
+
+
+def split_okcount(options: TracerOptions, index: int) -> tuple[int, int]:
+    """(syscall nr, bucket) counted in ``okcounts[index]``."""
+    return divmod(index, options.buckets)
 
 
 def bucket_range(bucket: int) -> tuple[int, int]:

@@ -28,7 +28,7 @@ from pathlib import Path
 import regress
 from regress import probes as _probes
 from regress import syscalls as _syscalls
-from regress.bpfgen import TracerOptions, fingerprint, generate
+from regress.bpfgen import TracerOptions, fingerprint, generate, read_pid_max
 from regress.capture import (
     Capture,
     MachineInfo,
@@ -112,6 +112,7 @@ def plan_tracer(
         functions=tuple(t.name for t in targets),
         requested_tracepoints=tuple(tracepoints),
         requested_functions=tuple(functions),
+        pid_max=read_pid_max(),
     )
     return TracerPlan(
         options=options,

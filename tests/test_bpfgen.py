@@ -6,11 +6,20 @@ it, and if it is right, move it over ``NAME.c``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from regress.bpfgen import TracerOptions, bucket_range, fingerprint, generate
+from regress.bpfgen import (
+    TracerOptions,
+    bucket_range,
+    fingerprint,
+    generate,
+    read_pid_max,
+    split_okcount,
+)
 from regress.errors import UsageError
 
 GOLDEN = Path(__file__).resolve().parent / "testdata" / "bpfgen"
@@ -63,7 +72,9 @@ def test_no_struct_reads_and_no_includes() -> None:
         {"functions": ("vfs_read; evil",)},
         {"functions": ("foo.isra.0",)},  # normalised names only
         {"max_counts": 1},
-        {"max_tracked": True},
+        {"pid_max": True},
+        {"pid_max": 300},
+        {"pid_max": (1 << 22) + 1},
         {"syscalls": 1},
         {"syscalls": False, "retvals": True},
         {"tracepoints": ["a:b"]},
@@ -97,7 +108,9 @@ def fp(o: TracerOptions) -> str:
 
 def test_fingerprint_identifies_the_instrument_not_the_kernel() -> None:
     assert fp(CASES["default"]) == fp(TracerOptions()) and len(fp(TracerOptions())) == 64
-    req = {"requested_tracepoints": ("sched:*",), "requested_functions": ("proc_pid_*",)}
+    req: dict[str, Any] = {
+        "requested_tracepoints": ("sched:*",), "requested_functions": ("proc_pid_*",)
+    }
     # Same requests resolved differently on two kernels: same instrument.
     old = TracerOptions(tracepoints=("sched:sched_switch",), functions=("proc_pid_stat",), **req)
     new = TracerOptions(
@@ -112,6 +125,26 @@ def test_fingerprint_identifies_the_instrument_not_the_kernel() -> None:
     assert fp(TracerOptions()) != fp(CASES["ps_loop"])
     with pytest.raises(UsageError, match="does not match"):
         fingerprint(old, generate(old) + "// edited\n")
+    # pid_max sizes the tracked array for this machine: a different text, the same instrument.
+    big = replace(old, pid_max=4194304)
+    assert "BPF_ARRAY(tracked, u8, 4194304);" in generate(big)
+    assert fp(big) == fp(old) and "pid_max" not in big.instrument()
+
+
+def test_read_pid_max(tmp_path: Path) -> None:
+    f = tmp_path / "pid_max"
+    f.write_text("4194304\n")
+    assert read_pid_max(str(f)) == 4194304
+    f.write_text("garbage")
+    assert read_pid_max(str(f)) == 32768
+    assert read_pid_max(str(tmp_path / "none")) == 32768
+    assert 301 <= read_pid_max() <= 1 << 22
+
+
+def test_dense_counter_layout() -> None:
+    o = TracerOptions()
+    assert split_okcount(o, 3 * 65 + 12) == (3, 12)
+    assert split_okcount(TracerOptions(retvals=False), 62) == (62, 0)
 
 
 def test_bucket_range() -> None:

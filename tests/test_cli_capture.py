@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from regress.bpfgen import TracerOptions, generate
+from regress.bpfgen import TracerOptions, generate, read_pid_max
 
 REGRESS = Path(sys.executable).parent / "regress"
 
@@ -113,7 +113,7 @@ def test_ebpf_prints_program_without_tracefs(tmp_path: Path) -> None:
     expected = generate(TracerOptions(tracepoints=(
         "sched:sched_process_fork", "sched:sched_process_exec", "sched:sched_process_exit",
     ), functions=("kernel_clone", "copy_process", "begin_new_exec", "do_exit",
-                  "wake_up_new_task")))
+                  "wake_up_new_task"), pid_max=read_pid_max()))
     # do_execveat_common* is a pattern: without tracefs it cannot be expanded.
     assert p.stdout == expected
     one_line_error(
