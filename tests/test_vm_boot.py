@@ -36,7 +36,8 @@ def vm_ready() -> None:
 
 def test_default_comparison_counts_kernel_functions(vm_ready: None, tmp_path: Path) -> None:
     """Both default kernels, 1 run x 3 iterations of ps-loop: captures, diff, report."""
-    opts = RunOptions(runs=1, iterations=3, out_dir=tmp_path / "r")
+    functions = ["find_ge_pid", "proc_pid_*", "next_tgid", "regress_no_such_function"]
+    opts = RunOptions(runs=1, iterations=3, out_dir=tmp_path / "r", functions=functions)
     events: list[dict[str, object]] = []
     outcome = orchestrate.run(opts, events.append)
     for side, release in (("old", "6.1.0-47-cloud-amd64"), ("new", "6.1.0-56-cloud-amd64")):
@@ -46,6 +47,11 @@ def test_default_comparison_counts_kernel_functions(vm_ready: None, tmp_path: Pa
         st = cap.probe_status("function", "find_ge_pid")
         assert st is not None and st.status == "attached", st
         assert cap.runs[0].functions.get("find_ge_pid", 0) > 0
+        assert cap.runs[0].functions.get("next_tgid", 0) > 0
+        missing = cap.probe_status("function", "regress_no_such_function")
+        assert missing is not None and missing.status == "absent", missing
+        assert "regress_no_such_function" not in cap.runs[0].functions
+        assert any(p.kind == "function" and p.name.startswith("proc_pid_") for p in cap.probes)
         assert cap.runs[0].exit_codes == [0, 0, 0]
         assert sum(cap.runs[0].syscalls.get("openat", {}).values()) > 0
         assert cap.kernel.config_hash  # the kernel's config reached the guest
