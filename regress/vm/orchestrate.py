@@ -308,6 +308,37 @@ def diff_and_report(old: Path, new: Path, out_dir: Path) -> tuple[Any, dict[str,
     return result, reports, notes
 
 
+def probe_kvm(kernel: Kernel, root: Path, logs: Path) -> qemu.Accel:
+    """Try one trivial KVM boot of a stock kernel; TCG if it fails. The verdict is cached
+    per host kernel and QEMU binary, so only the first run on a machine pays for it."""
+    import hashlib
+    import json
+    import os
+    import shutil
+
+    qbin = shutil.which(qemu.QEMU) or qemu.QEMU
+    key = hashlib.sha256(f"{os.uname().release}|{qbin}|{Path(qbin).stat().st_mtime}".encode())
+    verdict = kernels.cache_root() / f"kvm-probe-{key.hexdigest()[:12]}.json"
+    try:
+        doc = json.loads(verdict.read_text())
+        return qemu.Accel(str(doc["name"]), str(doc["reason"]))
+    except (OSError, ValueError, KeyError):
+        pass
+    logs.mkdir(parents=True, exist_ok=True)
+    cfg = boot_config(RunOptions(), kernel, root, logs, "kvm-probe", 0, "kvm", 60.0)
+    qemu.write_job_disk(cfg.job_disk, {"kind": "command", "command": ["true"], "boot": 0})
+    qemu.new_result_disk(cfg.result_disk)
+    res = qemu.boot(cfg)
+    cfg.job_disk.unlink(missing_ok=True)
+    cfg.result_disk.unlink(missing_ok=True)
+    failure = qemu.failure_of(res, what="KVM probe boot")
+    accel = (qemu.Accel("kvm", "a stock kernel booted under KVM") if failure is None else
+             qemu.Accel("tcg", f"KVM probe boot failed: {failure.one_line()[:200]}"))
+    verdict.parent.mkdir(parents=True, exist_ok=True)
+    verdict.write_text(json.dumps({"name": accel.name, "reason": accel.reason}) + "\n")
+    return accel
+
+
 def dry_run_lines(opts: RunOptions) -> list[str]:
     """What ``regress run`` would do, with the exact QEMU commands; fetches and builds nothing."""
     validate(opts)
@@ -374,6 +405,9 @@ def run(opts: RunOptions, progress: Progress | None = None) -> RunOutcome:
         emit({"kind": "stage", "message": "building the guest image (debootstrap, ~1 min)"})
     root = image.build_root_image()
     accel = qemu.choose_accel(opts.accel)
+    if accel.name == "kvm" and opts.accel == "auto":
+        assert sides[0].kernel is not None
+        accel = probe_kvm(sides[0].kernel, root.path, out_dir / "logs")
     emit({"kind": "stage", "message": f"accelerator: {accel.name} ({accel.reason})"})
     outcome = RunOutcome(out_dir=out_dir, captures={})
     for side in sides:
