@@ -21,7 +21,7 @@ from regress.capture import (
     load_capture,
     save_capture,
 )
-from regress.errors import CaptureFormatError, SchemaTooNewError
+from regress.errors import CaptureFormatError, InputError, SchemaTooNewError
 
 
 def sample(runs: int = 2, requested: int = 2) -> Capture:
@@ -176,7 +176,7 @@ def test_atomic_write_keeps_finished_runs(tmp_path: Path, monkeypatch: pytest.Mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="No space left on device"):
         save_capture(c, p)
     monkeypatch.undo()
     back = load_capture(p)

@@ -178,6 +178,8 @@ def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
     p = cli("capture", "-w", "ps-loop", "--iterations", "1", "--runs", "1",
             "-o", "/proc/no-such-dir/c.json")
     assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert p.stderr.strip().splitlines()[-1].startswith(
-        "regress: error: /proc/no-such-dir/c.json: cannot write the capture"
-    )
+    # Refused before tracing starts: one line, nothing compiled.
+    assert p.stderr.strip().splitlines() == [
+        "regress: error: -o /proc/no-such-dir/c.json: cannot create a file there: "
+        "No such file or directory"
+    ], p.stderr

@@ -131,7 +131,7 @@ BAD = [
     (["mwu.old.json", "mwu.new.json", "--top", "0"], "--top must be >= 1"),
     (["mwu.old.json", "mwu.new.json", "--alpha", "2"], "alpha must be between 0 and 1"),
     (["mwu.old.json"], "Missing argument"),
-    (["mwu.old.json", "mwu.new.json", "--json", "/proc/no/x.json"], "cannot write JSON"),
+    (["mwu.old.json", "mwu.new.json", "--json", "/proc/no/x.json"], "cannot write /proc/no/x.json"),
 ]
 
 

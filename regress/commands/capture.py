@@ -6,6 +6,7 @@ stderr (rich), results to stdout.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -100,6 +101,14 @@ def capture_cmd(
         raise UsageError("capture needs -o FILE (or --ebpf to print the program)")
     if output.is_dir():
         raise UsageError(f"-o {output}: is a directory, expected a capture file name")
+    # Fail before minutes of tracing, not at the first save.
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=output.parent).close()
+    except OSError as exc:
+        raise UsageError(
+            f"-o {output}: cannot create a file there: {exc.strerror or exc}"
+        ) from None
 
     with Progress(
         TextColumn("{task.description}"),

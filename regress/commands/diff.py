@@ -17,7 +17,7 @@ from regress.capture import atomic_write_text
 from regress.cli_app import app
 from regress.differ import diff_captures, load_side
 from regress.difftable import render_table, to_json
-from regress.errors import InputError, UsageError
+from regress.errors import UsageError
 from regress.report.write import write_reports
 from regress.stats import Thresholds
 
@@ -75,10 +75,7 @@ def diff_cmd(
         sys.stdout.write(to_json(result))
     else:
         if json_out is not None:
-            try:
-                atomic_write_text(Path(json_out), to_json(result))
-            except OSError as exc:
-                raise InputError(f"{json_out}: cannot write JSON: {exc.strerror}") from None
+            atomic_write_text(Path(json_out), to_json(result))  # InputError on failure
         sys.stdout.write(render_table(result, top=top, show_all=show_all))
     sys.stdout.flush()
     if fail_on is FailOn.any and result.significant:

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from regress.capture import Capture, atomic_write_text
 from regress.diffmodel import DiffResult
-
-
-def _publish(path: Path, body: str) -> None:
-    """Atomic write, then the usual file mode (temp files are created 0600)."""
-    atomic_write_text(path, body)
-    mask = os.umask(0)
-    os.umask(mask)
-    path.chmod(0o666 & ~mask)
 
 
 def write_reports(
@@ -31,9 +22,9 @@ def write_reports(
 
     written: list[Path] = []
     if html is not None:
-        _publish(Path(html), render_html(result, old, new))
+        atomic_write_text(Path(html), render_html(result, old, new))
         written.append(Path(html))
     if text is not None:
-        _publish(Path(text), render_text(result, old, new))
+        atomic_write_text(Path(text), render_text(result, old, new))
         written.append(Path(text))
     return written
