@@ -286,8 +286,8 @@ def _cpio_newc(entries: list[tuple[str, int, bytes | str]]) -> bytes:
     return buf.getvalue()
 
 
-def initramfs(kernel: Kernel) -> Path:
-    """The per-kernel busybox initramfs (cached by kernel + init script hash)."""
+def initramfs_path(kernel: Kernel) -> tuple[Path, str, list[str]]:
+    """Where the kernel's initramfs is cached (named by content hash), busybox, modules."""
     busybox = shutil.which("busybox") or "/bin/busybox"
     if not Path(busybox).is_file():
         raise EnvironmentProblem("busybox not found (needed for the guest initramfs)",
@@ -296,7 +296,12 @@ def initramfs(kernel: Kernel) -> Path:
     h = hashlib.sha256(
         (INIT_SCRIPT + "\n".join(mods) + str(Path(busybox).stat().st_size)).encode()
     ).hexdigest()[:12]
-    out = kernel.vmlinuz.parent / f"initramfs-{h}.cpio.gz"
+    return kernel.vmlinuz.parent / f"initramfs-{h}.cpio.gz", busybox, mods
+
+
+def initramfs(kernel: Kernel) -> Path:
+    """The per-kernel busybox initramfs (cached by kernel + init script hash)."""
+    out, busybox, mods = initramfs_path(kernel)
     if out.is_file():
         return out
     entries: list[tuple[str, int, bytes | str]] = []

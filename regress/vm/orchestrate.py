@@ -373,7 +373,7 @@ def dry_run_lines(opts: RunOptions) -> list[str]:
                 initrd = kernel.vmlinuz.parent / "initramfs-<hash>.cpio.gz"
             else:
                 kernel = hit
-                initrd = image.initramfs(hit)
+                initrd = image.initramfs_path(hit)[0]
         for boot, nruns in enumerate(per_boot):
             cfg = boot_config(opts, kernel, root_path, out_dir / "logs", name, boot, accel.name,
                               boot_timeout(opts, spec, nruns), initrd=initrd)
