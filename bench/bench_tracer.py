@@ -1,11 +1,30 @@
-"""Tracer overhead on a syscall storm: untraced vs regress's tracer vs syscount-bpfcc.
+"""Tracer overhead: syscall storm and ps-loop, untraced vs regress's tracer vs syscount-bpfcc.
 
 ``dd if=/dev/zero of=/dev/null bs=1 count=1000000`` makes ~2M syscalls (a
-read and a write per byte). Each mode runs the same command the same way (the
-runner's stopped-root start), REPEAT times, in one process, and the medians
-are compared, so the ratios come from one machine state. Run as root:
+read and a write per byte). Every mode runs the same command the same way (the
+runner's stopped-root start) REPEAT times, and the whole set of modes is
+repeated ROUNDS times in one process, so the ratios come from one machine
+state. Besides wall time it reports the workload's own CPU time (user + system,
+from ``wait4``), which a busy machine disturbs much less than wall time.
 
-    .venv/bin/python bench/bench_tracer.py [--count 1000000] [--repeat 5]
+Modes:
+
+* ``untraced``: no BPF program loaded;
+* ``regress``: our tracer, tracking the dd;
+* ``regress-untracked``: our tracer loaded, dd not tracked (what every other
+  process on the machine pays while a capture runs);
+* ``floor-perf-tp``/``floor-raw-tp``: an empty program on ``raw_syscalls:sys_exit``
+  as a perf tracepoint (what we use: the tracepoint arguments carry the syscall
+  number) or as a raw tracepoint: the cost of any per-syscall BPF hook, which no
+  program text can remove. ``regress - floor-perf-tp`` is our own program's cost;
+* ``syscount-bpfcc``: bcc's tool, counting every process's syscalls;
+* ``ps-loop``: the built-in workload's iterations, untraced vs traced with its
+  tracepoints (function probes are left out: kprobes are not available everywhere).
+
+Run as root::
+
+    .venv/bin/python bench/bench_tracer.py [--count 1000000] [--repeat 3] [--rounds 2]
+        [--ps-iterations 30] [--json out.json]
 
 No assertions: this prints numbers; tests never time things.
 """
@@ -13,6 +32,7 @@ No assertions: this prints numbers; tests never time things.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -20,104 +40,244 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from regress.bpfgen import TracerOptions
-from regress.environment import ensure_tracefs, resolve_kernel_headers
-from regress.runner import _RunContext
-from regress.tracer import Tracer
-from regress.workload import spec_from_dict
+from regress.bpfgen import TracerOptions, read_pid_max
+from regress.environment import HeadersChoice, ensure_tracefs, resolve_kernel_headers
+from regress.runner import STOP_WRAPPER, _RunContext, plan_tracer
+from regress.tracer import Tracer, import_bcc
+from regress.workload import WorkloadSpec, resolve_workload
+
+FLOORS = {
+    "floor-perf-tp": "TRACEPOINT_PROBE(raw_syscalls, sys_exit) { return 0; }",
+    "floor-raw-tp": "RAW_TRACEPOINT_PROBE(sys_exit) { return 0; }",
+}
+TARGET_STORM, TARGET_PS = 1.3, 1.05
+
+Sample = tuple[float, float]  # (wall s, cpu s)
 
 
-class _NoTracer:
-    """Stands in for Tracer when measuring untraced runs."""
+def run_stopped(argv: list[str], cwd: Path, track: Callable[[int], None] | None) -> Sample:
+    """Start ``argv`` stopped, optionally track it, continue; (wall, user+sys CPU) of the run."""
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", STOP_WRAPPER, "bench", *argv],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            raise SystemExit(f"bench: {argv[0]} exited before it started")
+        if track is not None:
+            track(proc.pid)
+        start = time.monotonic()
+        os.kill(proc.pid, signal.SIGCONT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - start
+    finally:
+        if proc.returncode is None:
+            proc.returncode = 0  # reaped above (or killed with its group below)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench: {argv[0]} failed ({os.waitstatus_to_exitcode(status)})")
+    return wall, usage.ru_utime + usage.ru_stime
 
-    def track(self, pid: int) -> None:
-        pass
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, headers: HeadersChoice) -> None:
+        self.args = args
+        self.headers = headers
+        self.samples: dict[str, list[Sample]] = {}
+        self.notes: list[str] = []
+        self.dd = [
+            "dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={args.count}", "status=none"
+        ]
+        self.cwd = Path("/")
+        self.ps_spec: WorkloadSpec = resolve_workload("ps-loop")
+        self.ps_ctx = _RunContext(self.ps_spec, 0)  # working directory with the files
+        if self.ps_spec.setup:
+            self.ps_ctx.shell("setup", self.ps_spec.setup)
+        self.ps_cmd = self.ps_spec.argv()
+
+    def add(self, mode: str, sample: Sample) -> None:
+        self.samples.setdefault(mode, []).append(sample)
+
+    def dd_runs(self, mode: str, track: Callable[[int], None] | None = None) -> None:
+        for _ in range(self.args.repeat):
+            self.add(mode, run_stopped(self.dd, self.cwd, track))
+
+    def ps_runs(self, mode: str, tracer: Tracer | None) -> None:
+        """ps-loop iterations started like the runner does (wall and CPU per iteration)."""
+        for _ in range(self.args.ps_iterations):
+            track = tracer.track if tracer is not None else None
+            self.add(mode, run_stopped(self.ps_cmd, self.ps_ctx.workdir, track))
+
+    def regress_round(self) -> None:
+        options = TracerOptions(pid_max=read_pid_max())
+        tracer = Tracer(options, headers=self.headers)
+        t0 = time.monotonic()
+        tracer.load()
+        self.add("load-s", (time.monotonic() - t0,) * 2)
+        try:
+            tracer.reset()
+            self.dd_runs("regress", tracer.track)
+            raw = tracer.read()
+            self.dd_runs("regress-untracked")
+        finally:
+            t0 = time.monotonic()
+            tracer.detach()
+            self.add("detach-s", (time.monotonic() - t0,) * 2)
+        counted = sum(raw.syscalls.values())
+        lost = sum(raw.lost.values())
+        self.notes.append(
+            f"regress counted {counted / self.args.repeat:.0f} syscall exits per dd, lost {lost}"
+        )
+
+    def ps_round(self, tracefs: Path) -> None:
+        self.ps_runs("ps-loop untraced", None)
+        plan = plan_tracer(list(self.ps_spec.tracepoints), [], tracefs=tracefs)
+        tracer = Tracer(plan.options, headers=self.headers)
+        tracer.load()
+        try:
+            tracer.reset()
+            self.ps_runs("ps-loop traced", tracer)
+        finally:
+            t0 = time.monotonic()
+            tracer.detach()
+            self.add(f"detach-s ({len(plan.options.tracepoints)} tracepoints)",
+                     (time.monotonic() - t0,) * 2)
+
+    def floor_round(self) -> None:
+        bcc = import_bcc()
+        for mode, text in FLOORS.items():
+            b = bcc.BPF(text=text.encode())
+            try:
+                self.dd_runs(mode)
+            finally:
+                b.cleanup()
+
+    def syscount_round(self) -> None:
+        syscount = shutil.which("syscount-bpfcc")
+        if not syscount:
+            self.notes.append("syscount-bpfcc not installed (bpfcc-tools): skipped")
+            return
+        sc = subprocess.Popen(
+            [syscount], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert sc.stdout is not None
+        line = sc.stdout.readline()  # "Tracing syscalls, ..." once attached
+        try:
+            if "Tracing" not in line:
+                self.notes.append(f"syscount-bpfcc did not start: {line.strip()}")
+                return
+            self.dd_runs("syscount-bpfcc")
+        finally:
+            sc.send_signal(signal.SIGINT)
+            try:
+                sc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                sc.kill()
+                sc.communicate()
+
+    def cleanup(self) -> None:
+        if self.ps_spec.teardown:
+            self.ps_ctx.shell("teardown", self.ps_spec.teardown)
+        self.ps_ctx.cleanup()
 
 
-def _time_iterations(ctx: _RunContext, tracer: object, repeat: int) -> list[float]:
-    walls = []
-    for i in range(repeat):
-        rc, wall = ctx.iteration(tracer, i)  # type: ignore[arg-type]
-        if rc != 0:
-            raise SystemExit(f"dd exited with {rc}")
-        walls.append(wall)
-    return walls
+def med(samples: list[Sample], i: int) -> float:
+    return statistics.median(s[i] for s in samples)
+
+
+def report(b: Bench) -> dict[str, Any]:
+    a = b.args
+    s = b.samples
+    out: dict[str, Any] = {
+        "count": a.count, "syscalls": 2 * a.count, "repeat": a.repeat, "rounds": a.rounds,
+        "modes": {}, "notes": b.notes,
+    }
+    base_w, base_c = med(s["untraced"], 0), med(s["untraced"], 1)
+    print(f"dd bs=1 count={a.count} ({2 * a.count} syscalls), median of "
+          f"{a.repeat} x {a.rounds} runs; CPU = the dd's user+system time")
+    print(f"  {'mode':<20} {'wall s':>7} {'ratio':>6} {'cpu s':>7} {'ratio':>6} {'ns/syscall':>10}")
+    for mode in ["untraced", "regress", "regress-untracked", *FLOORS, "syscount-bpfcc"]:
+        if mode not in s:
+            continue
+        w, c = med(s[mode], 0), med(s[mode], 1)
+        ns = (c - base_c) / (2 * a.count) * 1e9
+        print(f"  {mode:<20} {w:7.3f} {w / base_w:6.2f} {c:7.3f} {c / base_c:6.2f} {ns:10.1f}")
+        out["modes"][mode] = {
+            "wall_s": w, "cpu_s": c, "wall_ratio": w / base_w, "cpu_ratio": c / base_c,
+            "overhead_ns_per_syscall": ns, "n": len(s[mode]),
+        }
+    r = out["modes"]
+    if "floor-perf-tp" in r:
+        own = r["regress"]["overhead_ns_per_syscall"]
+        own -= r["floor-perf-tp"]["overhead_ns_per_syscall"]
+        out["regress_program_ns_per_syscall"] = own
+        print(f"  regress program alone (regress - floor-perf-tp): {own:.1f} ns/syscall")
+    if "syscount-bpfcc" in r:
+        ratio = r["regress"]["cpu_s"] / r["syscount-bpfcc"]["cpu_s"]
+        out["regress_vs_syscount_cpu"] = ratio
+        print(f"  regress / syscount-bpfcc (cpu) = {ratio:.2f}")
+    print(f"  target: regress <= {TARGET_STORM} x untraced: cpu ratio "
+          f"{r['regress']['cpu_ratio']:.2f}, wall ratio {r['regress']['wall_ratio']:.2f}")
+    if "ps-loop untraced" in s and "ps-loop traced" in s:
+        ps: dict[str, float] = {"n": len(s["ps-loop traced"])}
+        for i, unit in enumerate(("wall", "cpu")):
+            pu, pt = med(s["ps-loop untraced"], i), med(s["ps-loop traced"], i)
+            ps |= {f"untraced_{unit}_s": pu, f"traced_{unit}_s": pt, f"{unit}_ratio": pt / pu}
+            print(f"ps-loop {unit}, median per iteration of {len(s['ps-loop traced'])}: "
+                  f"untraced {pu * 1e3:.2f} ms, traced {pt * 1e3:.2f} ms, ratio {pt / pu:.3f} "
+                  f"(target <= {TARGET_PS})")
+        out["ps_loop"] = ps
+    for mode in s:
+        if mode.startswith(("load-s", "detach-s")):
+            out[mode] = med(s[mode], 0)
+            print(f"  {mode}: {out[mode]:.3f}")
+    for note in b.notes[-2:]:
+        print(f"  note: {note}")
+    return out
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--count", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--ps-iterations", type=int, default=30)
+    ap.add_argument("--no-floors", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_tracer: run as root", file=sys.stderr)
         return 2
-    ensure_tracefs()
+    tracefs = ensure_tracefs()
     headers = resolve_kernel_headers()
     if headers.source is not None:
         os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
-    spec = spec_from_dict(
-        {
-            "name": "dd-storm",
-            "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={args.count}",
-                        "status=none"],
-            "timeout_s": 600,
-        },
-        source="bench",
-        base_dir=None,
-    )
-    ctx = _RunContext(spec, 0)
-    results: dict[str, float] = {}
+    b = Bench(args, headers)
     try:
-        results["untraced"] = statistics.median(_time_iterations(ctx, _NoTracer(), args.repeat))
-
-        tracer = Tracer(TracerOptions(), headers=headers)
-        t0 = time.monotonic()
-        tracer.load()
-        load_s = time.monotonic() - t0
-        try:
-            tracer.reset()
-            walls = _time_iterations(ctx, tracer, args.repeat)
-            raw = tracer.read()
-        finally:
-            t0 = time.monotonic()
-            tracer.detach()
-            detach_s = time.monotonic() - t0
-        results["regress"] = statistics.median(walls)
-        counted = sum(raw.syscalls.values())
-        print(f"regress tracer: load {load_s:.2f} s, detach {detach_s:.2f} s, "
-              f"counted {counted} syscall exits over {args.repeat} runs "
-              f"({counted / args.repeat:.0f}/run), lost {sum(raw.lost.values())}")
-
-        syscount = shutil.which("syscount-bpfcc")
-        if syscount:
-            sc = subprocess.Popen([syscount], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True)
-            assert sc.stdout is not None
-            line = sc.stdout.readline()  # "Tracing syscalls, ..." once attached
-            if "Tracing" not in line:
-                print(f"syscount-bpfcc did not start: {line.strip()}", file=sys.stderr)
-                sc.kill()
-            else:
-                try:
-                    results["syscount-bpfcc"] = statistics.median(
-                        _time_iterations(ctx, _NoTracer(), args.repeat)
-                    )
-                finally:
-                    sc.send_signal(signal.SIGINT)
-                    sc.communicate(timeout=60)
-        else:
-            print("syscount-bpfcc not installed (bpfcc-tools): skipped", file=sys.stderr)
+        for _ in range(args.rounds):
+            b.dd_runs("untraced")
+            b.regress_round()
+            if not args.no_floors:
+                b.floor_round()
+            b.syscount_round()
+            b.dd_runs("untraced")
+            b.ps_round(tracefs)
     finally:
-        ctx.cleanup()
-
-    base = results["untraced"]
-    print(f"dd bs=1 count={args.count} ({2 * args.count} syscalls), median of {args.repeat}:")
-    for name, wall in results.items():
-        print(f"  {name:<16} {wall:7.3f} s   x{wall / base:5.2f} vs untraced")
-    if "syscount-bpfcc" in results:
-        print(f"  regress / syscount-bpfcc = {results['regress'] / results['syscount-bpfcc']:.2f}")
+        b.cleanup()
+    out = report(b)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     return 0
 
 

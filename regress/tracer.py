@@ -20,9 +20,32 @@ from typing import Any
 
 from regress.bpfgen import LOST_COUNTERS, TracerOptions, generate, split_okcount
 from regress.capture import ProbeStatus
-from regress.environment import SETUP_HINT, HeadersChoice
+from regress.environment import SETUP_HINT, HeadersChoice, tracefs_path
 from regress.errors import EnvironmentProblem, TracerError
-from regress.probes import AddressMap, FunctionTarget, read_kallsyms
+from regress.probes import AddressMap, FunctionTarget, available_tracepoints, read_kallsyms
+
+# Event systems whose events are not kernel tracepoints (a raw tracepoint of the same
+# name, if one existed, would be a different event).
+NOT_TRACEPOINT_SYSTEMS = frozenset(
+    {"syscalls", "ftrace", "kprobes", "uprobes", "synthetic", "eprobes", "user_events"}
+)
+
+
+def raw_tracepoint_names(events: list[str]) -> frozenset[str]:
+    """Event names a raw tracepoint attach may use: tracepoint-backed, unique across systems.
+
+    A raw tracepoint is named by the event alone, so ``a:x`` is attached raw only
+    when no other system has an ``x`` too.
+    """
+    seen: dict[str, int] = {}
+    for ev in events:
+        name = ev.split(":", 1)[1]
+        seen[name] = seen.get(name, 0) + 1
+    return frozenset(
+        ev.split(":", 1)[1]
+        for ev in events
+        if ev.split(":", 1)[0] not in NOT_TRACEPOINT_SYSTEMS and seen[ev.split(":", 1)[1]] == 1
+    )
 
 
 def import_bcc() -> ModuleType:
@@ -97,6 +120,7 @@ class Tracer:
         self.statuses: list[ProbeStatus] = []
         self._bpf: Any = None
         self._addr_map: AddressMap | None = None
+        self._raw_names: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -121,6 +145,10 @@ class Tracer:
                 hint=f"{hint}; check the kernel headers (--kernel-headers) or {SETUP_HINT}",
             ) from None
         st: list[ProbeStatus] = []
+        self._raw_names = frozenset()
+        if self.options.tracepoints:
+            with contextlib.suppress(OSError):
+                self._raw_names = raw_tracepoint_names(available_tracepoints(tracefs_path()))
         if self.options.syscalls:
             st.append(ProbeStatus("syscalls", "raw_syscalls:sys_exit", "attached"))
         if self.options.retvals:
@@ -146,11 +174,15 @@ class Tracer:
         A raw tracepoint skips the perf buffer setup on every hit, is never
         silently skipped when another tracing program runs on the CPU, and
         detaches in well under a millisecond (a perf tracepoint: ~70 ms each).
-        Events with no tracepoint of their own name (or a name already attached
-        under another category) fall back to a perf tracepoint.
+        Other events (not a tracepoint, or their name is not unique across
+        systems, or the raw attach fails) use a perf tracepoint.
         """
         b = self._bpf
-        event = tp.split(":", 1)[1].encode()
+        name = tp.split(":", 1)[1]
+        event = name.encode()
+        if name not in self._raw_names:
+            b.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
+            return
         try:
             b.attach_raw_tracepoint(tp=event, fn_name=fn.encode())
             return

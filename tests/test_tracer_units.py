@@ -162,3 +162,12 @@ def test_parse_config() -> None:
     cfg = env.parse_config("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\n# comment\n")
     assert cfg == {"CONFIG_A": "y", "CONFIG_B": "n", "CONFIG_C": '"x"'}
     assert env.config_hash(cfg) == env.config_hash(dict(reversed(list(cfg.items()))))
+
+
+def test_raw_tracepoint_names() -> None:
+    """Raw tracepoints are named by the event alone: only unique, tracepoint-backed names."""
+    from regress.tracer import raw_tracepoint_names
+
+    events = ["sched:sched_switch", "signal:signal_generate", "a:dup", "b:dup",
+              "syscalls:sys_exit_kill", "ftrace:print"]
+    assert raw_tracepoint_names(events) == {"sched_switch", "signal_generate"}
