@@ -10,13 +10,14 @@ fingerprint (hash of text + options) says whether two captures used the same
 instrument.
 
 What the program counts, only for the tracked process tree (``tracked[tid]``
-is 1 for a tracked thread; ``sched_process_fork`` marks children of tracked
-parents, ``sched_process_exit`` clears them). ``tracked`` is an array indexed by
-the (global) thread id, sized by the kernel's ``pid_max`` read when the program
-is generated: an array lookup is inlined by the verifier, a hash lookup is a
-hashed function call, and this check runs on every syscall of every process on
-the machine. A thread id beyond the array (``pid_max`` raised later) cannot be
-tracked and is counted in ``lost``.
+equals the current ``generation[0]`` (never 0) for a tracked thread;
+``sched_process_fork`` marks children of tracked parents, ``sched_process_exit``
+clears them, and user space forgets every tracked thread at once by bumping the
+generation). ``tracked`` is an array indexed by the (global) thread id, sized by
+the kernel's ``pid_max`` read when the program is generated: an array lookup is
+inlined by the verifier, a hash lookup is a hashed function call, and this check
+runs on every syscall of every process on the machine. A thread id beyond the
+array (``pid_max`` raised later) cannot be tracked and is counted in ``lost``.
 
 * ``raw_syscalls:sys_exit`` per (syscall nr, errno or 0, bucket): with
   ``retvals`` the bucket is the log2 bucket of a successful return value
@@ -47,7 +48,7 @@ from typing import Any
 from regress.errors import UsageError
 from regress.workload import FUNCTION_PATTERN_RE, TRACEPOINT_PATTERN_RE
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 TRACEPOINT_RE = re.compile(r"^([a-z0-9_]{1,64}):([A-Za-z0-9_]{1,128})$", re.ASCII)
 FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", re.ASCII)
 
@@ -208,7 +209,8 @@ def generate(options: TracerOptions) -> str:
         lines.append(f"#define LOST_{name.upper()} {i}")
     lines += [
         "",
-        f"BPF_ARRAY(tracked, u8, {o.pid_max});",
+        f"BPF_ARRAY(tracked, u32, {o.pid_max});",
+        "BPF_ARRAY(generation, u32, 1);",
         f"BPF_ARRAY(lost, u64, {len(LOST_COUNTERS)});",
     ]
     if o.syscalls:
@@ -227,10 +229,17 @@ def generate(options: TracerOptions) -> str:
         lines.append(f"BPF_HASH(fcounts, u64, u64, {o.max_functions});")
     lines += [
         "",
+        "static __always_inline u32 current_generation(void)",
+        "{",
+        "    u32 zero = 0;",
+        "    u32 *g = generation.lookup(&zero);",
+        "    return g ? *g : 0;",
+        "}",
+        "",
         "static __always_inline int is_tracked(u32 pid)",
         "{",
-        "    u8 *t = tracked.lookup(&pid);",
-        "    return t && *t;",
+        "    u32 *t = tracked.lookup(&pid);",
+        "    return t && *t != 0 && *t == current_generation();",
         "}",
         "",
         "static __always_inline int current_tracked(void)",
@@ -251,9 +260,9 @@ def generate(options: TracerOptions) -> str:
         "    if (!is_tracked(args->parent_pid))",
         "        return 0;",
         "    u32 child = args->child_pid;",
-        "    u8 *t = tracked.lookup(&child);",
+        "    u32 *t = tracked.lookup(&child);",
         "    if (t)",
-        "        *t = 1;",
+        "        *t = current_generation();",
         "    else",
         "        lost_inc(LOST_TRACKED_FULL);  // tid >= pid_max at generation",
     ]
@@ -266,14 +275,15 @@ def generate(options: TracerOptions) -> str:
         "TRACEPOINT_PROBE(sched, sched_process_exit)",
         "{",
         "    u32 pid = args->pid;",
-        "    u8 *t = tracked.lookup(&pid);",
-        "    if (!t || !*t)",
+        "    if (!is_tracked(pid))",
         "        return 0;",
     ]
     if EXIT_TP in tps:
         lines += _tp_inc(tps.index(EXIT_TP))
     lines += [
-        "    *t = 0;",
+        "    u32 *t = tracked.lookup(&pid);",
+        "    if (t)",
+        "        *t = 0;",
         "    return 0;",
         "}",
     ]

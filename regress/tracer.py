@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes as ct
+import errno
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -121,6 +123,7 @@ class Tracer:
         self._bpf: Any = None
         self._addr_map: AddressMap | None = None
         self._raw_names: frozenset[str] = frozenset()
+        self._generation = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,6 +147,7 @@ class Tracer:
                 f"BPF program failed to compile or load: {_first_line(exc)}",
                 hint=f"{hint}; check the kernel headers (--kernel-headers) or {SETUP_HINT}",
             ) from None
+        self._bump_generation()
         st: list[ProbeStatus] = []
         self._raw_names = frozenset()
         if self.options.tracepoints:
@@ -255,15 +259,46 @@ class Tracer:
                 hint="kernel.pid_max was raised after the tracer was built: capture again",
             )
         try:
-            b[b"tracked"][ct.c_int(pid)] = ct.c_ubyte(1)
+            b[b"tracked"][ct.c_int(pid)] = ct.c_uint(self._generation)
         except Exception as exc:
             raise TracerError(f"cannot track pid {pid}: {_first_line(exc)}") from None
 
     @staticmethod
     def _nonzero(table: Any) -> list[tuple[int, int]]:
-        """(index, value) of an array's non-zero entries, read in one batch."""
-        # Elements of ctypes arrays of simple types come back as ints.
-        return [(int(k), int(v)) for k, v in table.items_lookup_batch() if v]
+        """(index, value) of an array's non-zero entries.
+
+        The whole array is read with BPF_MAP_LOOKUP_BATCH into one buffer and
+        scanned at C speed: ``tracked`` has pid_max entries (4M on many systems),
+        and bcc's per-element iteration takes seconds for that.
+        """
+        lib = import_bcc().lib
+        n = int(table.max_entries)
+        ksize, vsize = ct.sizeof(table.Key), ct.sizeof(table.Leaf)
+        keys, values = (table.Key * n)(), (table.Leaf * n)()
+        cursor, count = ct.c_uint32(0), ct.c_uint32(0)
+        total = 0
+        while total < n:
+            count.value = n - total
+            res = lib.bpf_lookup_batch(
+                table.map_fd,
+                ct.byref(cursor) if total else None,
+                ct.byref(cursor),
+                ct.byref(keys, ksize * total),
+                ct.byref(values, vsize * total),
+                ct.byref(count),
+            )
+            err = ct.get_errno()
+            total += count.value
+            if res != 0 and err != errno.ENOENT:
+                raise TracerError(f"reading a BPF array failed: {os.strerror(err)}")
+            if res != 0 or count.value == 0:
+                break
+        data = ct.string_at(values, vsize * total)
+        found = sorted({m.start() // vsize for m in re.finditer(rb"[^\x00]", data)})
+        return [
+            (int(keys[i]), int.from_bytes(data[i * vsize : (i + 1) * vsize], sys.byteorder))
+            for i in found
+        ]
 
     @staticmethod
     def _zero(table: Any, indices: list[int]) -> None:
@@ -274,12 +309,20 @@ class Tracer:
             table.items_update_batch(keys, (table.Leaf * n)())
 
     def tracked_pids(self) -> list[int]:
-        return [i for i, _ in self._nonzero(self._need()[b"tracked"])]
+        """Thread ids tracked now (scans pid_max entries: for tests and debugging)."""
+        tracked = self._nonzero(self._need()[b"tracked"])
+        return [i for i, gen in tracked if gen == self._generation]
+
+    def _bump_generation(self) -> None:
+        """Forget every tracked thread at once: entries of older generations never match."""
+        self._generation = self._generation % 0xFFFFFFFF + 1  # 1..2^32-1, never 0
+        self._need()[b"generation"][ct.c_int(0)] = ct.c_uint(self._generation)
 
     def reset(self) -> None:
         """Zero every counter and forget tracked pids (start of a run)."""
         b = self._need()
-        large = [b"tracked"]  # arrays: zero the non-zero entries in two batch calls
+        self._bump_generation()
+        large = []  # arrays: zero the non-zero entries in two batch calls
         small = [b"lost"]  # a few entries: one update each
         hashes = []
         if self.options.syscalls:

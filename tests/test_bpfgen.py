@@ -127,7 +127,7 @@ def test_fingerprint_identifies_the_instrument_not_the_kernel() -> None:
         fingerprint(old, generate(old) + "// edited\n")
     # pid_max sizes the tracked array for this machine: a different text, the same instrument.
     big = replace(old, pid_max=4194304)
-    assert "BPF_ARRAY(tracked, u8, 4194304);" in generate(big)
+    assert "BPF_ARRAY(tracked, u32, 4194304);" in generate(big)
     assert fp(big) == fp(old) and "pid_max" not in big.instrument()
 
 

@@ -218,3 +218,34 @@ def test_threads_are_tracked(tmp_path: Path) -> None:
     r = c.runs[0]
     assert r.syscalls["kill"] == {ESRCH: 4 * 5 * 2}
     assert r.tracepoints["sched:sched_process_fork"] == 4 * 2
+
+
+def test_reset_forgets_leftover_threads() -> None:
+    """A tracked process that outlives its run (escaped the process group) stops being
+    counted at the next reset: the tracker's generation moves on."""
+    from regress.bpfgen import TracerOptions, read_pid_max
+    from regress.environment import resolve_kernel_headers
+    from regress.syscalls import number_of
+    from regress.tracer import Tracer
+
+    nr = number_of("kill")
+    assert nr is not None
+    kill_esrch = (nr, 3)
+    loop = subprocess.Popen(["/bin/sh", "-c", "while :; do kill -0 2147483647 2>/dev/null; done"])
+    t = Tracer(TracerOptions(pid_max=read_pid_max()), headers=resolve_kernel_headers())
+    try:
+        t.load()
+        t.reset()
+        t.track(loop.pid)
+        assert t.tracked_pids() == [loop.pid]
+        time.sleep(0.2)
+        assert t.read().syscalls.get(kill_esrch, 0) > 0
+        t.reset()
+        assert t.tracked_pids() == []
+        time.sleep(0.2)
+        raw = t.read()
+        assert raw.syscalls == {} and raw.retvals == {}
+    finally:
+        loop.kill()
+        loop.wait()
+        t.detach()

@@ -1,4 +1,4 @@
-// regress tracer, generator v2 (regress/bpfgen.py); do not edit.
+// regress tracer, generator v3 (regress/bpfgen.py); do not edit.
 // Reads only tracepoint arguments and BPF helpers: no kernel structs.
 // syscalls=1 retvals=1 tracepoints=5 functions=0
 
@@ -6,7 +6,8 @@
 #define LOST_COUNTS_FULL 1
 #define LOST_FUNCTIONS_FULL 2
 
-BPF_ARRAY(tracked, u8, 32768);
+BPF_ARRAY(tracked, u32, 32768);
+BPF_ARRAY(generation, u32, 1);
 BPF_ARRAY(lost, u64, 3);
 struct sc_key {
     u32 id;
@@ -17,10 +18,17 @@ BPF_HASH(counts, struct sc_key, u64, 16384);
 BPF_ARRAY(okcounts, u64, 33280);
 BPF_ARRAY(tpcounts, u64, 5);
 
+static __always_inline u32 current_generation(void)
+{
+    u32 zero = 0;
+    u32 *g = generation.lookup(&zero);
+    return g ? *g : 0;
+}
+
 static __always_inline int is_tracked(u32 pid)
 {
-    u8 *t = tracked.lookup(&pid);
-    return t && *t;
+    u32 *t = tracked.lookup(&pid);
+    return t && *t != 0 && *t == current_generation();
 }
 
 static __always_inline int current_tracked(void)
@@ -41,9 +49,9 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     if (!is_tracked(args->parent_pid))
         return 0;
     u32 child = args->child_pid;
-    u8 *t = tracked.lookup(&child);
+    u32 *t = tracked.lookup(&child);
     if (t)
-        *t = 1;
+        *t = current_generation();
     else
         lost_inc(LOST_TRACKED_FULL);  // tid >= pid_max at generation
     {
@@ -58,8 +66,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     u32 pid = args->pid;
-    u8 *t = tracked.lookup(&pid);
-    if (!t || !*t)
+    if (!is_tracked(pid))
         return 0;
     {
         u32 i = 2;
@@ -67,7 +74,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         if (v)
             __sync_fetch_and_add(v, 1);
     }
-    *t = 0;
+    u32 *t = tracked.lookup(&pid);
+    if (t)
+        *t = 0;
     return 0;
 }
 
