@@ -129,7 +129,8 @@ def run_cmd(
     = None,
     backend: Annotated[str, typer.Option(help="qemu or vagrant")] = "qemu",
     accel: Annotated[str, typer.Option(help="auto, kvm or tcg")] = "auto",
-    cpus: Annotated[int, typer.Option(help="guest CPUs")] = 2,
+    cpus: Annotated[int | None, typer.Option(
+        help="guest CPUs (default: 1 on hosts with < 4 cores, else 2)")] = None,
     mem: Annotated[int, typer.Option(help="guest memory (MB)")] = 2048,
     append: Annotated[list[str] | None, typer.Option(help="extra kernel command-line words")]
     = None,
@@ -148,7 +149,8 @@ def run_cmd(
         functions=_split(functions), tracepoints=_split(tracepoints),
         fresh_boot_per_run=fresh_boot_per_run, parallel=parallel, timeout_s=timeout,
         out_dir=out_dir,
-        accel=accel, cpus=cpus, mem_mb=mem, append=list(append or []),
+        accel=accel, cpus=orchestrate.default_cpus() if cpus is None else cpus, mem_mb=mem,
+        append=list(append or []),
         old_paths=_paths(old_kernel, old_modules, old_headers, "old"),
         new_paths=_paths(new_kernel, new_modules, new_headers, "new"),
     )
