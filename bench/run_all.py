@@ -4,14 +4,12 @@
 
 Measures, in one process and one machine state (run as root):
 
-* syscall storm: ``dd if=/dev/zero of=/dev/null bs=1 count=500000`` (~1M syscalls),
-  untraced vs regress's tracer vs ``syscount-bpfcc``; target regress <= 1.3x untraced.
-  Untraced is measured before *and* after the traced modes (a loaded tracer's
-  tracepoint fires for every process, so "untraced" must mean "nothing attached");
-  the table shows the drift between the two.
-* ps-loop overhead on the host: the built-in ps-loop iterations untraced vs under the
-  tracer ps-loop asks for (syscalls, retvals, its tracepoints; its kernel functions
-  when kprobes exist); target <= 1.05x.
+* tracer (``bench/bench_tracer.py --json``, the tracer's own bench, run as a child):
+  ``dd if=/dev/zero of=/dev/null bs=1 count=500000`` (~1M syscalls) untraced vs
+  regress's tracer (tracking dd, and loaded but not tracking it) vs empty per-syscall
+  programs (the floor any hook costs) vs ``syscount-bpfcc``, target regress <= 1.3x
+  untraced; and ps-loop iterations untraced vs traced, target <= 1.05x. Ratios on
+  the workload's CPU time (robust on a busy machine) and on wall time.
 * differ speed: ``bench/bench_differ.py``'s synthetic 50k keys x 10 runs; target <= 1 s.
 * VM (``--no-vm`` skips): one ``regress run`` of ps-loop, 1 run x 1 iteration per
   kernel: boot to agent-ready, probe compile+attach in the guest, whole wall time.
@@ -30,8 +28,6 @@ import json
 import os
 import platform
 import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -70,146 +66,63 @@ class Result:
         return measured >= self.target if self.higher_is_better else measured <= self.target
 
 
-class _NoTracer:
-    """Stands in for Tracer when measuring untraced iterations."""
-
-    def track(self, pid: int) -> None:
-        pass
+# --------------------------------------------------------------------------- tracer
 
 
-def _iterations(ctx: Any, tracer: Any, n: int, first: int = 0) -> list[float]:
-    walls = []
-    for i in range(first, first + n):
-        rc, wall = ctx.iteration(tracer, i)
-        if rc != 0:
-            raise SystemExit(f"bench: {ctx.spec.name} iteration {i} exited with {rc}")
-        walls.append(wall)
-    return walls
+def bench_tracer(count: int, repeat: int, rounds: int, ps_iterations: int) -> list[Result]:
+    """``bench/bench_tracer.py`` (storm + ps-loop, the tracer issue's bench) via its --json.
 
-
-def _headers() -> Any:
-    from regress.environment import ensure_tracefs, resolve_kernel_headers
-
-    ensure_tracefs()
-    headers = resolve_kernel_headers()
-    if headers.source is not None:
-        os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
-    return headers
-
-
-# --------------------------------------------------------------------------- storm
-
-
-def bench_storm(count: int, repeat: int) -> list[Result]:
-    from regress.bpfgen import TracerOptions
-    from regress.runner import _RunContext
-    from regress.tracer import Tracer
-    from regress.workload import spec_from_dict
-
-    headers = _headers()
-    spec = spec_from_dict(
-        {"name": "dd-storm", "timeout_s": 600,
-         "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={count}",
-                     "status=none"]},
-        source="bench", base_dir=None,
-    )
-    ctx = _RunContext(spec, 0)
-    try:
-        _iterations(ctx, _NoTracer(), 1)  # warm the page cache and dd's binary
-        before = _iterations(ctx, _NoTracer(), repeat)
-        tracer = Tracer(TracerOptions(), headers=headers)
-        t0 = time.monotonic()
-        tracer.load()
-        load_s = time.monotonic() - t0
-        try:
-            tracer.reset()
-            traced = _iterations(ctx, tracer, repeat)
-            raw = tracer.read()
-        finally:
-            tracer.detach()
-        sc_walls: list[float] = []
-        syscount = shutil.which("syscount-bpfcc")
-        if syscount:
-            sc = subprocess.Popen([syscount], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True)
-            assert sc.stdout is not None
-            line = sc.stdout.readline()
-            try:
-                if "Tracing" in line:
-                    sc_walls = _iterations(ctx, _NoTracer(), repeat)
-            finally:
-                sc.send_signal(signal.SIGINT)
-                try:
-                    sc.communicate(timeout=60)
-                except subprocess.TimeoutExpired:
-                    sc.kill()
-        after = _iterations(ctx, _NoTracer(), repeat)
-    finally:
-        ctx.cleanup()
-    base = statistics.median(before + after)
-    drift = statistics.median(after) / statistics.median(before)
-    counted = sum(raw.syscalls.values())
-    per_run = counted / repeat
-    out = [
-        Result("storm untraced", base, "s", detail=f"median of {2 * repeat}; "
-               f"after/before drift x{drift:.2f}", extra={"before": before, "after": after}),
-        Result("storm regress tracer", statistics.median(traced), "s",
-               ratio=statistics.median(traced) / base, target=1.3,
-               detail=f"{per_run:.0f} syscall exits/run counted, lost "
-                      f"{sum(raw.lost.values())}, load {load_s:.2f} s",
-               extra={"walls": traced, "syscalls_per_run": per_run}),
-    ]
-    if sc_walls:
-        sc_med = statistics.median(sc_walls)
-        out.append(Result("storm syscount-bpfcc", sc_med, "s", ratio=sc_med / base,
-                          detail="reference: bcc's own syscall counter",
-                          extra={"walls": sc_walls}))
-        out.append(Result("storm regress / syscount-bpfcc", statistics.median(traced) / sc_med,
-                          "x", detail="regress's tracer vs the reference, same storm"))
-    return out
-
-
-# --------------------------------------------------------------------------- ps-loop
-
-
-def bench_ps_loop(iterations: int) -> list[Result]:
-    from regress.environment import ensure_tracefs
-    from regress.runner import _RunContext, plan_tracer
-    from regress.tracer import Tracer
-    from regress.workload import resolve_workload
-
-    headers = _headers()
-    spec = resolve_workload("ps-loop")
-    plan = plan_tracer(list(spec.tracepoints), list(spec.functions), tracefs=ensure_tracefs())
-    ctx = _RunContext(spec, 0)
-    try:
-        _iterations(ctx, _NoTracer(), 3)  # warm-up
-        before = _iterations(ctx, _NoTracer(), iterations)
-        tracer = Tracer(plan.options, headers=headers, functions=plan.functions,
-                        kprobe_problem=plan.kprobe_problem)
-        tracer.load()
-        try:
-            tracer.reset()
-            traced = _iterations(ctx, tracer, iterations)
-        finally:
-            tracer.detach()
-        after = _iterations(ctx, _NoTracer(), iterations)
-    finally:
-        ctx.cleanup()
-    attached = [s.name for s in tracer.statuses if s.status == "attached"]
-    fn_note = (f"kernel functions not traced here ({plan.kprobe_problem})"
-               if plan.kprobe_problem else "with its kernel functions")
-    base = statistics.median(before + after)
-    med = statistics.median(traced)
-    drift = statistics.median(after) / statistics.median(before)
-    return [
-        Result("ps-loop untraced (per iteration)", base, "s",
-               detail=f"median of {2 * iterations}; after/before drift x{drift:.2f}",
-               extra={"before": before, "after": after}),
-        Result("ps-loop traced (per iteration)", med, "s", ratio=med / base, target=1.05,
-               detail=f"{len(attached)} probes attached; {fn_note}",
-               extra={"walls": traced}),
-    ]
+    Ratios are given on the workload's CPU time (user + system from wait4: a busy
+    machine disturbs it much less than wall time) and on wall time, both from one run.
+    """
+    with tempfile.TemporaryDirectory(prefix="regress-bench-") as tmp:
+        out = Path(tmp) / "tracer.json"
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "bench_tracer.py"), "--count", str(count),
+             "--repeat", str(repeat), "--rounds", str(rounds),
+             "--ps-iterations", str(ps_iterations), "--json", str(out)],
+            capture_output=True, text=True, check=False, timeout=3600)
+        if proc.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"bench_tracer.py exited {proc.returncode}: "
+                               f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+        doc = json.loads(out.read_text())
+    modes = doc["modes"]
+    base = modes["untraced"]
+    syscalls = doc["syscalls"]
+    res = [Result(f"storm untraced ({syscalls} syscalls)", base["wall_s"], "s",
+                  detail=f"cpu {base['cpu_s']:.3f} s; median of {base['n']}",
+                  extra={"bench_tracer": doc})]
+    for mode, target in (("regress", 1.3), ("regress-untracked", None),
+                         ("floor-perf-tp", None), ("floor-raw-tp", None),
+                         ("syscount-bpfcc", None)):
+        m = modes.get(mode)
+        if m is None:
+            continue
+        res.append(Result(f"storm {mode} (cpu)", m["cpu_s"], "s", ratio=m["cpu_ratio"],
+                          target=target,
+                          detail=f"wall {m['wall_s']:.3f} s = x{m['wall_ratio']:.2f}; "
+                                 f"+{m['overhead_ns_per_syscall']:.0f} ns/syscall"))
+    if "regress" in modes:
+        r = modes["regress"]
+        res.append(Result("storm regress (wall)", r["wall_s"], "s", ratio=r["wall_ratio"],
+                          target=1.3))
+    if "regress_program_ns_per_syscall" in doc:
+        res.append(Result("storm regress program alone", doc["regress_program_ns_per_syscall"],
+                          " ns/syscall", detail="regress minus the empty perf-tracepoint floor"))
+    if "regress_vs_syscount_cpu" in doc:
+        v = doc["regress_vs_syscount_cpu"]
+        res.append(Result("storm regress / syscount-bpfcc (cpu)", v, "x",
+                          detail="regress's tracer vs the reference, same storm"))
+    ps = doc.get("ps_loop")
+    if ps:
+        res.append(Result("ps-loop traced / untraced (cpu)", ps["traced_cpu_s"], "s",
+                          ratio=ps["cpu_ratio"], target=1.05,
+                          detail=f"per iteration; untraced {ps['untraced_cpu_s']:.4f} s cpu; "
+                                 f"median of {ps['n']:.0f}"))
+        res.append(Result("ps-loop traced / untraced (wall)", ps["traced_wall_s"], "s",
+                          ratio=ps["wall_ratio"], target=1.05,
+                          detail=f"per iteration; untraced {ps['untraced_wall_s']:.4f} s wall"))
+    return res
 
 
 # --------------------------------------------------------------------------- differ
@@ -354,7 +267,6 @@ def main() -> int:
     if old is not None and old.get("format") != FORMAT:
         print(f"bench: {args.compare} is not a {FORMAT} file", file=sys.stderr)
         return 2
-    repeat = 3 if args.quick else 7
     results: list[Result] = []
     errors: list[str] = []
     started = time.monotonic()
@@ -363,8 +275,8 @@ def main() -> int:
         if os.geteuid() != 0:
             print("bench: the host tracer benches need root (or pass --no-host)", file=sys.stderr)
             return 2
-        steps += [("storm", lambda: bench_storm(args.count, repeat)),
-                  ("ps-loop", lambda: bench_ps_loop(10 if args.quick else 30))]
+        steps.append(("tracer", lambda: bench_tracer(
+            args.count, 2 if args.quick else 3, 1 if args.quick else 2, 10 if args.quick else 30)))
     steps.append(("differ", lambda: bench_differ(50_000, 10)))
     if not args.no_vm:
         steps += [("vm", bench_vm), ("bench_vm.py", bench_vm_script)]
