@@ -17,9 +17,9 @@ import typer
 from regress.cli_app import app, err
 from regress.commands import capture as _capture  # noqa: F401
 from regress.commands import ci as _ci  # noqa: F401
-from regress.commands import vm as _vm  # noqa: F401
 from regress.commands import diff as _diff  # noqa: F401
 from regress.commands import report as _report  # noqa: F401
+from regress.commands import vm as _vm  # noqa: F401
 from regress.errors import RegressError
 
 INTERNAL_ERROR = 70
