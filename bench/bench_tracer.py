@@ -140,8 +140,11 @@ class Bench:
             f"regress counted {counted / self.args.repeat:.0f} syscall exits per dd, lost {lost}"
         )
 
-    def ps_round(self, tracefs: Path) -> None:
-        self.ps_runs("ps-loop untraced", None)
+    def ps_round(self, tracefs: Path, untraced_first: bool) -> None:
+        """One untraced and one traced block of ps-loop iterations (alternate the order
+        between rounds, so a machine getting busier or quieter does not bias the ratio)."""
+        if untraced_first:
+            self.ps_runs("ps-loop untraced", None)
         plan = plan_tracer(list(self.ps_spec.tracepoints), [], tracefs=tracefs)
         tracer = Tracer(plan.options, headers=self.headers)
         tracer.load()
@@ -153,6 +156,8 @@ class Bench:
             tracer.detach()
             self.add(f"detach-s ({len(plan.options.tracepoints)} tracepoints)",
                      (time.monotonic() - t0,) * 2)
+        if not untraced_first:
+            self.ps_runs("ps-loop untraced", None)
 
     def floor_round(self) -> None:
         bcc = import_bcc()
@@ -265,14 +270,14 @@ def main() -> int:
         os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
     b = Bench(args, headers)
     try:
-        for _ in range(args.rounds):
+        for i in range(args.rounds):
             b.dd_runs("untraced")
             b.regress_round()
             if not args.no_floors:
                 b.floor_round()
             b.syscount_round()
             b.dd_runs("untraced")
-            b.ps_round(tracefs)
+            b.ps_round(tracefs, untraced_first=i % 2 == 0)
     finally:
         b.cleanup()
     out = report(b)
