@@ -18,11 +18,9 @@ wins (bpftrace prints every map at exit). Anything else is refused in one line.
 
 from __future__ import annotations
 
-import gzip
 import json
 import platform
 import re
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from regress.capture import (
     Run,
     TracerInfo,
     WorkloadInfo,
+    read_maybe_gzipped,
     sha256_of,
 )
 from regress.errors import CaptureFormatError, InputError
@@ -49,20 +48,7 @@ EXPECTED = (
 
 def read_bytes(path: Path) -> bytes:
     """File contents, gunzipped when gzip; one-line errors."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a capture file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise CaptureFormatError(f"{path}: truncated or corrupt gzip ({exc})") from None
-    return raw
+    return read_maybe_gzipped(path, what="capture file")
 
 
 def _first_record(raw: bytes) -> Any:

@@ -231,8 +231,8 @@ def save_capture(capture: Capture, path: Path) -> None:
 # --------------------------------------------------------------------------- reading
 
 
-def read_json_document(path: Path, *, what: str = "file") -> Any:
-    """Read JSON or gzipped JSON from ``path`` with one-line errors."""
+def read_maybe_gzipped(path: Path, *, what: str = "file") -> bytes:
+    """File contents, gunzipped when they start with gzip's magic; one-line errors."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -247,6 +247,12 @@ def read_json_document(path: Path, *, what: str = "file") -> Any:
             raw = gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as exc:
             raise CaptureFormatError(f"{path}: truncated or corrupt gzip ({exc})") from None
+    return raw
+
+
+def read_json_document(path: Path, *, what: str = "file") -> Any:
+    """Read JSON or gzipped JSON from ``path`` with one-line errors."""
+    raw = read_maybe_gzipped(path, what=what)
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
