@@ -413,3 +413,20 @@ def test_reports_render_every_differ_fixture(old_path: Path, new_path: Path) -> 
     if result.significant:
         top = result.significant[0]
         assert f'key">{html_escape(top.key)}</code>' in page
+
+
+def test_text_report_without_divergence_blames_no_kernel() -> None:
+    """A clean comparison must not name a 'first bad' kernel or a regzbot range."""
+    from regress.differ import diff_captures
+
+    old, new = sample_captures()
+    result = diff_captures(old, old, old_path="old.json", new_path="old-again.json")
+    assert not result.significant
+    text = render_text(result, old, old)
+    assert text.startswith("Subject: [NO CHANGE] ")
+    assert "First known bad" not in text and "#regzbot" not in text
+    assert "Old kernel: 6.1.0-47-cloud-amd64\nNew kernel: 6.1.0-47-cloud-amd64\n" in text
+    assert "the divergences are" not in text
+    tables = _table_lines(text.splitlines())
+    wide = [ln for i, ln in enumerate(text.splitlines()) if len(ln) > WIDTH and i not in tables]
+    assert not wide, wide

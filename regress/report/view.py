@@ -705,12 +705,13 @@ def build_view(
     elif has_liveness:
         impact = (
             "No user-visible failure: the workload's liveness check behaves the same on "
-            "both kernels; the divergences are changes in what the kernel does for it."
+            "both kernels"
+            + ("; the divergences are changes in what the kernel does for it." if sig else ".")
         )
     else:
         impact = (
-            "The workload has no liveness check, so user-visible impact is not measured; "
-            "the divergences are changes in what the kernel does for it."
+            "The workload has no liveness check, so user-visible impact is not measured"
+            + ("; the divergences are changes in what the kernel does for it." if sig else ".")
         )
 
     cfg_rows, cfg_note = _config(old, new)
