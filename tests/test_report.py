@@ -419,7 +419,7 @@ def test_text_report_without_divergence_blames_no_kernel() -> None:
     """A clean comparison must not name a 'first bad' kernel or a regzbot range."""
     from regress.differ import diff_captures
 
-    old, new = sample_captures()
+    old, _new = sample_captures()
     result = diff_captures(old, old, old_path="old.json", new_path="old-again.json")
     assert not result.significant
     text = render_text(result, old, old)
