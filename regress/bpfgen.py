@@ -131,10 +131,15 @@ class TracerOptions:
             ("requested_functions", FUNCTION_PATTERN_RE),
         ):
             value = getattr(self, name)
-            if not isinstance(value, tuple) or not all(
-                isinstance(x, str) and rx.match(x) for x in value
-            ):
-                raise UsageError(f"tracer option {name}: expected a tuple of valid patterns")
+            if not isinstance(value, tuple):
+                raise UsageError(f"tracer option {name}: expected a tuple of patterns")
+            for x in value:
+                if not isinstance(x, str) or not rx.match(x):
+                    what = "function" if name == "requested_functions" else "tracepoint"
+                    raise UsageError(
+                        f"invalid {what} pattern {x!r} (letters, digits, _ . and * ? [ ] "
+                        "wildcards only)"
+                    )
         if self.generator_version != GENERATOR_VERSION:
             raise UsageError(f"tracer option generator_version: expected {GENERATOR_VERSION}")
 

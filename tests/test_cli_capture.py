@@ -183,3 +183,13 @@ def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
         "regress: error: -o /proc/no-such-dir/c.json: cannot create a file there: "
         "No such file or directory"
     ], p.stderr
+
+
+def test_bad_function_pattern_is_named() -> None:
+    """A typo'd or hostile pattern is refused by name before anything compiles (no root)."""
+    p = cli("capture", "-w", "fork-exec", "--ebpf", "--functions", "find_ge_pid,bad;rm -rf")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1] == (
+        "regress: error: invalid function pattern 'bad;rm -rf' "
+        "(letters, digits, _ . and * ? [ ] wildcards only)"
+    )
