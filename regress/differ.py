@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from regress import stats
+from regress import stats, syscalls
 from regress.capture import Capture, load_capture
 from regress.diffmodel import CaptureSummary, DiffResult, DiffWarning, Divergence, SideValues
 from regress.errors import IncomparableError, InputError
@@ -163,29 +163,6 @@ def _quality_warnings(side: str, cap: Capture) -> list[DiffWarning]:
 # --------------------------------------------------------------------------- keys
 
 
-# Kernel-internal errnos (include/linux/errno.h) that leak to syscall exit tracepoints
-# (restarted syscalls), absent from userspace errno tables.
-KERNEL_ERRNOS = {
-    512: "ERESTARTSYS",
-    513: "ERESTARTNOINTR",
-    514: "ERESTARTNOHAND",
-    515: "ENOIOCTLCMD",
-    516: "ERESTART_RESTARTBLOCK",
-    517: "EPROBE_DEFER",
-    518: "EOPENSTALE",
-    519: "ENOPARAM",
-    521: "EBADHANDLE",
-    522: "ENOTSYNC",
-    523: "EBADCOOKIE",
-    524: "ENOTSUPP",
-    525: "ETOOSMALL",
-    526: "ESERVERFAULT",
-    527: "EBADTYPE",
-    528: "EJUKEBOX",
-    529: "EIOCBQUEUED",
-    530: "ERECALLCONFLICT",
-}
-
 # Tie-break between rows of equal score: the syscall outcome first, derived views last.
 KIND_ORDER = {"liveness": 0, "syscall": 1, "tracepoint": 2, "function": 3, "retval": 4}
 
@@ -196,7 +173,7 @@ def errno_label(sub: str) -> str:
     n = int(sub)
     if n == 0:
         return "ok"
-    return errno_mod.errorcode.get(n) or KERNEL_ERRNOS.get(n) or f"errno{n}"
+    return errno_mod.errorcode.get(n) or syscalls.KERNEL_ERRNOS.get(n) or f"errno{n}"
 
 
 def key_string(kind: str, name: str, sub: str) -> str:

@@ -100,9 +100,10 @@ def cross_check(tracefs: Path = Path("/sys/kernel/tracing")) -> list[str]:
     return sorted(present - known)
 
 
-# Kernel-internal restart codes can reach sys_exit when a signal interrupts a
-# syscall that is then not restarted (e.g. a sleeper killed by SIGKILL).
-_KERNEL_ERRNOS = {
+# Kernel-internal errnos (include/linux/errno.h) that leak to syscall exit tracepoints
+# (e.g. a restartable syscall interrupted by a signal that is then not restarted),
+# absent from userspace errno tables. Shared with the differ's key labels.
+KERNEL_ERRNOS = {
     512: "ERESTARTSYS",
     513: "ERESTARTNOINTR",
     514: "ERESTARTNOHAND",
@@ -110,6 +111,17 @@ _KERNEL_ERRNOS = {
     516: "ERESTART_RESTARTBLOCK",
     517: "EPROBE_DEFER",
     518: "EOPENSTALE",
+    519: "ENOPARAM",
+    521: "EBADHANDLE",
+    522: "ENOTSYNC",
+    523: "EBADCOOKIE",
+    524: "ENOTSUPP",
+    525: "ETOOSMALL",
+    526: "ESERVERFAULT",
+    527: "EBADTYPE",
+    528: "EJUKEBOX",
+    529: "EIOCBQUEUED",
+    530: "ERECALLCONFLICT",
 }
 
 
@@ -124,4 +136,4 @@ def errno_name(err: int | str) -> str:
     n = int(err)
     if n == 0:
         return "ok"
-    return _PREFERRED.get(n) or _errno.errorcode.get(n) or _KERNEL_ERRNOS.get(n) or f"E{n}"
+    return _PREFERRED.get(n) or _errno.errorcode.get(n) or KERNEL_ERRNOS.get(n) or f"E{n}"
