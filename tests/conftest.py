@@ -20,3 +20,20 @@ def repo() -> Path:
 @pytest.fixture
 def testdata() -> Path:
     return TESTDATA
+
+
+@pytest.fixture(scope="session")
+def vm_ready() -> None:
+    """Fetch both default Debian kernels and build the guest image if not cached.
+
+    Shared by every VM test module; fails (never skips) without root.
+    """
+    import os
+
+    from regress.vm import image, kernels, orchestrate
+
+    if os.geteuid() != 0:
+        pytest.fail("VM tests need root (debootstrap, apt-get download)")
+    for ref in (orchestrate.DEFAULT_OLD, orchestrate.DEFAULT_NEW):
+        kernels.fetch_debian(ref)
+    image.build_root_image()

@@ -9,26 +9,16 @@ three workloads with more iterations.
 from __future__ import annotations
 
 import json
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from regress.cli import run as cli_run
-from regress.vm import image, kernels, orchestrate
+from regress.vm import orchestrate
 
 pytestmark = pytest.mark.vm
 OLD, NEW = orchestrate.DEFAULT_OLD, orchestrate.DEFAULT_NEW
-
-
-@pytest.fixture(scope="module")
-def vm_ready() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("VM tests need root (debootstrap, apt-get download)")
-    for ref in (OLD, NEW):
-        kernels.fetch_debian(ref)
-    image.build_root_image()
 
 
 def _check_bundle(out: Path, workloads: list[str], rc: int) -> dict[str, object]:

@@ -10,7 +10,6 @@ report the canary missed. ~70 s on this machine (TCG, both boots in parallel).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,10 @@ from regress.ci import SelftestOptions, evaluate_selftest, run_selftest
 from regress.cli import run as cli_run
 from regress.faults import FaultSpec
 from regress.stats import Thresholds
-from regress.vm import image, kernels, orchestrate
+from regress.vm import orchestrate
 
 pytestmark = pytest.mark.vm
 KERNEL = orchestrate.DEFAULT_NEW
-
-
-@pytest.fixture(scope="module")
-def vm_ready() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("VM tests need root (debootstrap, apt-get download)")
-    kernels.fetch_debian(KERNEL)
-    image.build_root_image()
 
 
 def test_selftest_catches_the_fault_and_a_broken_detector_misses_it(

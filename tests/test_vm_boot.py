@@ -8,7 +8,6 @@ these tests check the pipeline and its failure modes, not statistics.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,6 @@ from regress.vm.orchestrate import RunOptions
 pytestmark = pytest.mark.vm
 
 OLD, NEW = orchestrate.DEFAULT_OLD, orchestrate.DEFAULT_NEW
-
-
-@pytest.fixture(scope="session")
-def vm_ready() -> None:
-    """Fetch both default kernels and build the guest image if they are not cached."""
-    if os.geteuid() != 0:
-        pytest.fail("VM tests need root (debootstrap, apt-get download)")
-    for ref in (OLD, NEW):
-        kernels.fetch_debian(ref)
-    image.build_root_image()
 
 
 def test_default_comparison_counts_kernel_functions(vm_ready: None, tmp_path: Path) -> None:
