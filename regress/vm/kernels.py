@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from regress.errors import EnvironmentProblem, InputError, UsageError
 
@@ -242,6 +243,23 @@ def cached(release: str) -> Kernel | None:
     return _load_entry(kernels_dir() / release)
 
 
+
+@contextlib.contextmanager
+def _staged_entry(dest: Path, meta: dict[str, Any]) -> Iterator[Path]:
+    """Build a cache entry in a temp dir beside ``dest``; swap it in only when complete,
+    so an interrupted fetch never leaves a half-unpacked kernel that looks cached."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp
+        (tmp / "kernel.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
 def fetch_debian(ref: str) -> Kernel:
     """Download and unpack a Debian cloud kernel, its modules and headers (cached)."""
     release = resolve_release(ref)
@@ -279,9 +297,9 @@ def _fetch_debian(ref: str, release: str) -> Kernel:
     packages = [f"{image_pkg}={version}", *(f"{p}={version}" for p in header_pkgs), kbuild]
 
     dest = kernels_dir() / release
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{release}.", dir=dest.parent))
-    try:
+    meta = {"label": f"debian:{release}", "release": release, "version": version,
+            "source": "debian", "packages": packages}
+    with _staged_entry(dest, meta) as tmp:
         debs = tmp / "debs"
         debs.mkdir()
         _run(["apt-get", "download", "-q", *packages], cwd=debs, what=f"download {release}")
@@ -300,15 +318,6 @@ def _fetch_debian(ref: str, release: str) -> Kernel:
         shutil.rmtree(tree / "boot", ignore_errors=True)
         _link_headers(tree, release, abi)
         _run(["depmod", "-a", "-b", str(tree), release], what=f"depmod {release}")
-        meta = {"label": f"debian:{release}", "release": release, "version": version,
-                "source": "debian", "packages": packages}
-        (tmp / "kernel.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     result = cached(release)
     assert result is not None
     return result
@@ -366,9 +375,9 @@ def _from_paths(bzimage: Path, modules: Path, headers: Path | None, label: str, 
     hit = _load_entry(entry)
     if hit is not None:
         return hit
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
-    try:
+    meta = {"label": label or str(bzimage), "release": release, "version": "",
+            "source": "paths"}
+    with _staged_entry(entry, meta) as tmp:
         shutil.copy2(bzimage, tmp / "vmlinuz")
         mod_dest = tmp / "tree" / "lib" / "modules" / release
         shutil.copytree(modules, mod_dest, symlinks=True,
@@ -384,15 +393,6 @@ def _from_paths(bzimage: Path, modules: Path, headers: Path | None, label: str, 
                 shutil.copytree(common, hdest.with_name(common.name), symlinks=True)
                 (mod_dest / "source").symlink_to(f"/usr/src/{common.name}")
         _run(["depmod", "-a", "-b", str(tmp / "tree"), release], what=f"depmod {release}")
-        meta = {"label": label or str(bzimage), "release": release, "version": "",
-                "source": "paths"}
-        (tmp / "kernel.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if entry.exists():
-            shutil.rmtree(entry)
-        os.replace(tmp, entry)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     result = _load_entry(entry)
     assert result is not None
     return result
