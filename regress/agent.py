@@ -208,6 +208,7 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
             kernel_headers=None,  # the kernel disk provides /lib/modules/<release>/build
             machine=machine,
             on_event=on_event,
+            own_kernel=True,  # a disposable guest: nothing else traces this kernel
         )
     finally:
         if fault_prog is not None:

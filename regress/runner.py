@@ -318,10 +318,12 @@ def run_capture(
     kernel_headers: Path | None = None,
     machine: MachineInfo | None = None,
     on_event: Callable[[RunnerEvent], None] | None = None,
+    own_kernel: bool = False,
 ) -> Capture:
     """Trace ``runs`` runs of ``spec`` on the running kernel; save ``out`` after each run.
 
-    ``tracepoints``/``functions`` None: the spec's defaults. Raises
+    ``tracepoints``/``functions`` None: the spec's defaults. ``own_kernel``: the
+    kernel is regress's alone (a guest), see ``Tracer``. Raises
     ``WorkloadRunError`` when setup, an iteration (non-zero exit, timeout) or
     teardown fails; the file then holds the runs finished before it.
     """
@@ -360,10 +362,13 @@ def run_capture(
         headers=headers,
         functions=plan.functions,
         kprobe_problem=plan.kprobe_problem,
+        own_kernel=own_kernel,
     )
     try:
         statuses = tracer.load()
         capture.probes = statuses + plan.statuses
+        if tracer.attach_note:
+            capture.notes.append(tracer.attach_note)
         _save(capture, out)
         emit(RunnerEvent("loaded", runs=runs, message=f"{len(statuses)} probes attached"))
         for index in range(runs):

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from types import ModuleType, TracebackType
 from typing import Any
 
+from regress import kprobe_events
 from regress.bpfgen import LOST_COUNTERS, TracerOptions, generate, split_okcount
 from regress.capture import ProbeStatus
 from regress.environment import SETUP_HINT, HeadersChoice, tracefs_path
 from regress.errors import EnvironmentProblem, TracerError
+from regress.kprobe_events import KprobeEvents
 from regress.probes import AddressMap, FunctionTarget, available_tracepoints, read_kallsyms
 
 # Event systems whose events are not kernel tracepoints (a raw tracepoint of the same
@@ -113,13 +115,19 @@ class Tracer:
         headers: HeadersChoice,
         functions: list[FunctionTarget] | None = None,
         kprobe_problem: str | None = None,
+        own_kernel: bool = False,
     ) -> None:
+        """``own_kernel``: this kernel is regress's alone (a disposable guest), so
+        attaching may pause ftrace globally (``kprobe_events.ftrace_paused``)."""
         self.options = options
         self.text = generate(options)
         self.headers = headers
         self.function_targets = functions or []
         self.kprobe_problem = kprobe_problem
+        self.own_kernel = own_kernel
         self.statuses: list[ProbeStatus] = []
+        self.attach_note: str | None = None
+        self._fn_event: tuple[KprobeEvents, str, int] | None = None
         self._bpf: Any = None
         self._addr_map: AddressMap | None = None
         self._raw_names: frozenset[str] = frozenset()
@@ -200,35 +208,93 @@ class Tracer:
         b.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
 
     def _attach_functions(self) -> list[ProbeStatus]:
-        st: list[ProbeStatus] = []
         if not self.function_targets:
-            return st
+            return []
         if self.kprobe_problem:
             return [
                 ProbeStatus("function", t.name, "failed", self.kprobe_problem)
                 for t in self.function_targets
             ]
-        self._addr_map = AddressMap(read_kallsyms())
+        symbols = [s for t in self.function_targets for s in t.symbols]
+        reasons = self._attach_function_event(symbols)
+        if reasons is None:
+            reasons = self._attach_kprobes_one_by_one(symbols)
+        st: list[ProbeStatus] = []
         for target in self.function_targets:
-            errors: list[str] = []
-            attached = 0
-            for sym in target.symbols:
-                try:
-                    self._bpf.attach_kprobe(event=sym.encode(), fn_name=b"fn_hit")
-                    attached += 1
-                except Exception as exc:
-                    errors.append(f"{sym}: {_first_line(exc)}")
-            if attached:
+            errors = [f"{s}: {reasons[s]}" for s in target.symbols if s in reasons]
+            if len(errors) < len(target.symbols):
                 st.append(ProbeStatus("function", target.name, "attached"))
             else:
                 st.append(ProbeStatus("function", target.name, "failed", "; ".join(errors)))
         return st
 
+    def _attach_function_event(self, symbols: list[str]) -> dict[str, str] | None:
+        """All symbols as one multi-probe kprobe event with ``fn_hit`` attached once.
+
+        Returns the refused symbols with the kernel's reasons, or None when this
+        kernel cannot do it (no ``kprobe_events``, no multi-probe events, or the
+        perf event fails): the caller then attaches one perf kprobe per symbol.
+        """
+        events = KprobeEvents(tracefs_path())
+        if not events.available():
+            return None
+        events.remove_stale()
+        event = events.register(symbols)
+        if event is None:
+            return None
+        if not event.accepted:
+            events.unregister(event.group)
+            return event.rejected
+        bcc = import_bcc()
+        captured: list[str] = []
+        try:
+            fn = self._bpf.load_func(b"fn_hit", bcc.BPF.KPROBE)
+            with kprobe_events.ftrace_paused(self.own_kernel) as paused, _capture_fd2(captured):
+                pfd = bcc.lib.bpf_attach_tracepoint(fn.fd, event.group.encode(), b"fn")
+        except Exception:
+            pfd = -1
+        if pfd < 0:
+            events.unregister(event.group)
+            return None
+        self._fn_event = (events, event.group, pfd)
+        self.attach_note = (
+            f"function probes: {len(event.accepted)} symbols in one kprobe event "
+            f"({event.name})" + ("; ftrace paused while arming" if paused else "")
+        )
+        return event.rejected
+
+    def _attach_kprobes_one_by_one(self, symbols: list[str]) -> dict[str, str]:
+        """One perf kprobe per symbol (kernels without multi-probe kprobe events)."""
+        reasons: dict[str, str] = {}
+        attached = 0
+        for sym in symbols:
+            try:
+                self._bpf.attach_kprobe(event=sym.encode(), fn_name=b"fn_hit")
+                attached += 1
+            except Exception as exc:
+                reasons[sym] = _first_line(exc)
+        self.attach_note = f"function probes: {attached} perf kprobes, one per symbol"
+        return reasons
+
+    def _detach_function_event(self) -> None:
+        if self._fn_event is None:
+            return
+        events, group, pfd = self._fn_event
+        self._fn_event = None
+        lib = import_bcc().lib
+        with kprobe_events.ftrace_paused(self.own_kernel):
+            lib.bpf_close_perf_event_fd(pfd)
+        events.unregister(group)
+
     def detach(self) -> None:
-        if self._bpf is not None:
-            with contextlib.suppress(Exception):
-                self._bpf.cleanup()
-            self._bpf = None
+        """Remove every probe; raises TracerError only if a kprobe event outlives us."""
+        try:
+            self._detach_function_event()
+        finally:
+            if self._bpf is not None:
+                with contextlib.suppress(Exception):
+                    self._bpf.cleanup()
+                self._bpf = None
 
     def __enter__(self) -> Tracer:
         self.load()
@@ -356,15 +422,17 @@ class Tracer:
             table = b[b"tpcounts"]
             for i, tp in enumerate(self.options.tracepoints):
                 raw.tracepoints[tp] = int(table[ct.c_int(i)].value)
-        if self.options.functions and self._addr_map is not None:
-            for k, v in b[b"fcounts"].items():
+        hits = b[b"fcounts"].items() if self.options.functions else []
+        if hits and self._addr_map is None:  # read once, when first needed, not while attaching
+            self._addr_map = AddressMap(read_kallsyms())
+        if self._addr_map is not None:
+            for k, v in hits:
                 name = self._addr_map.name_at(int(k.value)) or f"0x{int(k.value):x}"
                 raw.functions[name] = raw.functions.get(name, 0) + int(v.value)
         lost = b[b"lost"]
         for i, name in enumerate(LOST_COUNTERS):
             raw.lost[name] = int(lost[ct.c_int(i)].value)
         return raw
-
 
 
 class LsmProgram:

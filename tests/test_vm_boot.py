@@ -35,7 +35,10 @@ def test_default_comparison_counts_kernel_functions(vm_ready: None, tmp_path: Pa
         assert cap.machine.backend == "qemu" and cap.machine.accel in ("tcg", "kvm")
         st = cap.probe_status("function", "find_ge_pid")
         assert st is not None and st.status == "attached", st
-        assert cap.runs[0].functions.get("find_ge_pid", 0) > 0
+        # ps walks /proc once per iteration: find_ge_pid runs exactly 4 times (2 kernels).
+        assert cap.runs[0].functions.get("find_ge_pid") == 4 * 3, cap.runs[0].functions
+        notes = cap.notes
+        assert any("in one kprobe event" in n and "ftrace paused" in n for n in notes), notes
         assert cap.runs[0].functions.get("next_tgid", 0) > 0
         missing = cap.probe_status("function", "regress_no_such_function")
         assert missing is not None and missing.status == "absent", missing
@@ -121,3 +124,57 @@ def test_kernel_given_as_paths_boots(vm_ready: None, tmp_path: Path,
     cap = load_capture(outcome.captures["new"])
     assert cap.kernel.release == deb.release
     assert cap.runs[0].functions.get("find_ge_pid", 0) > 0
+
+
+GUEST_ATTACH_PATHS = r"""
+import json, sys
+from pathlib import Path
+from regress import kprobe_events
+from regress.agent import spec_from_job
+from regress.environment import ensure_tracefs
+from regress.runner import run_capture
+
+spec = spec_from_job(json.loads(sys.argv[1]))
+fns = ["find_ge_pid", "next_tgid", "proc_pid_lookup", "proc_pid_instantiate", "oops_begin"]
+out = {}
+
+def capture(tag, own_kernel):
+    c = run_capture(spec, runs=1, out=Path(f"/tmp/{tag}.json"), functions=fns,
+                    own_kernel=own_kernel)
+    out[tag] = {"functions": c.runs[0].functions, "notes": c.notes,
+                "probes": {p.name: [p.status, p.reason] for p in c.probes if p.kind == "function"}}
+
+capture("event", True)
+kprobe_events.KprobeEvents.available = lambda self: False  # a kernel without kprobe_events
+capture("perf", False)
+out["left_over"] = (ensure_tracefs() / "kprobe_events").read_text()
+out["ftrace_enabled"] = Path("/proc/sys/kernel/ftrace_enabled").read_text().strip()
+print(json.dumps(out))
+"""
+
+
+def test_function_attach_paths_count_the_same(vm_ready: None, tmp_path: Path) -> None:
+    """In a real guest: the multi-probe kprobe event (ftrace paused while arming) and the
+    per-symbol perf kprobes give identical counts; a kprobe-blacklisted but traceable
+    function is refused with the kernel's reason by both; nothing is left behind."""
+    from regress.agent import spec_to_job
+    from regress.workload import resolve_workload
+
+    job = json.dumps(spec_to_job(resolve_workload("ps-loop").with_iterations(2)))
+    kernel = kernels.fetch_debian(NEW)
+    res = orchestrate.boot_command(kernel, ["python3", "-c", GUEST_ATTACH_PATHS, job], tmp_path)
+    cmd = (res.result or {}).get("command", {})
+    assert cmd.get("rc") == 0, cmd.get("stderr", "")[-2000:]
+    doc = json.loads(cmd["stdout"].strip().splitlines()[-1])
+    event, perf = doc["event"], doc["perf"]
+    assert any("in one kprobe event" in n and "ftrace paused" in n for n in event["notes"])
+    assert any("perf kprobes, one per symbol" in n for n in perf["notes"])
+    assert event["functions"]["find_ge_pid"] == 4 * 2, event["functions"]
+    for fn in ("find_ge_pid", "next_tgid", "proc_pid_lookup", "proc_pid_instantiate"):
+        assert event["probes"][fn] == ["attached", None]
+        assert event["functions"][fn] == perf["functions"][fn] > 0, (fn, event, perf)
+    for side in (event, perf):
+        status, reason = side["probes"]["oops_begin"]
+        assert status == "failed" and "oops_begin" in reason, side["probes"]
+        assert "oops_begin" not in side["functions"]
+    assert doc["left_over"] == "" and doc["ftrace_enabled"] == "1"

@@ -201,6 +201,31 @@ def boot_config(opts: RunOptions, kernel: Kernel, root: Path, work: Path, side: 
     )
 
 
+def boot_command(kernel: Kernel, command: list[str], work: Path, *, timeout: float = 600,
+                 append: list[str] | None = None, what: str = "command boot") -> qemu.BootResult:
+    """Boot ``kernel`` once and run ``command`` in the guest (benchmarks, guest-side tests).
+
+    The result's ``result["command"]`` holds rc/stdout/stderr; a panic, hang or agent
+    failure raises ``VMError`` naming the console log under ``work``.
+    """
+    root = image.build_root_image()
+    cfg = qemu.BootConfig(
+        kernel=kernel, root_image=root.path, kernel_disk=image.kernel_disk(kernel),
+        initrd=image.initramfs(kernel), job_disk=work / "job.tar",
+        result_disk=work / "result.img", console_log=work / "console.log",
+        accel=qemu.choose_accel().name, timeout_s=timeout, append=list(append or []),
+        cpus=default_cpus(),
+    )
+    qemu.write_job_disk(cfg.job_disk, {"kind": "command", "command": command,
+                                       "timeout_s": timeout})
+    qemu.new_result_disk(cfg.result_disk)
+    res = qemu.boot(cfg)
+    failure = qemu.failure_of(res, what=what)
+    if failure is not None:
+        raise failure
+    return res
+
+
 def _agent_error(result: dict[str, Any], what: str, log: Path) -> RegressError:
     """The guest's exception, re-raised on the host as the same class, naming the log."""
     err = result.get("error") or {}
