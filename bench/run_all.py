@@ -188,8 +188,10 @@ _VM_LINES = [
     # (regex on bench_vm.py's output, name, unit, ratio from value, target, higher is better)
     (r"boot-to-agent-ready: ([\d.]+) s", "VM boot to agent ready (bench_vm)", "s", None, None,
      False),
-    (r"probes best-of-\d+ attach\+detach: regress [\d.]+ s vs funccount [\d.]+ s: ([\d.]+)x",
-     "VM 200 fn probes: funccount / regress", "x", 1.0, 5.0, True),
+    (r"probes best-of-\d+ attach\+detach \(1 vCPU\): regress [\d.]+ s vs funccount [\d.]+ s: "
+     r"([\d.]+)x", "VM 200 fn probes, 1 vCPU: funccount / regress", "x", 1.0, 5.0, True),
+    (r"probes best-of-\d+ attach\+detach \(2 vCPUs\): regress [\d.]+ s vs funccount [\d.]+ s: "
+     r"([\d.]+)x", "VM 200 fn probes, 2 vCPUs: funccount / regress", "x", 1.0, 5.0, True),
     (r"end-to-end default comparison \(warm cache\): ([\d.]+) s",
      "VM regress run defaults, end to end", "s", 1 / 90.0, 1.0, False),
 ]

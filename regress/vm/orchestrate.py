@@ -202,7 +202,8 @@ def boot_config(opts: RunOptions, kernel: Kernel, root: Path, work: Path, side: 
 
 
 def boot_command(kernel: Kernel, command: list[str], work: Path, *, timeout: float = 600,
-                 append: list[str] | None = None, what: str = "command boot") -> qemu.BootResult:
+                 append: list[str] | None = None, what: str = "command boot",
+                 cpus: int | None = None) -> qemu.BootResult:
     """Boot ``kernel`` once and run ``command`` in the guest (benchmarks, guest-side tests).
 
     The result's ``result["command"]`` holds rc/stdout/stderr; a panic, hang or agent
@@ -214,7 +215,7 @@ def boot_command(kernel: Kernel, command: list[str], work: Path, *, timeout: flo
         initrd=image.initramfs(kernel), job_disk=work / "job.tar",
         result_disk=work / "result.img", console_log=work / "console.log",
         accel=qemu.choose_accel().name, timeout_s=timeout, append=list(append or []),
-        cpus=default_cpus(),
+        cpus=cpus or default_cpus(),
     )
     qemu.write_job_disk(cfg.job_disk, {"kind": "command", "command": command,
                                        "timeout_s": timeout})
