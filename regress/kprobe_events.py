@@ -28,6 +28,7 @@ from regress.probes import SYMBOL_RE
 GROUP_PREFIX = "regress_"
 EVENT = "fn"
 FTRACE_ENABLED = Path("/proc/sys/kernel/ftrace_enabled")
+KPROBES_BLACKLIST = Path("/sys/kernel/debug/kprobes/blacklist")
 
 _GROUP_RE = re.compile(r"^[pr]:" + GROUP_PREFIX + r"(\d+)_(\d+)/" + EVENT + r"\s")
 _serial = itertools.count(1)
@@ -87,9 +88,21 @@ def _errno_text(exc: OSError) -> str:
 class KprobeEvents:
     """One tracefs instance's ``kprobe_events`` file."""
 
-    def __init__(self, tracefs: Path) -> None:
+    def __init__(self, tracefs: Path, blacklist: Path = KPROBES_BLACKLIST) -> None:
         self.tracefs = tracefs
         self.path = tracefs / "kprobe_events"
+        self._blacklist_path = blacklist
+        self._blacklist: set[str] | None = None
+
+    def blacklisted(self, symbol: str) -> bool:
+        """Whether the kernel lists ``symbol`` as never probeable (NOKPROBE_SYMBOL)."""
+        if self._blacklist is None:
+            try:
+                text = self._blacklist_path.read_text()
+            except OSError:
+                text = ""
+            self._blacklist = {line.split()[-1] for line in text.splitlines() if line.strip()}
+        return symbol in self._blacklist
 
     def available(self) -> bool:
         return os.access(self.path, os.W_OK)
@@ -101,12 +114,15 @@ class KprobeEvents:
         finally:
             os.close(fd)
 
-    def _reason(self, exc: OSError) -> str:
+    def _reason(self, symbol: str, exc: OSError) -> str:
         try:
             why = error_log_reason((self.tracefs / "error_log").read_text())
         except OSError:
             why = None
-        return _errno_text(exc) + (f": {why}" if why else "")
+        text = _errno_text(exc) + (f": {why}" if why else "")
+        if self.blacklisted(symbol):
+            text += f" (on the kprobes blacklist, {self._blacklist_path})"
+        return text
 
     def register(self, symbols: Sequence[str], group: str | None = None) -> FunctionEvent | None:
         """Add one probe per symbol to a new event; None when the kernel cannot do that.
@@ -127,7 +143,7 @@ class KprobeEvents:
                 if exc.errno == errno.EEXIST and event.accepted:
                     self.unregister(event.group)
                     return None
-                event.rejected[symbol] = self._reason(exc)
+                event.rejected[symbol] = self._reason(symbol, exc)
                 continue
             event.accepted.append(symbol)
         return event

@@ -78,3 +78,12 @@ def test_register_and_unregister_lines(tmp_path: Path) -> None:
     assert (tmp_path / "kprobe_events").read_text() == (
         "p:regress_1_1/fn find_ge_pid\np:regress_1_1/fn next_tgid\n-:regress_1_1/fn\n"
     )
+
+
+def test_blacklisted_symbols_are_named(tmp_path: Path) -> None:
+    bl = tmp_path / "blacklist"
+    bl.write_text("0xffffffff81001000-0xffffffff81001080\toops_begin\n"
+                  "0xffffffff81002000-0xffffffff81002040\tdo_int3\n")
+    events = ke.KprobeEvents(tmp_path, blacklist=bl)
+    assert events.blacklisted("oops_begin") and not events.blacklisted("find_ge_pid")
+    assert not ke.KprobeEvents(tmp_path, blacklist=tmp_path / "none").blacklisted("oops_begin")

@@ -177,4 +177,6 @@ def test_function_attach_paths_count_the_same(vm_ready: None, tmp_path: Path) ->
         status, reason = side["probes"]["oops_begin"]
         assert status == "failed" and "oops_begin" in reason, side["probes"]
         assert "oops_begin" not in side["functions"]
+    assert "EINVAL" in event["probes"]["oops_begin"][1]
+    assert "kprobes blacklist" in event["probes"]["oops_begin"][1]
     assert doc["left_over"] == "" and doc["ftrace_enabled"] == "1"
