@@ -44,7 +44,12 @@ class FunctionEvent:
 
     @property
     def name(self) -> str:
-        return f"{self.group}/{EVENT}"
+        return event_name(self.group)
+
+
+def event_name(group: str) -> str:
+    """``group/fn``: how tracefs names the event (``events/<group>/fn``)."""
+    return f"{group}/{EVENT}"
 
 
 def new_group(pid: int | None = None) -> str:
@@ -56,7 +61,7 @@ def probe_line(group: str, symbol: str) -> str:
     """The ``kprobe_events`` line adding ``symbol`` to ``group``'s event."""
     if not SYMBOL_RE.match(symbol):
         raise TracerError(f"refusing to probe {symbol!r}: not a kernel symbol name")
-    return f"p:{group}/{EVENT} {symbol}\n"
+    return f"p:{event_name(group)} {symbol}\n"
 
 
 def error_log_reason(text: str) -> str | None:
@@ -151,12 +156,12 @@ class KprobeEvents:
     def unregister(self, group: str) -> None:
         """Remove the event and every probe in it (it must not be enabled)."""
         try:
-            self._write(f"-:{group}/{EVENT}\n")
+            self._write(f"-:{event_name(group)}\n")
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise TracerError(
-                    f"cannot remove kprobe event {group}/{EVENT}: {_errno_text(exc)}",
-                    hint=f"remove it by hand: echo '-:{group}/{EVENT}' >> {self.path}",
+                    f"cannot remove kprobe event {event_name(group)}: {_errno_text(exc)}",
+                    hint=f"remove it by hand: echo '-:{event_name(group)}' >> {self.path}",
                 ) from None
 
     def remove_stale(self) -> list[str]:
@@ -167,7 +172,7 @@ class KprobeEvents:
             return []
         removed = []
         for group in stale_groups(text):
-            with contextlib.suppress(OSError, TracerError):
+            with contextlib.suppress(TracerError):
                 self.unregister(group)
                 removed.append(group)
         return removed

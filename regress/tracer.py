@@ -25,7 +25,6 @@ from regress.bpfgen import LOST_COUNTERS, TracerOptions, generate, split_okcount
 from regress.capture import ProbeStatus
 from regress.environment import SETUP_HINT, HeadersChoice, tracefs_path
 from regress.errors import EnvironmentProblem, TracerError
-from regress.kprobe_events import KprobeEvents
 from regress.probes import AddressMap, FunctionTarget, available_tracepoints, read_kallsyms
 
 # Event systems whose events are not kernel tracepoints (a raw tracepoint of the same
@@ -127,7 +126,7 @@ class Tracer:
         self.own_kernel = own_kernel
         self.statuses: list[ProbeStatus] = []
         self.attach_note: str | None = None
-        self._fn_event: tuple[KprobeEvents, str, int] | None = None
+        self._fn_event: tuple[kprobe_events.KprobeEvents, str, int] | None = None
         self._bpf: Any = None
         self._addr_map: AddressMap | None = None
         self._raw_names: frozenset[str] = frozenset()
@@ -235,22 +234,23 @@ class Tracer:
         kernel cannot do it (no ``kprobe_events``, no multi-probe events, or the
         perf event fails): the caller then attaches one perf kprobe per symbol.
         """
-        events = KprobeEvents(tracefs_path())
+        events = kprobe_events.KprobeEvents(tracefs_path())
         if not events.available():
             return None
         events.remove_stale()
         event = events.register(symbols)
         if event is None:
             return None
-        if not event.accepted:
-            events.unregister(event.group)
+        if not event.accepted:  # no line was taken, so there is no event to remove
             return event.rejected
         bcc = import_bcc()
-        captured: list[str] = []
+        captured: list[str] = []  # libbcc's own complaints; a failure here means fall back
         try:
             fn = self._bpf.load_func(b"fn_hit", bcc.BPF.KPROBE)
             with kprobe_events.ftrace_paused(self.own_kernel) as paused, _capture_fd2(captured):
-                pfd = bcc.lib.bpf_attach_tracepoint(fn.fd, event.group.encode(), b"fn")
+                pfd = bcc.lib.bpf_attach_tracepoint(
+                    fn.fd, event.group.encode(), kprobe_events.EVENT.encode()
+                )
         except Exception:
             pfd = -1
         if pfd < 0:

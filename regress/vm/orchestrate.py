@@ -210,13 +210,9 @@ def boot_command(kernel: Kernel, command: list[str], work: Path, *, timeout: flo
     failure raises ``VMError`` naming the console log under ``work``.
     """
     root = image.build_root_image()
-    cfg = qemu.BootConfig(
-        kernel=kernel, root_image=root.path, kernel_disk=image.kernel_disk(kernel),
-        initrd=image.initramfs(kernel), job_disk=work / "job.tar",
-        result_disk=work / "result.img", console_log=work / "console.log",
-        accel=qemu.choose_accel().name, timeout_s=timeout, append=list(append or []),
-        cpus=cpus or default_cpus(),
-    )
+    opts = RunOptions(cpus=cpus or default_cpus(), append=list(append or []))
+    cfg = boot_config(opts, kernel, root.path, work, "command", 0, qemu.choose_accel().name,
+                      timeout, initrd=image.initramfs(kernel), kdisk=image.kernel_disk(kernel))
     qemu.write_job_disk(cfg.job_disk, {"kind": "command", "command": command,
                                        "timeout_s": timeout})
     qemu.new_result_disk(cfg.result_disk)
