@@ -10,7 +10,8 @@ test:
 	$(PY) -m pytest
 
 lint:
-	$(PY) -m ruff check regress tests
+	$(PY) -m ruff check regress tests bench
+	$(PY) -m ruff format --check regress tests bench
 	$(PY) -m mypy
 
 # Render the sample ps-loop comparison (real differ on the sample captures) as
@@ -20,4 +21,4 @@ lint:
 screenshot:
 	$(REGRESS) report $(SAMPLE_OLD) $(SAMPLE_NEW) -o reports/sample-report.html
 	$(REGRESS) report $(SAMPLE_OLD) $(SAMPLE_NEW) --text -o reports/sample-report.txt
-	$(PY) -m regress.report.chromium reports/sample-report.html reports
+	PYTHONPATH=tests $(PY) -m support.chromium reports/sample-report.html reports

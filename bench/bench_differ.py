@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from regress.capture import (
+from regress.diff.differ import diff_captures
+from regress.model.capture import (
     Capture,
     KernelInfo,
     MachineInfo,
@@ -33,8 +34,7 @@ from regress.capture import (
     TracerInfo,
     WorkloadInfo,
 )
-from regress.differ import diff_captures
-from regress.difftable import to_json
+from regress.report.json import to_json
 
 TARGET_S = 1.0
 TARGET_MB = 300.0
@@ -78,7 +78,7 @@ def synthetic(release: str, keys: int, runs: int, seed: int, shift: bool) -> Cap
         workload=WorkloadInfo(name="synthetic", hash="w" * 64, spec={}),
         bcc_version="0",
         requested_runs=runs,
-        probes=[ProbeStatus("syscalls", "raw_syscalls:sys_exit", "attached")],
+        probes=[ProbeStatus("syscall", "raw_syscalls:sys_exit", "attached")],
         runs=out_runs,
     )
 

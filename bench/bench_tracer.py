@@ -44,11 +44,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from regress.bpfgen import TracerOptions, read_pid_max
-from regress.environment import HeadersChoice, ensure_tracefs, resolve_kernel_headers
-from regress.runner import STOP_WRAPPER, _RunContext, plan_tracer
-from regress.tracer import Tracer, import_bcc
-from regress.workload import WorkloadSpec, resolve_workload
+from regress.guest.bpfgen import TracerOptions, read_pid_max
+from regress.guest.environment import HeadersChoice, ensure_tracefs, resolve_kernel_headers
+from regress.guest.runner import STOP_WRAPPER, _RunContext, plan_tracer
+from regress.guest.tracer import Tracer, import_bcc
+from regress.model.workload import WorkloadSpec, resolve_workload
 
 FLOORS = {
     "floor-perf-tp": "TRACEPOINT_PROBE(raw_syscalls, sys_exit) { return 0; }",
@@ -97,7 +97,12 @@ class Bench:
         self.samples: dict[str, list[Sample]] = {}
         self.notes: list[str] = []
         self.dd = [
-            "dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={args.count}", "status=none"
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=1",
+            f"count={args.count}",
+            "status=none",
         ]
         self.cwd = Path("/")
         self.ps_spec: WorkloadSpec = resolve_workload("ps-loop")
@@ -154,8 +159,10 @@ class Bench:
         finally:
             t0 = time.monotonic()
             tracer.detach()
-            self.add(f"detach-s ({len(plan.options.tracepoints)} tracepoints)",
-                     (time.monotonic() - t0,) * 2)
+            self.add(
+                f"detach-s ({len(plan.options.tracepoints)} tracepoints)",
+                (time.monotonic() - t0,) * 2,
+            )
         if not untraced_first:
             self.ps_runs("ps-loop untraced", None)
 
@@ -205,12 +212,18 @@ def report(b: Bench) -> dict[str, Any]:
     a = b.args
     s = b.samples
     out: dict[str, Any] = {
-        "count": a.count, "syscalls": 2 * a.count, "repeat": a.repeat, "rounds": a.rounds,
-        "modes": {}, "notes": b.notes,
+        "count": a.count,
+        "syscalls": 2 * a.count,
+        "repeat": a.repeat,
+        "rounds": a.rounds,
+        "modes": {},
+        "notes": b.notes,
     }
     base_w, base_c = med(s["untraced"], 0), med(s["untraced"], 1)
-    print(f"dd bs=1 count={a.count} ({2 * a.count} syscalls), median of "
-          f"{a.repeat} x {a.rounds} runs; CPU = the dd's user+system time")
+    print(
+        f"dd bs=1 count={a.count} ({2 * a.count} syscalls), median of "
+        f"{a.repeat} x {a.rounds} runs; CPU = the dd's user+system time"
+    )
     print(f"  {'mode':<20} {'wall s':>7} {'ratio':>6} {'cpu s':>7} {'ratio':>6} {'ns/syscall':>10}")
     for mode in ["untraced", "regress", "regress-untracked", *FLOORS, "syscount-bpfcc"]:
         if mode not in s:
@@ -219,8 +232,12 @@ def report(b: Bench) -> dict[str, Any]:
         ns = (c - base_c) / (2 * a.count) * 1e9
         print(f"  {mode:<20} {w:7.3f} {w / base_w:6.2f} {c:7.3f} {c / base_c:6.2f} {ns:10.1f}")
         out["modes"][mode] = {
-            "wall_s": w, "cpu_s": c, "wall_ratio": w / base_w, "cpu_ratio": c / base_c,
-            "overhead_ns_per_syscall": ns, "n": len(s[mode]),
+            "wall_s": w,
+            "cpu_s": c,
+            "wall_ratio": w / base_w,
+            "cpu_ratio": c / base_c,
+            "overhead_ns_per_syscall": ns,
+            "n": len(s[mode]),
         }
     r = out["modes"]
     if "floor-perf-tp" in r:
@@ -232,16 +249,20 @@ def report(b: Bench) -> dict[str, Any]:
         ratio = r["regress"]["cpu_s"] / r["syscount-bpfcc"]["cpu_s"]
         out["regress_vs_syscount_cpu"] = ratio
         print(f"  regress / syscount-bpfcc (cpu) = {ratio:.2f}")
-    print(f"  target: regress <= {TARGET_STORM} x untraced: cpu ratio "
-          f"{r['regress']['cpu_ratio']:.2f}, wall ratio {r['regress']['wall_ratio']:.2f}")
+    print(
+        f"  target: regress <= {TARGET_STORM} x untraced: cpu ratio "
+        f"{r['regress']['cpu_ratio']:.2f}, wall ratio {r['regress']['wall_ratio']:.2f}"
+    )
     if "ps-loop untraced" in s and "ps-loop traced" in s:
         ps: dict[str, float] = {"n": len(s["ps-loop traced"])}
         for i, unit in enumerate(("wall", "cpu")):
             pu, pt = med(s["ps-loop untraced"], i), med(s["ps-loop traced"], i)
             ps |= {f"untraced_{unit}_s": pu, f"traced_{unit}_s": pt, f"{unit}_ratio": pt / pu}
-            print(f"ps-loop {unit}, median per iteration of {len(s['ps-loop traced'])}: "
-                  f"untraced {pu * 1e3:.2f} ms, traced {pt * 1e3:.2f} ms, ratio {pt / pu:.3f} "
-                  f"(target <= {TARGET_PS})")
+            print(
+                f"ps-loop {unit}, median per iteration of {len(s['ps-loop traced'])}: "
+                f"untraced {pu * 1e3:.2f} ms, traced {pt * 1e3:.2f} ms, ratio {pt / pu:.3f} "
+                f"(target <= {TARGET_PS})"
+            )
         out["ps_loop"] = ps
     for mode in s:
         if mode.startswith(("load-s", "detach-s")):

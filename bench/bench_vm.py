@@ -33,9 +33,9 @@ from regress.vm import kernels, orchestrate
 
 GUEST_PROBE_BENCH = r"""
 import json, os, re, subprocess, sys, time
-from regress.environment import ensure_tracefs, resolve_kernel_headers
-from regress.runner import plan_tracer
-from regress.tracer import Tracer
+from regress.guest.environment import ensure_tracefs, resolve_kernel_headers
+from regress.guest.runner import plan_tracer
+from regress.guest.tracer import Tracer
 
 n = int(sys.argv[1])
 tracefs = ensure_tracefs()
@@ -122,25 +122,35 @@ print(json.dumps(out))
 """
 
 
-def probe_bench(kernel: kernels.Kernel, work: Path, n_functions: int, cpus: int,
-                append: list[str]) -> int:
+def probe_bench(
+    kernel: kernels.Kernel, work: Path, n_functions: int, cpus: int, append: list[str]
+) -> int:
     """Boot once with ``cpus`` vCPUs and race the two tools on the same functions."""
     res = orchestrate.boot_command(
-        kernel, ["python3", "-c", GUEST_PROBE_BENCH, str(n_functions)], work,
-        append=append, what="bench boot", cpus=cpus)
+        kernel,
+        ["python3", "-c", GUEST_PROBE_BENCH, str(n_functions)],
+        work,
+        append=append,
+        what="bench boot",
+        cpus=cpus,
+    )
     tag = f"({cpus} vCPU{'s' if cpus > 1 else ''})"
     cmd = (res.result or {}).get("command", {})
     if cmd.get("rc") != 0:
         print(f"probe bench failed in the guest: {cmd.get('stderr', '')[-800:]}")
         return 1
     doc = json.loads(cmd["stdout"].strip().splitlines()[-1])
-    print(f"probes {tag}: {doc['functions']} functions, the same ones for both tools, same "
-          f"guest; target: regress attach+detach >= 5x faster than funccount-bpfcc")
+    print(
+        f"probes {tag}: {doc['functions']} functions, the same ones for both tools, same "
+        f"guest; target: regress attach+detach >= 5x faster than funccount-bpfcc"
+    )
 
     def phases(r: dict[str, Any]) -> str:
-        return (f"compile {r['compile_s']:.2f} s, attach {r['attach_s']:.2f} s, detach "
-                f"{r['detach_s']:.2f} s, lifetime {r['lifetime_s']:.2f} s, "
-                f"{r['attached']} attached")
+        return (
+            f"compile {r['compile_s']:.2f} s, attach {r['attach_s']:.2f} s, detach "
+            f"{r['detach_s']:.2f} s, lifetime {r['lifetime_s']:.2f} s, "
+            f"{r['attached']} attached"
+        )
 
     def ad(r: dict[str, Any]) -> float:
         return float(r["attach_s"] + r["detach_s"])
@@ -153,20 +163,26 @@ def probe_bench(kernel: kernels.Kernel, work: Path, n_functions: int, cpus: int,
         print(f"probes {tag} round {i}: funccount-bpfcc  {phases(fc)}")
         for key in ("regress", "regress_no_pause"):
             ours = r[key]
-            print(f"probes {tag} round {i}: {key:<16} {phases(ours)}; attach+detach "
-                  f"{ad(fc) / ad(ours):.1f}x, lifetime "
-                  f"{fc['lifetime_s'] / ours['lifetime_s']:.1f}x faster ({ours['note']})")
+            print(
+                f"probes {tag} round {i}: {key:<16} {phases(ours)}; attach+detach "
+                f"{ad(fc) / ad(ours):.1f}x, lifetime "
+                f"{fc['lifetime_s'] / ours['lifetime_s']:.1f}x faster ({ours['note']})"
+            )
     n = len(doc["rounds"])
     b_fc = min(ad(r["funccount"]) for r in doc["rounds"])
     b_us = min(ad(r["regress"]) for r in doc["rounds"])
     b_np = min(ad(r["regress_no_pause"]) for r in doc["rounds"])
     life_fc = min(r["funccount"]["lifetime_s"] for r in doc["rounds"])
     life_us = min(r["regress"]["lifetime_s"] for r in doc["rounds"])
-    print(f"probes best-of-{n} attach+detach {tag}: regress {b_us:.2f} s vs funccount "
-          f"{b_fc:.2f} s: {b_fc / b_us:.1f}x (target >= 5x); without the ftrace "
-          f"pause {b_fc / b_np:.1f}x")
-    print(f"probes best-of-{n} {tag} lifetime (compile included): regress {life_us:.2f} s vs "
-          f"funccount {life_fc:.2f} s: {life_fc / life_us:.1f}x")
+    print(
+        f"probes best-of-{n} attach+detach {tag}: regress {b_us:.2f} s vs funccount "
+        f"{b_fc:.2f} s: {b_fc / b_us:.1f}x (target >= 5x); without the ftrace "
+        f"pause {b_fc / b_np:.1f}x"
+    )
+    print(
+        f"probes best-of-{n} {tag} lifetime (compile included): regress {life_us:.2f} s vs "
+        f"funccount {life_fc:.2f} s: {life_fc / life_us:.1f}x"
+    )
     return 0
 
 
@@ -175,12 +191,24 @@ def main() -> int:
     ap.add_argument("--functions", type=int, default=200)
     ap.add_argument("--skip-e2e", action="store_true")
     ap.add_argument("--release", default="6.1.0-56-cloud-amd64")
-    ap.add_argument("--cpus", type=int, action="append", default=[],
-                    help="guest vCPUs for the probe bench, repeatable (default: 1 and 2)")
-    ap.add_argument("--append", action="append", default=[],
-                    help="extra guest kernel command-line words (probe bench boot)")
-    ap.add_argument("--skip-boot", action="store_true",
-                    help="skip 1 and 2 (boot-to-ready, probes); only the end-to-end run")
+    ap.add_argument(
+        "--cpus",
+        type=int,
+        action="append",
+        default=[],
+        help="guest vCPUs for the probe bench, repeatable (default: 1 and 2)",
+    )
+    ap.add_argument(
+        "--append",
+        action="append",
+        default=[],
+        help="extra guest kernel command-line words (probe bench boot)",
+    )
+    ap.add_argument(
+        "--skip-boot",
+        action="store_true",
+        help="skip 1 and 2 (boot-to-ready, probes); only the end-to-end run",
+    )
     args = ap.parse_args()
     kernel = kernels.fetch_debian(f"debian:{args.release}")
     work = Path(tempfile.mkdtemp(prefix="regress-bench-"))
@@ -189,9 +217,11 @@ def main() -> int:
             # 1. boot to agent ready
             res = orchestrate.boot_command(kernel, ["true"], work, what="bench boot")
             ready = res.agent_ready_s or float("nan")
-            print(f"boot-to-agent-ready: {ready:.2f} s (guest uptime "
-                  f"{res.result.get('agent_ready_uptime') if res.result else '?'} s); whole boot + "
-                  f"power-off {res.wall_s:.2f} s; agent-ready share {ready / res.wall_s:.0%}")
+            print(
+                f"boot-to-agent-ready: {ready:.2f} s (guest uptime "
+                f"{res.result.get('agent_ready_uptime') if res.result else '?'} s); whole boot + "
+                f"power-off {res.wall_s:.2f} s; agent-ready share {ready / res.wall_s:.0%}"
+            )
 
             # 2. 200 function probes: regress vs funccount, same guest
             for cpus in args.cpus or [1, 2]:
@@ -203,12 +233,16 @@ def main() -> int:
             t0 = time.monotonic()
             outcome = orchestrate.run(orchestrate.RunOptions(out_dir=work / "e2e"))
             wall = time.monotonic() - t0
-            boots = ", ".join(f"{b['side']} {b['wall_s']:.0f} s (ready {b['agent_ready_s']:.1f} s)"
-                              for b in outcome.boots)
+            boots = ", ".join(
+                f"{b['side']} {b['wall_s']:.0f} s (ready {b['agent_ready_s']:.1f} s)"
+                for b in outcome.boots
+            )
             load = os.getloadavg()[0]
-            print(f"end-to-end default comparison (warm cache): {wall:.1f} s; "
-                  f"{wall / 90:.2f}x the 90 s target; boots: {boots}; host load {load:.1f} "
-                  f"on {os.cpu_count()} cores (other users' VMs slow this down)")
+            print(
+                f"end-to-end default comparison (warm cache): {wall:.1f} s; "
+                f"{wall / 90:.2f}x the 90 s target; boots: {boots}; host load {load:.1f} "
+                f"on {os.cpu_count()} cores (other users' VMs slow this down)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

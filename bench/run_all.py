@@ -78,50 +78,111 @@ def bench_tracer(count: int, repeat: int, rounds: int, ps_iterations: int) -> li
     with tempfile.TemporaryDirectory(prefix="regress-bench-") as tmp:
         out = Path(tmp) / "tracer.json"
         proc = subprocess.run(
-            [sys.executable, str(REPO / "bench" / "bench_tracer.py"), "--count", str(count),
-             "--repeat", str(repeat), "--rounds", str(rounds),
-             "--ps-iterations", str(ps_iterations), "--json", str(out)],
-            capture_output=True, text=True, check=False, timeout=3600)
+            [
+                sys.executable,
+                str(REPO / "bench" / "bench_tracer.py"),
+                "--count",
+                str(count),
+                "--repeat",
+                str(repeat),
+                "--rounds",
+                str(rounds),
+                "--ps-iterations",
+                str(ps_iterations),
+                "--json",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=3600,
+        )
         if proc.returncode != 0 or not out.is_file():
-            raise RuntimeError(f"bench_tracer.py exited {proc.returncode}: "
-                               f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+            raise RuntimeError(
+                f"bench_tracer.py exited {proc.returncode}: "
+                f"{(proc.stderr or proc.stdout).strip()[-500:]}"
+            )
         doc = json.loads(out.read_text())
     modes = doc["modes"]
     base = modes["untraced"]
     syscalls = doc["syscalls"]
-    res = [Result(f"storm untraced ({syscalls} syscalls)", base["wall_s"], "s",
-                  detail=f"cpu {base['cpu_s']:.3f} s; median of {base['n']}",
-                  extra={"bench_tracer": doc})]
-    for mode, target in (("regress", 1.3), ("regress-untracked", None),
-                         ("floor-perf-tp", None), ("floor-raw-tp", None),
-                         ("syscount-bpfcc", None)):
+    res = [
+        Result(
+            f"storm untraced ({syscalls} syscalls)",
+            base["wall_s"],
+            "s",
+            detail=f"cpu {base['cpu_s']:.3f} s; median of {base['n']}",
+            extra={"bench_tracer": doc},
+        )
+    ]
+    for mode, target in (
+        ("regress", 1.3),
+        ("regress-untracked", None),
+        ("floor-perf-tp", None),
+        ("floor-raw-tp", None),
+        ("syscount-bpfcc", None),
+    ):
         m = modes.get(mode)
         if m is None:
             continue
-        res.append(Result(f"storm {mode} (cpu)", m["cpu_s"], "s", ratio=m["cpu_ratio"],
-                          target=target,
-                          detail=f"wall {m['wall_s']:.3f} s = x{m['wall_ratio']:.2f}; "
-                                 f"+{m['overhead_ns_per_syscall']:.0f} ns/syscall"))
+        res.append(
+            Result(
+                f"storm {mode} (cpu)",
+                m["cpu_s"],
+                "s",
+                ratio=m["cpu_ratio"],
+                target=target,
+                detail=f"wall {m['wall_s']:.3f} s = x{m['wall_ratio']:.2f}; "
+                f"+{m['overhead_ns_per_syscall']:.0f} ns/syscall",
+            )
+        )
     if "regress" in modes:
         r = modes["regress"]
-        res.append(Result("storm regress (wall)", r["wall_s"], "s", ratio=r["wall_ratio"],
-                          target=1.3))
+        res.append(
+            Result("storm regress (wall)", r["wall_s"], "s", ratio=r["wall_ratio"], target=1.3)
+        )
     if "regress_program_ns_per_syscall" in doc:
-        res.append(Result("storm regress program alone", doc["regress_program_ns_per_syscall"],
-                          " ns/syscall", detail="regress minus the empty perf-tracepoint floor"))
+        res.append(
+            Result(
+                "storm regress program alone",
+                doc["regress_program_ns_per_syscall"],
+                " ns/syscall",
+                detail="regress minus the empty perf-tracepoint floor",
+            )
+        )
     if "regress_vs_syscount_cpu" in doc:
         v = doc["regress_vs_syscount_cpu"]
-        res.append(Result("storm regress / syscount-bpfcc (cpu)", v, "x",
-                          detail="regress's tracer vs the reference, same storm"))
+        res.append(
+            Result(
+                "storm regress / syscount-bpfcc (cpu)",
+                v,
+                "x",
+                detail="regress's tracer vs the reference, same storm",
+            )
+        )
     ps = doc.get("ps_loop")
     if ps:
-        res.append(Result("ps-loop traced / untraced (cpu)", ps["traced_cpu_s"], "s",
-                          ratio=ps["cpu_ratio"], target=1.05,
-                          detail=f"per iteration; untraced {ps['untraced_cpu_s']:.4f} s cpu; "
-                                 f"median of {ps['n']:.0f}"))
-        res.append(Result("ps-loop traced / untraced (wall)", ps["traced_wall_s"], "s",
-                          ratio=ps["wall_ratio"], target=1.05,
-                          detail=f"per iteration; untraced {ps['untraced_wall_s']:.4f} s wall"))
+        res.append(
+            Result(
+                "ps-loop traced / untraced (cpu)",
+                ps["traced_cpu_s"],
+                "s",
+                ratio=ps["cpu_ratio"],
+                target=1.05,
+                detail=f"per iteration; untraced {ps['untraced_cpu_s']:.4f} s cpu; "
+                f"median of {ps['n']:.0f}",
+            )
+        )
+        res.append(
+            Result(
+                "ps-loop traced / untraced (wall)",
+                ps["traced_wall_s"],
+                "s",
+                ratio=ps["wall_ratio"],
+                target=1.05,
+                detail=f"per iteration; untraced {ps['untraced_wall_s']:.4f} s wall",
+            )
+        )
     return res
 
 
@@ -131,7 +192,7 @@ def bench_tracer(count: int, repeat: int, rounds: int, ps_iterations: int) -> li
 def bench_differ(keys: int, runs: int) -> list[Result]:
     import bench_differ
 
-    from regress.differ import diff_captures
+    from regress.diff.differ import diff_captures
 
     old = bench_differ.synthetic("6.1.0-old", keys, runs, seed=11, shift=False)
     new = bench_differ.synthetic("6.8.0-new", keys, runs, seed=12, shift=True)
@@ -141,8 +202,17 @@ def bench_differ(keys: int, runs: int) -> list[Result]:
         diff_captures(old, new)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    return [Result(f"differ {keys} keys x {runs} runs", med, "s", ratio=med / 1.0, target=1.0,
-                   detail="median of 3; target 1 s", extra={"times": times})]
+    return [
+        Result(
+            f"differ {keys} keys x {runs} runs",
+            med,
+            "s",
+            ratio=med / 1.0,
+            target=1.0,
+            detail="median of 3; target 1 s",
+            extra={"times": times},
+        )
+    ]
 
 
 # --------------------------------------------------------------------------- VM
@@ -172,28 +242,72 @@ def bench_vm() -> list[Result]:
                 attach.append(float(t_loaded) - float(t_loading))
     ready = [b["agent_ready_s"] for b in outcome.boots if b.get("agent_ready_s") is not None]
     boots = [b["wall_s"] for b in outcome.boots]
-    out_r = [Result("VM boot to agent ready", statistics.median(ready) if ready else float("nan"),
-                    "s", detail=f"{len(ready)} boots (QEMU start -> guest agent's first event)",
-                    extra={"values": ready})]
+    out_r = [
+        Result(
+            "VM boot to agent ready",
+            statistics.median(ready) if ready else float("nan"),
+            "s",
+            detail=f"{len(ready)} boots (QEMU start -> guest agent's first event)",
+            extra={"values": ready},
+        )
+    ]
     if attach:
-        out_r.append(Result("VM probe compile+attach (guest)", statistics.median(attach), "s",
-                            detail="bcc import + compile + attach, ps-loop's probes",
-                            extra={"values": attach}))
-    out_r.append(Result("VM regress run, 1x1 ps-loop, serial", wall, "s",
-                        detail="boots " + ", ".join(f"{b:.1f} s" for b in boots)))
+        out_r.append(
+            Result(
+                "VM probe compile+attach (guest)",
+                statistics.median(attach),
+                "s",
+                detail="bcc import + compile + attach, ps-loop's probes",
+                extra={"values": attach},
+            )
+        )
+    out_r.append(
+        Result(
+            "VM regress run, 1x1 ps-loop, serial",
+            wall,
+            "s",
+            detail="boots " + ", ".join(f"{b:.1f} s" for b in boots),
+        )
+    )
     return out_r
 
 
 _VM_LINES = [
     # (regex on bench_vm.py's output, name, unit, ratio from value, target, higher is better)
-    (r"boot-to-agent-ready: ([\d.]+) s", "VM boot to agent ready (bench_vm)", "s", None, None,
-     False),
-    (r"probes best-of-\d+ attach\+detach \(1 vCPU\): regress [\d.]+ s vs funccount [\d.]+ s: "
-     r"([\d.]+)x", "VM 200 fn probes, 1 vCPU: funccount / regress", "x", 1.0, 5.0, True),
-    (r"probes best-of-\d+ attach\+detach \(2 vCPUs\): regress [\d.]+ s vs funccount [\d.]+ s: "
-     r"([\d.]+)x", "VM 200 fn probes, 2 vCPUs: funccount / regress", "x", 1.0, 5.0, True),
-    (r"end-to-end default comparison \(warm cache\): ([\d.]+) s",
-     "VM regress run defaults, end to end", "s", 1 / 90.0, 1.0, False),
+    (
+        r"boot-to-agent-ready: ([\d.]+) s",
+        "VM boot to agent ready (bench_vm)",
+        "s",
+        None,
+        None,
+        False,
+    ),
+    (
+        r"probes best-of-\d+ attach\+detach \(1 vCPU\): regress [\d.]+ s vs funccount [\d.]+ s: "
+        r"([\d.]+)x",
+        "VM 200 fn probes, 1 vCPU: funccount / regress",
+        "x",
+        1.0,
+        5.0,
+        True,
+    ),
+    (
+        r"probes best-of-\d+ attach\+detach \(2 vCPUs\): regress [\d.]+ s vs funccount [\d.]+ s: "
+        r"([\d.]+)x",
+        "VM 200 fn probes, 2 vCPUs: funccount / regress",
+        "x",
+        1.0,
+        5.0,
+        True,
+    ),
+    (
+        r"end-to-end default comparison \(warm cache\): ([\d.]+) s",
+        "VM regress run defaults, end to end",
+        "s",
+        1 / 90.0,
+        1.0,
+        False,
+    ),
 ]
 
 
@@ -203,20 +317,34 @@ def bench_vm_script() -> list[Result]:
     if not script.is_file():
         return []
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          check=False, timeout=3600)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=False, timeout=3600
+    )
     wall = time.monotonic() - t0
     out: list[Result] = []
     for pattern, name, unit, scale, target, higher in _VM_LINES:
         m = re.search(pattern, proc.stdout)
         if m:
             value = float(m.group(1))
-            out.append(Result(name, value, unit,
-                              ratio=value * scale if scale is not None else None,
-                              target=target, higher_is_better=higher))
-    out.append(Result("bench_vm.py wall", wall, "s", detail=f"exit {proc.returncode}; "
-                      "full output in the JSON",
-                      extra={"stdout": proc.stdout[-20000:], "stderr": proc.stderr[-5000:]}))
+            out.append(
+                Result(
+                    name,
+                    value,
+                    unit,
+                    ratio=value * scale if scale is not None else None,
+                    target=target,
+                    higher_is_better=higher,
+                )
+            )
+    out.append(
+        Result(
+            "bench_vm.py wall",
+            wall,
+            "s",
+            detail=f"exit {proc.returncode}; full output in the JSON",
+            extra={"stdout": proc.stdout[-20000:], "stderr": proc.stderr[-5000:]},
+        )
+    )
     return out
 
 
@@ -241,8 +369,9 @@ def table(results: list[Result], old: dict[str, Any] | None = None) -> str:
         ok = {True: "ok", False: "MISS" if r.higher_is_better else "OVER", None: ""}[r.ok]
         bound = ">=" if r.higher_is_better else "<="
         target = f"{bound}{r.target:g}" if r.target is not None else ""
-        line = (f"{r.name:<40} {_fmt(r.value, r.unit):>11} {_fmt(r.ratio, 'x'):>7} "
-                f"{target:>7}  {ok:<4}")
+        line = (
+            f"{r.name:<40} {_fmt(r.value, r.unit):>11} {_fmt(r.ratio, 'x'):>7} {target:>7}  {ok:<4}"
+        )
         if old is not None:
             p = prev.get(r.name)
             if p is not None and p.get("value"):
@@ -259,8 +388,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     ap.add_argument("--no-vm", action="store_true", help="skip the VM measurements")
-    ap.add_argument("--no-host", action="store_true",
-                    help="skip the host tracer benches (no root/bcc here)")
+    ap.add_argument(
+        "--no-host", action="store_true", help="skip the host tracer benches (no root/bcc here)"
+    )
     ap.add_argument("--count", type=int, default=500_000, help="dd bytes (2 syscalls each)")
     ap.add_argument("--compare", type=Path, help="an earlier bench JSON to compare with")
     ap.add_argument("-o", "--output", type=Path, help="JSON path (default reports/bench-*.json)")
@@ -277,8 +407,17 @@ def main() -> int:
         if os.geteuid() != 0:
             print("bench: the host tracer benches need root (or pass --no-host)", file=sys.stderr)
             return 2
-        steps.append(("tracer", lambda: bench_tracer(
-            args.count, 2 if args.quick else 3, 1 if args.quick else 2, 10 if args.quick else 30)))
+        steps.append(
+            (
+                "tracer",
+                lambda: bench_tracer(
+                    args.count,
+                    2 if args.quick else 3,
+                    1 if args.quick else 2,
+                    10 if args.quick else 30,
+                ),
+            )
+        )
     steps.append(("differ", lambda: bench_differ(50_000, 10)))
     if not args.no_vm:
         steps += [("vm", bench_vm), ("bench_vm.py", bench_vm_script)]
@@ -294,8 +433,12 @@ def main() -> int:
         "format": FORMAT,
         "version": VERSION,
         "created_utc": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "host": {"kernel": platform.release(), "machine": platform.machine(),
-                 "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        "host": {
+            "kernel": platform.release(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_avg": os.getloadavg(),
+        },
         "quick": args.quick,
         "wall_s": round(time.monotonic() - started, 1),
         "results": [{**asdict(r), "ok": r.ok} for r in results],

@@ -30,10 +30,10 @@ def vm_ready() -> None:
     """
     import os
 
-    from regress.vm import image, kernels, orchestrate
+    from regress.vm import backend, image, kernels
 
     if os.geteuid() != 0:
         pytest.fail("VM tests need root (debootstrap, apt-get download)")
-    for ref in (orchestrate.DEFAULT_OLD, orchestrate.DEFAULT_NEW):
+    for ref in (backend.DEFAULT_OLD, backend.DEFAULT_NEW):
         kernels.fetch_debian(ref)
     image.build_root_image()

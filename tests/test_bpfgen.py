@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from regress.bpfgen import (
+from regress.errors import UsageError
+from regress.guest.bpfgen import (
     TracerOptions,
-    bucket_range,
     fingerprint,
     generate,
     read_pid_max,
     split_okcount,
 )
-from regress.errors import UsageError
+from regress.model.names import bucket_range
 
 GOLDEN = Path(__file__).resolve().parent / "testdata" / "bpfgen"
 
@@ -109,7 +109,8 @@ def fp(o: TracerOptions) -> str:
 def test_fingerprint_identifies_the_instrument_not_the_kernel() -> None:
     assert fp(CASES["default"]) == fp(TracerOptions()) and len(fp(TracerOptions())) == 64
     req: dict[str, Any] = {
-        "requested_tracepoints": ("sched:*",), "requested_functions": ("proc_pid_*",)
+        "requested_tracepoints": ("sched:*",),
+        "requested_functions": ("proc_pid_*",),
     }
     # Same requests resolved differently on two kernels: same instrument.
     old = TracerOptions(tracepoints=("sched:sched_switch",), functions=("proc_pid_stat",), **req)

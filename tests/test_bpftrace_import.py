@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from regress.bpftrace_import import load_bpftrace, looks_like_bpftrace
-from regress.differ import diff_captures, load_side
+from regress.diff.differ import diff_captures, load_side
+from regress.diff.imports import load_bpftrace, looks_like_bpftrace
 from regress.errors import CaptureFormatError
 
 DIFF = Path(__file__).resolve().parent / "testdata" / "diff"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -9,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from regress import capture as cap
-from regress.capture import (
+from regress.errors import CaptureFormatError, InputError, SchemaTooNewError
+from regress.model import capture as cap
+from regress.model.capture import (
     Capture,
     KernelInfo,
     MachineInfo,
@@ -21,7 +23,6 @@ from regress.capture import (
     load_capture,
     save_capture,
 )
-from regress.errors import CaptureFormatError, InputError, SchemaTooNewError
 
 
 def sample(runs: int = 2, requested: int = 2) -> Capture:
@@ -33,7 +34,7 @@ def sample(runs: int = 2, requested: int = 2) -> Capture:
         bcc_version="0.26.0",
         requested_runs=requested,
         probes=[
-            ProbeStatus("syscalls", "raw_syscalls:sys_exit", "attached"),
+            ProbeStatus("syscall", "raw_syscalls:sys_exit", "attached"),
             ProbeStatus("function", "find_ge_pid", "failed", "kprobes unavailable"),
         ],
         notes=["kernel headers: x"],
@@ -115,7 +116,7 @@ def test_migration_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         return doc
 
     p = tmp_path / "old.json"
-    save_capture(sample(), p)
+    save_capture(dataclasses.replace(sample(), schema_version=1), p)
     monkeypatch.setattr(cap, "SCHEMA_VERSION", 3)
     monkeypatch.setitem(cap.MIGRATIONS, 1, v1_to_v2)
     monkeypatch.setitem(cap.MIGRATIONS, 2, v2_to_v3)
@@ -129,10 +130,20 @@ def test_missing_migration_step_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = tmp_path / "old.json"
-    save_capture(sample(), p)
-    monkeypatch.setattr(cap, "SCHEMA_VERSION", 2)
+    save_capture(dataclasses.replace(sample(), schema_version=1), p)
+    monkeypatch.delitem(cap.MIGRATIONS, 1)
     with pytest.raises(CaptureFormatError, match="no migration from schema_version 1 to 2"):
         load_capture(p)
+
+
+def test_v1_probe_kinds_migrate_to_the_differ_vocabulary(testdata: Path) -> None:
+    """v1 captures from before the restructure still load: ``syscalls`` -> ``syscall``."""
+    raw = json.loads((testdata / "diff" / "absent.old.json").read_text())
+    assert raw["schema_version"] == 1 and raw["probes"][0]["kind"] == "syscalls"
+    back = load_capture(testdata / "diff" / "absent.old.json")
+    assert back.schema_version == cap.SCHEMA_VERSION == 2
+    assert back.probes[0].kind == "syscall"
+    assert {p.kind for p in back.probes} <= set(cap.PROBE_KINDS)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
-"""``regress ci`` without VMs: the real ``run_ci`` with a runner that returns real captures.
+"""``regress ci`` without VMs: the real ``run_ci`` over a VM backend that returns real captures.
 
-The runner stands in for ``vm.orchestrate.run`` only; diffing, the A/A control,
-reports, index, summary, JUnit and exit codes are the real code. The captures in
+``FixtureBackend`` is registered in the VM stage's backend registry and stands in for
+QEMU only; the pipeline, diffing, the A/A control, reports, index, summary, JUnit and
+exit codes are the real code. The captures in
 ``testdata/ci`` come from real QEMU boots (see test_controls.py); the VM variant
 is tests/test_ci_vm.py.
 """
@@ -17,12 +18,13 @@ from typing import Any
 
 import pytest
 
-from regress.capture import load_capture, save_capture
-from regress.ci import CiOptions, run_ci, workload_slug
-from regress.cli import run as cli_run
+from regress.cli.main import run as cli_run
 from regress.errors import VMError
-from regress.stats import Thresholds
-from regress.vm.orchestrate import RunOptions, RunOutcome
+from regress.gate.ci import CiOptions, run_ci, workload_slug
+from regress.model.capture import load_capture, save_capture
+from regress.model.result import FailOn, Thresholds
+from regress.vm import backend as vm_backend
+from regress.vm.backend import CapturePair, RunOptions
 
 CI = Path(__file__).resolve().parent / "testdata" / "ci"
 PAIRS = {
@@ -37,14 +39,22 @@ PAIRS = {
 }
 
 
-class FakeRunner:
+class FixtureBackend:
     """Maps a workload name to a pair of fixture captures; 'broken' raises like a failed boot."""
+
+    name = "fixture"
 
     def __init__(self, mapping: dict[str, str]) -> None:
         self.mapping = mapping
         self.calls: list[RunOptions] = []
+        vm_backend.register(self.name, lambda: self)
 
-    def __call__(self, opts: RunOptions, progress: object) -> RunOutcome:
+    def dry_run_lines(self, opts: RunOptions) -> list[str]:
+        return [f"# fixture captures for {opts.workload}"]
+
+    def capture_pair(
+        self, opts: RunOptions, progress: object, cancel: object = None
+    ) -> CapturePair:
         self.calls.append(opts)
         kind = "regression" if opts.fault is not None else self.mapping[opts.workload]
         if kind == "broken":
@@ -61,16 +71,24 @@ class FakeRunner:
                 run.functions["find_ge_pid"] *= 3
             caps["new"] = opts.out_dir / "new.json"
             save_capture(cap, caps["new"])
-        return RunOutcome(out_dir=opts.out_dir, captures=caps)
+        return CapturePair(out_dir=opts.out_dir, captures=caps)
 
 
-def _run(tmp_path: Path, mapping: dict[str, str], fail_on: str = "regression",
-         runs: int = 4, **kw: Any) -> tuple[int, Path, FakeRunner]:
-    runner = FakeRunner(mapping)
-    opts = CiOptions(old="debian:6.1.0-47-cloud-amd64", new="debian:6.1.0-56-cloud-amd64",
-                     workloads=list(mapping), runs=runs, fail_on=fail_on,
-                     out_dir=tmp_path / "ci", **kw)
-    outcome = run_ci(opts, runner=runner)
+def _run(
+    tmp_path: Path, mapping: dict[str, str], fail_on: str = "regression", runs: int = 4, **kw: Any
+) -> tuple[int, Path, FixtureBackend]:
+    runner = FixtureBackend(mapping)
+    opts = CiOptions(
+        old="debian:6.1.0-47-cloud-amd64",
+        new="debian:6.1.0-56-cloud-amd64",
+        workloads=list(mapping),
+        run=RunOptions(runs=runs),
+        fail_on=FailOn(fail_on),
+        out_dir=tmp_path / "ci",
+        backend="fixture",
+        **kw,
+    )
+    outcome = run_ci(opts)
     return outcome.exit_code, tmp_path / "ci", runner
 
 
@@ -95,8 +113,10 @@ def test_exit_codes(tmp_path: Path, fail_on: str, mapping: dict[str, str], code:
 
 
 def test_outputs_for_a_regression(tmp_path: Path) -> None:
-    code, out, runner = _run(tmp_path, {"ps-loop": "regression", "proc-scan": "clean",
-                                        "fork-exec": "broken", "bump": "bump"})
+    code, out, runner = _run(
+        tmp_path,
+        {"ps-loop": "regression", "proc-scan": "clean", "fork-exec": "broken", "bump": "bump"},
+    )
     assert code == 2
     assert runner.calls[0].runs == 4 and runner.calls[0].out_dir == out / "ps-loop"
     # reports per workload, with the A/A count in the method section
@@ -126,8 +146,8 @@ def test_outputs_for_a_regression(tmp_path: Path) -> None:
     assert fail is not None and fail.get("type") == "regression"
     msg = fail.get("message") or ""
     assert msg.startswith("7 significant divergence(s), 2 regression(s) among 141 keys: ")
-    assert "liveness failures 0% -> 100% of iterations REGRESSION" in msg
-    assert "syscall:openat:EACCES appeared 0 -> 1/it REGRESSION" in msg
+    assert "liveness failures 0.0% -> 100.0% of iterations REGRESSION" in msg
+    assert "syscall:openat:EACCES appeared 0 -> 1.00/it REGRESSION" in msg
     assert cases["proc-scan"].find("failure") is None and cases["proc-scan"].find("error") is None
     err = cases["fork-exec"].find("error")
     assert err is not None and "timed out" in (err.get("message") or "")
@@ -145,7 +165,7 @@ def test_index_escapes_hostile_names(tmp_path: Path) -> None:
     code, out, _ = _run(tmp_path, {hostile: "clean"})
     assert code == 0
     index = (out / "index.html").read_text()
-    assert "<img" not in index and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;" in index
+    assert "<img" not in index and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;&amp;" in index
     slug = workload_slug(hostile)
     assert "/" not in slug and "<" not in slug and (out / slug / "report.html").is_file()
     ET.parse(out / "junit.xml")  # still well-formed XML
@@ -189,8 +209,9 @@ def test_selftest_inside_ci(tmp_path: Path) -> None:
 
 
 def test_missed_canary_makes_ci_exit_2(tmp_path: Path) -> None:
-    code, out, _ = _run(tmp_path, {"ps-loop": "clean"}, selftest=True,
-                        thresholds=Thresholds(min_abs_delta=100.0))
+    code, out, _ = _run(
+        tmp_path, {"ps-loop": "clean"}, selftest=True, thresholds=Thresholds(min_abs_delta=100.0)
+    )
     assert code == 2
     s = json.loads((out / "summary.json").read_text())
     assert not s["selftest"]["passed"] and s["verdict"] == "error"
@@ -203,14 +224,20 @@ def test_missed_canary_makes_ci_exit_2(tmp_path: Path) -> None:
 
 
 def test_selftest_on_an_own_build_passes_paths_and_append(tmp_path: Path) -> None:
-    from regress.ci import SelftestOptions, run_selftest
-    from regress.vm.orchestrate import KernelPaths
+    from regress.gate.selftest import SelftestOptions, run_selftest
+    from regress.vm.backend import KernelPaths
 
     paths = KernelPaths(tmp_path / "bzImage", tmp_path / "lib/modules/6.9.0", None)
-    runner = FakeRunner({})
-    res = run_selftest(SelftestOptions(kernel=str(paths.bzimage), paths=paths,
-                                       append=["lsm=capability,bpf"], out_dir=tmp_path / "st"),
-                       runner=runner)
+    runner = FixtureBackend({})
+    base = SelftestOptions().run
+    res = run_selftest(
+        SelftestOptions(
+            kernel=str(paths.bzimage),
+            paths=paths,
+            run=dataclasses.replace(base, append=["lsm=capability,bpf"], out_dir=tmp_path / "st"),
+            backend="fixture",
+        )
+    )
     call = runner.calls[0]
     assert call.old_paths == call.new_paths == paths and call.append == ["lsm=capability,bpf"]
     assert call.fault is not None and "LSM_PROBE(file_open" in call.fault["bpf_text"]
@@ -221,27 +248,41 @@ def test_selftest_on_an_own_build_passes_paths_and_append(tmp_path: Path) -> Non
 def test_aa_false_positives_are_warned_about(tmp_path: Path) -> None:
     """An old capture whose even and odd runs differ exactly: the A/A count reaches the reports."""
 
-    class Alternating(FakeRunner):
-        def __call__(self, opts: RunOptions, progress: object) -> RunOutcome:
-            outcome = super().__call__(opts, progress)
+    class Alternating(FixtureBackend):
+        def capture_pair(
+            self, opts: RunOptions, progress: object, cancel: object = None
+        ) -> CapturePair:
+            outcome = super().capture_pair(opts, progress)
             cap = load_capture(outcome.captures["old"])
-            cap.runs = [dataclasses.replace(cap.runs[i % len(cap.runs)], index=i)
-                        for i in range(opts.runs)]
+            cap.runs = [
+                dataclasses.replace(cap.runs[i % len(cap.runs)], index=i) for i in range(opts.runs)
+            ]
             cap.requested_runs = opts.runs
             for run in cap.runs:
-                run.syscalls = {**run.syscalls,
-                                "mkdir": {"17": 5 * run.iterations if run.index % 2 else 0}}
+                run.syscalls = {
+                    **run.syscalls,
+                    "mkdir": {"17": 5 * run.iterations if run.index % 2 else 0},
+                }
             outcome.captures["old"] = opts.out_dir / "old.json"  # type: ignore[operator]
             save_capture(cap, outcome.captures["old"])
             return outcome
 
-    runner = Alternating({"ps-loop": "clean"})
-    opts = CiOptions(workloads=["ps-loop"], runs=4, out_dir=tmp_path / "ci")
-    outcome = run_ci(opts, runner=runner)
+    Alternating({"ps-loop": "clean"})
+    opts = CiOptions(
+        workloads=["ps-loop"], run=RunOptions(runs=4), out_dir=tmp_path / "ci", backend="fixture"
+    )
+    outcome = run_ci(opts)
     w = outcome.workloads[0]
     assert w.aa is not None and w.aa.false_positives == 0  # 2 vs 2 runs: MWU cannot flag it
-    six = CiOptions(workloads=["ps-loop"], runs=6, out_dir=tmp_path / "ci6", fail_on="none")
-    outcome = run_ci(six, runner=Alternating({"ps-loop": "clean"}))
+    Alternating({"ps-loop": "clean"})
+    six = CiOptions(
+        workloads=["ps-loop"],
+        run=RunOptions(runs=6),
+        out_dir=tmp_path / "ci6",
+        fail_on=FailOn.none,
+        backend="fixture",
+    )
+    outcome = run_ci(six)
     w = outcome.workloads[0]
     assert w.aa is not None and w.aa.false_positives is not None
     assert w.aa.false_positives >= 1 and "syscall:mkdir:EEXIST" in w.aa.significant_keys

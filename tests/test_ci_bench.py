@@ -28,8 +28,14 @@ def test_targets_and_table(run_all: ModuleType) -> None:
         R("storm untraced", 0.25, "s"),
         R("storm regress tracer", 0.5, "s", ratio=2.0, target=1.3, detail="counted 1000000"),
         R("ps-loop traced (per iteration)", 0.0151, "s", ratio=1.01, target=1.05),
-        R("VM 200 fn probes: funccount / regress", 3.0, "x", ratio=3.0, target=5.0,
-          higher_is_better=True),
+        R(
+            "VM 200 fn probes: funccount / regress",
+            3.0,
+            "x",
+            ratio=3.0,
+            target=5.0,
+            higher_is_better=True,
+        ),
         R("VM boot", float("nan"), "s", target=10.0),
     ]
     assert [r.ok for r in rows] == [None, False, True, False, None]
@@ -44,8 +50,9 @@ def test_targets_and_table(run_all: ModuleType) -> None:
 def test_compare_column(run_all: ModuleType) -> None:
     R = run_all.Result
     old = {"format": "regress-bench", "results": [{"name": "differ", "value": 0.5}]}
-    text = run_all.table([R("differ", 0.75, "s", ratio=0.75, target=1.0), R("new row", 1.0, "s")],
-                         old)
+    text = run_all.table(
+        [R("differ", 0.75, "s", ratio=0.75, target=1.0), R("new row", 1.0, "s")], old
+    )
     lines = text.splitlines()
     assert "before" in lines[0]
     assert "0.500 s" in lines[2] and "x1.50" in lines[2]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from regress.cli import run as _register  # noqa: F401  (imports every command module)
-from regress.cli_app import app
+from regress.cli.app import app
+from regress.cli.main import run as _register  # noqa: F401  (imports every command module)
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = [
@@ -28,8 +28,10 @@ def _invocations(text: str) -> list[tuple[str, list[str]]]:
     """(command, flags) of every ``regress ci|selftest`` call, continuation lines joined."""
     joined = re.sub(r"\\\n\s*", " ", text)
     joined = re.sub(r"\n\s{8,}(--)", r" \1", joined)  # YAML folded continuation lines
-    return [(m.group(1), re.findall(r"(?<!\w)(--[a-z][a-z-]*)", m.group(2)))
-            for m in re.finditer(r"bin/regress (ci|selftest)\b([^\n]*)", joined)]
+    return [
+        (m.group(1), re.findall(r"(?<!\w)(--[a-z][a-z-]*)", m.group(2)))
+        for m in re.finditer(r"bin/regress (ci|selftest)\b([^\n]*)", joined)
+    ]
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)

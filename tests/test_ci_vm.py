@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from regress.cli import run as cli_run
-from regress.vm import orchestrate
+from regress.cli.main import run as cli_run
+from regress.vm import backend
 
 pytestmark = pytest.mark.vm
-OLD, NEW = orchestrate.DEFAULT_OLD, orchestrate.DEFAULT_NEW
+OLD, NEW = backend.DEFAULT_OLD, backend.DEFAULT_NEW
 
 
 def _check_bundle(out: Path, workloads: list[str], rc: int) -> dict[str, object]:
@@ -42,19 +42,53 @@ def _check_bundle(out: Path, workloads: list[str], rc: int) -> dict[str, object]
 
 def test_kernel_bump(vm_ready: None, tmp_path: Path) -> None:
     out = tmp_path / "ci"
-    rc = cli_run(["ci", "--old", OLD, "--new", NEW, "--workloads", "ps-loop", "--runs", "4",
-                  "--iterations", "2", "--fail-on", "any", "-o", str(out)])
+    rc = cli_run(
+        [
+            "ci",
+            "--old",
+            OLD,
+            "--new",
+            NEW,
+            "--workloads",
+            "ps-loop",
+            "--runs",
+            "4",
+            "--iterations",
+            "2",
+            "--fail-on",
+            "any",
+            "-o",
+            str(out),
+        ]
+    )
     summary = _check_bundle(out, ["ps-loop"], rc)
     w = summary["workloads"][0]  # type: ignore[index]
     assert rc == (1 if w["significant"] else 0)
-    assert json.loads((out / "ps-loop" / "old.json").read_text())["kernel"]["release"] \
+    assert (
+        json.loads((out / "ps-loop" / "old.json").read_text())["kernel"]["release"]
         == "6.1.0-47-cloud-amd64"
+    )
 
 
 def test_aa_run_exits_zero(vm_ready: None, tmp_path: Path) -> None:
     out = tmp_path / "aa"
-    rc = cli_run(["ci", "--old", NEW, "--new", NEW, "--workloads", "ps-loop", "--runs", "4",
-                  "--iterations", "2", "-o", str(out)])
+    rc = cli_run(
+        [
+            "ci",
+            "--old",
+            NEW,
+            "--new",
+            NEW,
+            "--workloads",
+            "ps-loop",
+            "--runs",
+            "4",
+            "--iterations",
+            "2",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     summary = _check_bundle(out, ["ps-loop"], 0)
     assert summary["workloads"][0]["regressions"] == 0  # type: ignore[index]
@@ -64,7 +98,22 @@ def test_aa_run_exits_zero(vm_ready: None, tmp_path: Path) -> None:
 def test_kernel_bump_three_workloads(vm_ready: None, tmp_path: Path) -> None:
     out = tmp_path / "ci"
     workloads = ["ps-loop", "proc-scan", "fork-exec"]
-    rc = cli_run(["ci", "--old", OLD, "--new", NEW, "--workloads", ",".join(workloads),
-                  "--runs", "6", "--iterations", "10", "-o", str(out)])
+    rc = cli_run(
+        [
+            "ci",
+            "--old",
+            OLD,
+            "--new",
+            NEW,
+            "--workloads",
+            ",".join(workloads),
+            "--runs",
+            "6",
+            "--iterations",
+            "10",
+            "-o",
+            str(out),
+        ]
+    )
     summary = _check_bundle(out, workloads, rc)
     assert rc in (0, 1) and summary["verdict"] == ("pass" if rc == 0 else "fail")

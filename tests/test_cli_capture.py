@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from regress.bpfgen import TracerOptions, generate, read_pid_max
+from regress.guest.bpfgen import TracerOptions, generate, read_pid_max
 
 REGRESS = Path(sys.executable).parent / "regress"
 
@@ -43,33 +43,53 @@ def test_workloads_lists_builtins() -> None:
     p = cli("workloads")
     assert p.returncode == 0
     assert [x.split()[0] for x in p.stdout.splitlines()] == [
-        "file-io", "fork-exec", "proc-scan", "ps-loop", "tcp-loopback"
+        "file-io",
+        "fork-exec",
+        "proc-scan",
+        "ps-loop",
+        "tcp-loopback",
     ]
 
 
 def test_unknown_workload(tmp_path: Path) -> None:
     one_line_error(
-        cli("capture", "-w", "nope", "-o", str(tmp_path / "c.json")), 2,
-        "unknown workload 'nope'", "ps-loop",
+        cli("capture", "-w", "nope", "-o", str(tmp_path / "c.json")),
+        2,
+        "unknown workload 'nope'",
+        "ps-loop",
     )
 
 
 def test_malformed_toml(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x\ncommand = "true"\n')
-    one_line_error(cli("capture", "-w", str(bad), "-o", str(tmp_path / "c.json")), 2,
-                   "bad.toml: malformed TOML")
+    one_line_error(
+        cli("capture", "-w", str(bad), "-o", str(tmp_path / "c.json")),
+        2,
+        "bad.toml: malformed TOML",
+    )
     bad.write_text('name = "x"\ncommand = "true"\nbogus = 1\n')
-    one_line_error(cli("capture", "-w", str(bad), "-o", str(tmp_path / "c.json")), 2,
-                   "bad.toml: unknown key 'bogus'")
+    one_line_error(
+        cli("capture", "-w", str(bad), "-o", str(tmp_path / "c.json")),
+        2,
+        "bad.toml: unknown key 'bogus'",
+    )
 
 
 @pytest.mark.root
 def test_missing_tracefs(tmp_path: Path) -> None:
     one_line_error(
-        cli("capture", "-w", "ps-loop", "-o", str(tmp_path / "c.json"),
-            env={"REGRESS_TRACEFS": str(tmp_path / "no-tracefs")}),
-        3, "tracefs is not mounted", "mount -t tracefs",
+        cli(
+            "capture",
+            "-w",
+            "ps-loop",
+            "-o",
+            str(tmp_path / "c.json"),
+            env={"REGRESS_TRACEFS": str(tmp_path / "no-tracefs")},
+        ),
+        3,
+        "tracefs is not mounted",
+        "mount -t tracefs",
     )
 
 
@@ -79,47 +99,100 @@ def test_bcc_not_importable(tmp_path: Path) -> None:
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('No module named bcc (shadowed)')\n")
     one_line_error(
-        cli("capture", "-w", "ps-loop", "-o", str(tmp_path / "c.json"),
-            env={"PYTHONPATH": str(tmp_path / "shadow")}),
-        3, "bcc is not importable", "scripts/setup.sh",
+        cli(
+            "capture",
+            "-w",
+            "ps-loop",
+            "-o",
+            str(tmp_path / "c.json"),
+            env={"PYTHONPATH": str(tmp_path / "shadow")},
+        ),
+        3,
+        "bcc is not importable",
+        "scripts/setup.sh",
     )
 
 
 @pytest.mark.root
 def test_no_kernel_headers(tmp_path: Path) -> None:
     one_line_error(
-        cli("capture", "-w", "ps-loop", "-o", str(tmp_path / "c.json"),
-            env={"REGRESS_KERNEL_HEADERS": str(tmp_path / "none")}),
-        3, "kernel headers", "is not a directory",
+        cli(
+            "capture",
+            "-w",
+            "ps-loop",
+            "-o",
+            str(tmp_path / "c.json"),
+            env={"REGRESS_KERNEL_HEADERS": str(tmp_path / "none")},
+        ),
+        3,
+        "kernel headers",
+        "is not a directory",
     )
     one_line_error(
-        cli("capture", "-w", "ps-loop", "-o", str(tmp_path / "c.json"),
-            "--kernel-headers", str(tmp_path)),
-        3, "lack include/linux/kconfig.h",
+        cli(
+            "capture",
+            "-w",
+            "ps-loop",
+            "-o",
+            str(tmp_path / "c.json"),
+            "--kernel-headers",
+            str(tmp_path),
+        ),
+        3,
+        "lack include/linux/kconfig.h",
     )
     build = Path("/lib/modules") / platform.release() / "build"
     assert not build.exists(), f"{build} exists: this test expects a kernel without headers"
     one_line_error(
-        cli("capture", "-w", "ps-loop", "-o", str(tmp_path / "c.json"),
-            env={"REGRESS_HEADERS_SEARCH": str(tmp_path / "empty")}),
-        3, "no kernel headers for", "scripts/setup.sh", "--kernel-headers",
+        cli(
+            "capture",
+            "-w",
+            "ps-loop",
+            "-o",
+            str(tmp_path / "c.json"),
+            env={"REGRESS_HEADERS_SEARCH": str(tmp_path / "empty")},
+        ),
+        3,
+        "no kernel headers for",
+        "scripts/setup.sh",
+        "--kernel-headers",
     )
 
 
 def test_ebpf_prints_program_without_tracefs(tmp_path: Path) -> None:
-    p = cli("capture", "-w", "fork-exec", "--ebpf",
-            env={"REGRESS_TRACEFS": str(tmp_path / "none")})
+    p = cli("capture", "-w", "fork-exec", "--ebpf", env={"REGRESS_TRACEFS": str(tmp_path / "none")})
     assert p.returncode == 0, p.stderr
-    expected = generate(TracerOptions(tracepoints=(
-        "sched:sched_process_fork", "sched:sched_process_exec", "sched:sched_process_exit",
-    ), functions=("kernel_clone", "copy_process", "begin_new_exec", "do_exit",
-                  "wake_up_new_task"), pid_max=read_pid_max()))
+    expected = generate(
+        TracerOptions(
+            tracepoints=(
+                "sched:sched_process_fork",
+                "sched:sched_process_exec",
+                "sched:sched_process_exit",
+            ),
+            functions=(
+                "kernel_clone",
+                "copy_process",
+                "begin_new_exec",
+                "do_exit",
+                "wake_up_new_task",
+            ),
+            pid_max=read_pid_max(),
+        )
+    )
     # do_execveat_common* is a pattern: without tracefs it cannot be expanded.
     assert p.stdout == expected
     one_line_error(
-        cli("capture", "-w", "fork-exec", "--ebpf", "--tracepoints", "sched:*",
-            env={"REGRESS_TRACEFS": str(tmp_path / "none")}),
-        2, "needs tracefs to expand",
+        cli(
+            "capture",
+            "-w",
+            "fork-exec",
+            "--ebpf",
+            "--tracepoints",
+            "sched:*",
+            env={"REGRESS_TRACEFS": str(tmp_path / "none")},
+        ),
+        2,
+        "needs tracefs to expand",
     )
 
 
@@ -163,8 +236,15 @@ def test_broken_headers_compile_error_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "include" / "generated").mkdir()
     (tmp_path / "include" / "linux" / "kconfig.h").write_text("#error broken headers\n")
     (tmp_path / "include" / "generated" / "autoconf.h").write_text("")
-    p = cli("capture", "-w", "ps-loop", "-o", str(tmp_path / "c.json"),
-            "--kernel-headers", str(tmp_path))
+    p = cli(
+        "capture",
+        "-w",
+        "ps-loop",
+        "-o",
+        str(tmp_path / "c.json"),
+        "--kernel-headers",
+        str(tmp_path),
+    )
     assert p.returncode == 3 and "Traceback" not in p.stderr
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("regress: error: BPF program failed to compile"), p.stderr
@@ -175,8 +255,17 @@ def test_broken_headers_compile_error_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.root
 def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
     one_line_error(cli("capture", "-w", "ps-loop", "-o", str(tmp_path)), 2, "is a directory")
-    p = cli("capture", "-w", "ps-loop", "--iterations", "1", "--runs", "1",
-            "-o", "/proc/no-such-dir/c.json")
+    p = cli(
+        "capture",
+        "-w",
+        "ps-loop",
+        "--iterations",
+        "1",
+        "--runs",
+        "1",
+        "-o",
+        "/proc/no-such-dir/c.json",
+    )
     assert p.returncode == 2 and "Traceback" not in p.stderr
     # Refused before tracing starts: one line, nothing compiled.
     assert p.stderr.strip().splitlines() == [

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from regress.capture import Capture, load_capture
-from regress.ci import evaluate_selftest
-from regress.controls import (
+from regress.diff.differ import diff_captures
+from regress.errors import UsageError
+from regress.gate.controls import (
     aa_control,
     evaluate_canary,
     fault_figures,
     split_halves,
 )
-from regress.differ import diff_captures
-from regress.errors import UsageError
-from regress.faults import FaultSpec
-from regress.stats import Thresholds
+from regress.gate.selftest import evaluate_selftest
+from regress.guest.faults import FaultSpec
+from regress.model.capture import Capture, load_capture
+from regress.model.result import Thresholds
 
 CI = Path(__file__).resolve().parent / "testdata" / "ci"
 
@@ -92,7 +92,8 @@ def test_few_runs_warn(control: Capture) -> None:
 
 
 def test_real_selftest_captures_pass(control: Capture, faulted: Capture) -> None:
-    verdict, aa, result = evaluate_selftest(control, faulted, FaultSpec(), Thresholds())
+    verdict, judged = evaluate_selftest(control, faulted, FaultSpec(), Thresholds())
+    aa, result = judged.aa, judged.result
     assert verdict.passed, verdict.message()
     assert verdict.ranks == {"syscall:openat:EACCES": 2, "liveness": 1}
     assert verdict.denied == 40
@@ -110,7 +111,7 @@ def test_real_selftest_captures_pass(control: Capture, faulted: Capture) -> None
 def test_broken_detector_misses_the_canary(
     control: Capture, faulted: Capture, thresholds: Thresholds, missed: str
 ) -> None:
-    verdict, _, _ = evaluate_selftest(control, faulted, FaultSpec(), thresholds)
+    verdict, _ = evaluate_selftest(control, faulted, FaultSpec(), thresholds)
     assert not verdict.passed
     assert verdict.message().startswith("canary MISSED")
     assert missed in verdict.message()
@@ -118,7 +119,7 @@ def test_broken_detector_misses_the_canary(
 
 def test_no_fault_no_canary(control: Capture) -> None:
     """Control vs control: nothing to find, and no 'fault injected' note."""
-    verdict, _, _ = evaluate_selftest(control, control, FaultSpec(), Thresholds())
+    verdict, _ = evaluate_selftest(control, control, FaultSpec(), Thresholds())
     assert not verdict.passed
     text = verdict.message()
     assert "no 'fault injected' note" in text and "liveness: not significant" in text
@@ -128,7 +129,7 @@ def test_fault_that_never_fired_is_named(control: Capture, faulted: Capture) -> 
     notes = [n.replace("denied 40", "denied 0") for n in faulted.notes]
     silent = dataclasses.replace(faulted, notes=notes)
     assert fault_figures(silent) == (True, 0)
-    verdict, _, _ = evaluate_selftest(control, silent, FaultSpec(), Thresholds())
+    verdict, _ = evaluate_selftest(control, silent, FaultSpec(), Thresholds())
     assert "never fired" in verdict.message()
 
 
@@ -141,9 +142,10 @@ def test_wrong_errno_expected_is_missed(control: Capture, faulted: Capture) -> N
 def test_rank_below_top_is_missed(control: Capture, faulted: Capture) -> None:
     """Demote the fault row below another: it must be reported as not in the top rows."""
     result = diff_captures(control, faulted)
-    rows = result.divergences
+    rows = list(result.divergences)
     i = next(k for k, d in enumerate(rows) if d.key == "syscall:openat:EACCES")
     rows.insert(i + 3, rows.pop(i))
+    result = dataclasses.replace(result, divergences=tuple(rows))
     verdict = evaluate_canary(result, FaultSpec(), faulted=faulted)
     assert not verdict.passed and "ranked #5, not in the top 2" in verdict.message()
     assert evaluate_canary(result, FaultSpec(), faulted=faulted, top_n=5).passed
@@ -155,6 +157,5 @@ def test_without_liveness_only_the_errno_row_is_expected(
     control: Capture, faulted: Capture
 ) -> None:
     result = diff_captures(control, faulted)
-    verdict = evaluate_canary(result, FaultSpec(), faulted=faulted, expect_liveness=False,
-                              top_n=2)
+    verdict = evaluate_canary(result, FaultSpec(), faulted=faulted, expect_liveness=False, top_n=2)
     assert verdict.expected == ["syscall:openat:EACCES"] and verdict.passed

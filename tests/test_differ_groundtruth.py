@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from regress.capture import Capture, load_capture
-from regress.differ import diff_captures
+from regress.diff.differ import diff_captures
 from regress.errors import IncomparableError
+from regress.model.capture import Capture, load_capture
 
 pytestmark = pytest.mark.root
 
@@ -42,7 +42,7 @@ def _capture(spec: str, runs: int, out: Path, cwd: Path) -> Capture:
         [
             sys.executable,
             "-m",
-            "regress.cli",
+            "regress.cli.main",
             "capture",
             "-w",
             spec,
@@ -97,7 +97,7 @@ def test_planted_errno_ranks_first(tmp_path: Path) -> None:
         assert top.q is not None and top.q < 0.01
         assert top.test == test
         assert top.new.center == pytest.approx(12.0)
-        assert top.old.raw == [0] * len(old.runs)
+        assert top.old.raw == (0,) * len(old.runs)
         # nothing else that failed is called significant
         others = [d.key for d in result.significant if d.key != PLANTED_KEY]
         assert all(":ENOTDIR" not in k for k in others)
@@ -116,7 +116,7 @@ def test_aa_ps_loop_no_significant_divergence(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "regress.cli",
+            "regress.cli.main",
             "diff",
             str(tmp_path / "a.json.gz"),
             str(tmp_path / "b.json.gz"),

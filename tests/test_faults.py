@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from regress.errors import UsageError
-from regress.faults import FAULT_ERRNOS, FaultSpec, generate
+from regress.guest.faults import FAULT_ERRNOS, FaultSpec, generate
 
 GOLDEN = Path(__file__).resolve().parent / "testdata" / "faults"
 CASES = {
@@ -35,8 +35,10 @@ def test_default_fault_targets_ps_proc_stat_every_other_open() -> None:
     text = generate(FaultSpec())
     assert "LSM_PROBE(file_open, struct file *file)" in text
     assert "comm[0] == 'p' && comm[1] == 's' && comm[2] == 0" in text
-    assert "name[0] == 's' && name[1] == 't' && name[2] == 'a' && name[3] == 't' && name[4] == 0" \
+    assert (
+        "name[0] == 's' && name[1] == 't' && name[2] == 'a' && name[3] == 't' && name[4] == 0"
         in text
+    )
     assert "#define REGRESS_FAULT_EVERY 2" in text
     assert "#define REGRESS_FAULT_ERRNO 13 /* EACCES */" in text
     assert "return -REGRESS_FAULT_ERRNO;" in text

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from regress import kprobe_events as ke
 from regress.errors import TracerError
+from regress.guest import kprobe_events as ke
 
 
 def test_probe_line_takes_kernel_symbols_only() -> None:
@@ -82,8 +82,10 @@ def test_register_and_unregister_lines(tmp_path: Path) -> None:
 
 def test_blacklisted_symbols_are_named(tmp_path: Path) -> None:
     bl = tmp_path / "blacklist"
-    bl.write_text("0xffffffff81001000-0xffffffff81001080\toops_begin\n"
-                  "0xffffffff81002000-0xffffffff81002040\tdo_int3\n")
+    bl.write_text(
+        "0xffffffff81001000-0xffffffff81001080\toops_begin\n"
+        "0xffffffff81002000-0xffffffff81002040\tdo_int3\n"
+    )
     events = ke.KprobeEvents(tmp_path, blacklist=bl)
     assert events.blacklisted("oops_begin") and not events.blacklisted("find_ge_pid")
     assert not ke.KprobeEvents(tmp_path, blacklist=tmp_path / "none").blacklisted("oops_begin")

@@ -19,6 +19,11 @@ def test_ruff_clean() -> None:
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_ruff_format_clean() -> None:
+    p = _run(str(BIN / "ruff"), "format", "--check", "regress", "tests", "bench")
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
 def test_mypy_clean() -> None:
     p = _run(str(BIN / "mypy"))  # files and strictness from pyproject.toml
     assert p.returncode == 0, p.stdout + p.stderr

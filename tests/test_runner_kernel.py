@@ -11,17 +11,18 @@ from typing import Any
 
 import pytest
 
-from regress.capture import load_capture
 from regress.errors import WorkloadRunError
-from regress.runner import RunnerEvent, run_capture
-from regress.workload import WorkloadSpec, spec_from_dict
+from regress.guest.runner import run_capture
+from regress.model.capture import load_capture
+from regress.model.events import Event
+from regress.model.workload import WorkloadSpec, spec_from_dict
 
 pytestmark = pytest.mark.root
 
 ESRCH = "3"
 N_KILLS = 37
 KILL_LOOP = (
-    f'i=0; while [ $i -lt {N_KILLS} ]; do kill -0 2147483647 2>/dev/null; i=$((i + 1)); done'
+    f"i=0; while [ $i -lt {N_KILLS} ]; do kill -0 2147483647 2>/dev/null; i=$((i + 1)); done"
 )
 
 
@@ -46,9 +47,7 @@ def spec(**data: Any) -> WorkloadSpec:
 def test_exact_kill_esrch_per_iteration(tmp_path: Path) -> None:
     """dash's builtin kill on a pid that cannot exist: exactly N kill/ESRCH per iteration,
     while an untracked process doing the same thing concurrently is not counted."""
-    noise = subprocess.Popen(
-        ["/bin/sh", "-c", "while :; do kill -0 2147483647 2>/dev/null; done"]
-    )
+    noise = subprocess.Popen(["/bin/sh", "-c", "while :; do kill -0 2147483647 2>/dev/null; done"])
     try:
         c = run_capture(
             spec(command=KILL_LOOP, iterations=4, tracepoints=[]),
@@ -72,8 +71,10 @@ def test_exact_kill_esrch_per_iteration(tmp_path: Path) -> None:
 
 def test_children_and_tracepoints_followed(tmp_path: Path) -> None:
     """Subshells (forks) are tracked; fork/exit tracepoints count exactly."""
-    cmd = "(kill -0 2147483647) 2>/dev/null; (kill -0 2147483647) 2>/dev/null; " \
+    cmd = (
+        "(kill -0 2147483647) 2>/dev/null; (kill -0 2147483647) 2>/dev/null; "
         "(kill -0 2147483647) 2>/dev/null; true"
+    )
     c = run_capture(
         spec(command=cmd, iterations=5),
         runs=1,
@@ -131,14 +132,14 @@ def test_liveness_workdir_files_env(tmp_path: Path) -> None:
     (tmp_path / "data.txt").write_text("payload\n")
     s = spec(
         _base=tmp_path,
-        command='cat data.txt; [ $((REGRESS_ITERATION % 2)) = 0 ] && echo even; '
+        command="cat data.txt; [ $((REGRESS_ITERATION % 2)) = 0 ] && echo even; "
         '[ "$PWD" = "$REGRESS_WORKDIR" ] && [ "$MY_VAR" = x ]',
         iterations=4,
         files=["data.txt"],
         env={"MY_VAR": "x"},
         liveness='grep -q even "$REGRESS_OUT" && grep -q payload "$REGRESS_OUT"',
     )
-    events: list[RunnerEvent] = []
+    events: list[Event] = []
     c = run_capture(s, runs=2, out=tmp_path / "c.json", on_event=events.append)
     assert [r.liveness for r in c.runs] == [[True, False, True, False]] * 2
     kinds = [e.kind for e in events]
@@ -194,7 +195,6 @@ def test_setup_failure_and_timeout(tmp_path: Path) -> None:
     assert alive == []
 
 
-
 def test_threads_are_tracked(tmp_path: Path) -> None:
     """Threads (clone with CLONE_THREAD) are followed: 4 threads x 5 failing kills each."""
     code = (
@@ -223,10 +223,10 @@ def test_threads_are_tracked(tmp_path: Path) -> None:
 def test_reset_forgets_leftover_threads() -> None:
     """A tracked process that outlives its run (escaped the process group) stops being
     counted at the next reset: the tracker's generation moves on."""
-    from regress.bpfgen import TracerOptions, read_pid_max
-    from regress.environment import resolve_kernel_headers
-    from regress.syscalls import number_of
-    from regress.tracer import Tracer
+    from regress.guest.bpfgen import TracerOptions, read_pid_max
+    from regress.guest.environment import resolve_kernel_headers
+    from regress.guest.tracer import Tracer
+    from regress.model.names import number_of
 
     nr = number_of("kill")
     assert nr is not None

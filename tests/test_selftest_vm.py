@@ -14,21 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from regress.ci import SelftestOptions, evaluate_selftest, run_selftest
-from regress.cli import run as cli_run
-from regress.faults import FaultSpec
-from regress.stats import Thresholds
-from regress.vm import orchestrate
+from regress.cli.main import run as cli_run
+from regress.gate.selftest import SelftestOptions, evaluate_selftest, run_selftest
+from regress.guest.faults import FaultSpec
+from regress.model.result import Thresholds
+from regress.vm.backend import DEFAULT_NEW, RunOptions
 
 pytestmark = pytest.mark.vm
-KERNEL = orchestrate.DEFAULT_NEW
+KERNEL = DEFAULT_NEW
 
 
 def test_selftest_catches_the_fault_and_a_broken_detector_misses_it(
     vm_ready: None, tmp_path: Path
 ) -> None:
     out = tmp_path / "st"
-    outcome = run_selftest(SelftestOptions(kernel=KERNEL, runs=4, iterations=6, out_dir=out))
+    outcome = run_selftest(
+        SelftestOptions(kernel=KERNEL, run=RunOptions(runs=4, iterations=6, out_dir=out))
+    )
     v = outcome.verdict
     assert v.passed, v.message()
     assert v.ranks == {"syscall:openat:EACCES": 2, "liveness": 1}
@@ -40,13 +42,13 @@ def test_selftest_catches_the_fault_and_a_broken_detector_misses_it(
     doc = json.loads((out / "selftest.json").read_text())
     assert doc["verdict"]["passed"] is True
     assert "fault injected: BPF-LSM" in (out / "report.html").read_text()  # in the notes
-    from regress.capture import load_capture
+    from regress.model.capture import load_capture
 
     control = load_capture(outcome.captures["control"])
     fcap = load_capture(outcome.captures["faulted"])
     assert not any(n.startswith("fault injected") for n in control.notes)
     # Deliberately broken detector on the same real captures: the canary is missed.
-    broken, _, _ = evaluate_selftest(control, fcap, FaultSpec(), Thresholds(min_abs_delta=50.0))
+    broken, _ = evaluate_selftest(control, fcap, FaultSpec(), Thresholds(min_abs_delta=50.0))
     assert not broken.passed
     assert "syscall:openat:EACCES: failed the effect gate" in broken.message()
 
@@ -55,8 +57,21 @@ def test_selftest_cli_fails_loudly_when_the_canary_is_missed(
     vm_ready: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A detector that can never flag a row (min ratio 1e9): exit 1, saying what was missed."""
-    rc = cli_run(["selftest", "--runs", "2", "--iterations", "2", "--min-ratio", "1e9",
-                  "--min-delta", "1e9", "-o", str(tmp_path / "st")])
+    rc = cli_run(
+        [
+            "selftest",
+            "--runs",
+            "2",
+            "--iterations",
+            "2",
+            "--min-ratio",
+            "1e9",
+            "--min-delta",
+            "1e9",
+            "-o",
+            str(tmp_path / "st"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1, err
     assert "regress selftest: FAILED: canary MISSED" in err

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats as sst
 
-from regress import stats
+from regress.diff import rank
+from regress.diff import tests as stats
 from regress.errors import UsageError
-from regress.stats import Thresholds
+from regress.model.result import Thresholds
 
 
 def test_mwu_min_p_and_runs_needed() -> None:
@@ -115,14 +116,14 @@ def test_effect_gate_needs_ratio_and_delta() -> None:
     th = Thresholds(min_ratio=1.2, min_abs_delta=0.05)
     old = np.array([1000.0, 0.01, 1.0, 0.0, 0.0, 1.0])
     new = np.array([1010.0, 0.04, 1.3, 0.2, 0.0, 0.0])
-    assert stats.effect_gate(old, new, th).tolist() == [False, False, True, True, False, True]
+    assert rank.effect_gate(old, new, th).tolist() == [False, False, True, True, False, True]
 
 
 def test_rank_score_orders_by_significance_and_effect() -> None:
     q = np.array([1e-10, 1e-10, 0.04, 0.0])
     old = np.array([10.0, 10.0, 10.0, 0.0])
     new = np.array([20.0, 11.0, 20.0, 8.0])
-    s = stats.rank_score(q, new - old, old, new)
+    s = rank.rank_score(q, new - old, old, new)
     assert s[0] > s[1]  # same q, bigger effect first
     assert s[0] > s[2]  # same effect, more significant first
     assert s[3] == pytest.approx(16 + math.log2(9) + 10)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from regress.runner import run_capture
-from regress.workload import resolve_workload, spec_from_dict
+from regress.guest.runner import run_capture
+from regress.model.workload import resolve_workload, spec_from_dict
 
 pytestmark = pytest.mark.root
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from regress.bpfgen import TracerOptions
-from regress.environment import HeadersChoice
-from regress.probes import FunctionTarget
-from regress.tracer import Tracer
+from regress.guest.bpfgen import TracerOptions
+from regress.guest.environment import HeadersChoice
+from regress.guest.probes import FunctionTarget
+from regress.guest.tracer import Tracer
 
 
 class _Val:
@@ -49,9 +49,13 @@ def test_function_statuses_and_clone_aggregation(monkeypatch: Any) -> None:
     ]
     options = TracerOptions(syscalls=False, retvals=False, functions=tuple(t.name for t in targets))
     tracer = Tracer(options, headers=HeadersChoice(None, "test"), functions=targets)
-    kallsyms = [(0x1000, "proc_pid_stat"), (0x2000, "proc_pid_stat.isra.0"), (0x3000, "vfs_read"),
-                (0x4000, "notrace_fn")]
-    monkeypatch.setattr("regress.tracer.read_kallsyms", lambda: kallsyms)
+    kallsyms = [
+        (0x1000, "proc_pid_stat"),
+        (0x2000, "proc_pid_stat.isra.0"),
+        (0x3000, "vfs_read"),
+        (0x4000, "notrace_fn"),
+    ]
+    monkeypatch.setattr("regress.guest.tracer.read_kallsyms", lambda: kallsyms)
     fake = FakeBPF({"notrace_fn"}, {0x1000: 3, 0x2004: 2, 0x3000: 7})
     tracer._bpf = fake
     st = {p.name: p for p in tracer._attach_functions()}

@@ -7,19 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from regress import environment as env
-from regress import syscalls
 from regress.errors import EnvironmentProblem, UsageError
-from regress.probes import (
+from regress.guest import environment as env
+from regress.guest import syscalls
+from regress.guest.probes import (
     AddressMap,
     normalise_function,
     resolve_functions,
     resolve_tracepoints,
 )
+from regress.model import names
 
 
 def test_syscall_table_complete_to_6_18() -> None:
-    t = syscalls.table()
+    t = names.table()
     assert t[0] == "read" and t[2] == "open" and t[59] == "execve" and t[62] == "kill"
     assert t[335] == "uretprobe" and t[336] == "uprobe"
     assert t[450] == "set_mempolicy_home_node" and t[451] == "cachestat"
@@ -27,17 +28,17 @@ def test_syscall_table_complete_to_6_18() -> None:
     # x86_64 numbers are dense: 0..336, then 424..469 (387..423 are reserved).
     assert set(t) == set(range(0, 337)) | set(range(424, 470))
     assert len(set(t.values())) == len(t)
-    assert syscalls.name_of(4000) == "syscall_4000"
+    assert names.name_of(4000) == "syscall_4000"
     # rt_sigreturn clears orig_ax: its exit (and skipped syscalls') arrive as id -1.
-    assert syscalls.name_of(0xFFFFFFFF) == syscalls.name_of(-1) == "sigreturn(-1)"
-    assert syscalls.number_of("openat") == 257
+    assert names.name_of(0xFFFFFFFF) == names.name_of(-1) == "sigreturn(-1)"
+    assert names.number_of("openat") == 257
 
 
 def test_syscall_table_parse_errors() -> None:
     with pytest.raises(Exception, match="duplicate number 1"):
-        syscalls.parse_table("1 a\n1 b\n")
+        names.parse_table("1 a\n1 b\n")
     with pytest.raises(Exception, match="expected"):
-        syscalls.parse_table("x y z\n")
+        names.parse_table("x y z\n")
 
 
 def test_syscall_table_covers_running_kernel() -> None:
@@ -54,12 +55,12 @@ def test_cross_check_flags_unknown(tmp_path: Path) -> None:
 
 
 def test_errno_names() -> None:
-    assert syscalls.errno_name("0") == "ok"
-    assert syscalls.errno_name(2) == "ENOENT"
-    assert syscalls.errno_name(3) == "ESRCH"
-    assert syscalls.errno_name(35) == "EDEADLK"
-    assert syscalls.errno_name(516) == "ERESTART_RESTARTBLOCK"
-    assert syscalls.errno_name(4000) == "E4000"
+    assert names.errno_name("0") == "ok"
+    assert names.errno_name(2) == "ENOENT"
+    assert names.errno_name(3) == "ESRCH"
+    assert names.errno_name(35) == "EDEADLK"
+    assert names.errno_name(516) == "ERESTART_RESTARTBLOCK"
+    assert names.errno_name(4000) == "E4000"
 
 
 @pytest.mark.parametrize(
@@ -79,8 +80,12 @@ def test_normalise(sym: str, name: str) -> None:
 
 
 def test_resolve_tracepoints() -> None:
-    avail = ["sched:sched_switch", "sched:sched_process_fork", "signal:signal_generate",
-             "syscalls:sys_enter_read"]
+    avail = [
+        "sched:sched_switch",
+        "sched:sched_process_fork",
+        "signal:signal_generate",
+        "syscalls:sys_enter_read",
+    ]
     tps, absent = resolve_tracepoints(["sched:*", "nope:*", "sched:sched_switch"], avail)
     assert tps == ["sched:sched_process_fork", "sched:sched_switch"]
     assert [(p.name, p.status) for p in absent] == [("nope:*", "absent")]
@@ -159,15 +164,21 @@ def test_kernel_and_machine_info() -> None:
 
 
 def test_parse_config() -> None:
-    cfg = env.parse_config("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\n# comment\n")
+    cfg = env.parse_config('CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="x"\n# comment\n')
     assert cfg == {"CONFIG_A": "y", "CONFIG_B": "n", "CONFIG_C": '"x"'}
     assert env.config_hash(cfg) == env.config_hash(dict(reversed(list(cfg.items()))))
 
 
 def test_raw_tracepoint_names() -> None:
     """Raw tracepoints are named by the event alone: only unique, tracepoint-backed names."""
-    from regress.tracer import raw_tracepoint_names
+    from regress.guest.tracer import raw_tracepoint_names
 
-    events = ["sched:sched_switch", "signal:signal_generate", "a:dup", "b:dup",
-              "syscalls:sys_exit_kill", "ftrace:print"]
+    events = [
+        "sched:sched_switch",
+        "signal:signal_generate",
+        "a:dup",
+        "b:dup",
+        "syscalls:sys_exit_kill",
+        "ftrace:print",
+    ]
     assert raw_tracepoint_names(events) == {"sched_switch", "signal_generate"}

@@ -12,23 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from regress.capture import load_capture
-from regress.cli import run as cli_run
+from regress.cli.main import run as cli_run
 from regress.errors import VMError, WorkloadRunError
-from regress.vm import image, kernels, orchestrate
-from regress.vm.orchestrate import RunOptions
+from regress.gate import pipeline
+from regress.model.capture import load_capture
+from regress.model.events import Event
+from regress.model.result import Thresholds
+from regress.vm import backend, image, kernels, orchestrate
+from regress.vm.backend import KernelPaths, RunOptions
 
 pytestmark = pytest.mark.vm
 
-OLD, NEW = orchestrate.DEFAULT_OLD, orchestrate.DEFAULT_NEW
+OLD, NEW = backend.DEFAULT_OLD, backend.DEFAULT_NEW
 
 
 def test_default_comparison_counts_kernel_functions(vm_ready: None, tmp_path: Path) -> None:
     """Both default kernels, 1 run x 3 iterations of ps-loop: captures, diff, report."""
     functions = ["find_ge_pid", "proc_pid_*", "next_tgid", "regress_no_such_function"]
     opts = RunOptions(runs=1, iterations=3, out_dir=tmp_path / "r", functions=functions)
-    events: list[dict[str, object]] = []
-    outcome = orchestrate.run(opts, events.append)
+    events: list[Event] = []
+    outcome = pipeline.compare(opts, Thresholds(), events.append)
     for side, release in (("old", "6.1.0-47-cloud-amd64"), ("new", "6.1.0-56-cloud-amd64")):
         cap = load_capture(outcome.captures[side])
         assert cap.complete and cap.kernel.release == release
@@ -48,15 +51,28 @@ def test_default_comparison_counts_kernel_functions(vm_ready: None, tmp_path: Pa
         assert sum(cap.runs[0].syscalls.get("openat", {}).values()) > 0
         assert cap.kernel.config_hash  # the kernel's config reached the guest
     assert (tmp_path / "r" / "logs" / "old-boot0.console.log").is_file()
-    assert any(e.get("kind") == "agent-ready" for e in events)
-    assert outcome.reports, outcome.notes
+    assert any(e.kind == "agent_ready" and e.side == "old" for e in events)
+    assert outcome.reports["html"].is_file() and outcome.reports["text"].is_file()
     assert "find_ge_pid" in (tmp_path / "r" / "report.html").read_text()
 
 
-def test_kernel_panic_names_the_console_log(vm_ready: None, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    rc = cli_run(["run", "--runs", "1", "--iterations", "1", "--serial",
-                  "--append", "root=/dev/nonexistent", "-o", str(tmp_path / "r")])
+def test_kernel_panic_names_the_console_log(
+    vm_ready: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = cli_run(
+        [
+            "run",
+            "--runs",
+            "1",
+            "--iterations",
+            "1",
+            "--serial",
+            "--append",
+            "root=/dev/nonexistent",
+            "-o",
+            str(tmp_path / "r"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert rc == VMError.exit_code
     log = tmp_path / "r" / "logs" / "old-boot0.console.log"
@@ -66,10 +82,9 @@ def test_kernel_panic_names_the_console_log(vm_ready: None, tmp_path: Path,
 
 
 def test_hang_times_out_and_names_the_console_log(vm_ready: None, tmp_path: Path) -> None:
-    opts = RunOptions(runs=1, iterations=1, timeout_s=2.0, out_dir=tmp_path / "r",
-                      parallel=False)
+    opts = RunOptions(runs=1, iterations=1, timeout_s=2.0, out_dir=tmp_path / "r", parallel=False)
     with pytest.raises(VMError, match="timed out after") as info:
-        orchestrate.run(opts)
+        orchestrate.capture_pair(opts)
     assert str(tmp_path / "r" / "logs" / "old-boot0.console.log") in info.value.one_line()
     assert not (tmp_path / "r" / "old.json").exists()
 
@@ -79,13 +94,14 @@ def test_failing_workload_keeps_finished_captures_only(vm_ready: None, tmp_path:
     spec = tmp_path / "flaky.toml"
     spec.write_text(
         'name = "flaky"\niterations = 1\ntimeout_s = 20\n'
-        "command = \"if [ -e /tmp/once ] && uname -r | grep -q -- -56-; then exit 3; fi; "
+        'command = "if [ -e /tmp/once ] && uname -r | grep -q -- -56-; then exit 3; fi; '
         'touch /tmp/once"\n'
     )
-    opts = RunOptions(workload=str(spec), runs=2, out_dir=tmp_path / "r", functions=[],
-                      tracepoints=[])
+    opts = RunOptions(
+        workload=str(spec), runs=2, out_dir=tmp_path / "r", functions=[], tracepoints=[]
+    )
     with pytest.raises(WorkloadRunError) as info:
-        orchestrate.run(opts)
+        orchestrate.capture_pair(opts)
     msg = info.value.one_line()
     assert str(tmp_path / "r" / "logs" / "new-boot0.console.log") in msg, msg
     old = load_capture(tmp_path / "r" / "old.json")
@@ -101,26 +117,29 @@ def test_failing_workload_keeps_finished_captures_only(vm_ready: None, tmp_path:
 @pytest.mark.slow
 def test_fresh_boot_per_run(vm_ready: None, tmp_path: Path) -> None:
     opts = RunOptions(runs=2, iterations=2, fresh_boot_per_run=True, out_dir=tmp_path / "r")
-    outcome = orchestrate.run(opts)
+    outcome = orchestrate.capture_pair(opts)
     cap = load_capture(outcome.captures["new"])
     assert cap.complete and [r.boot for r in cap.runs] == [0, 1]
     assert len(outcome.boots) == 4
 
 
 @pytest.mark.slow
-def test_kernel_given_as_paths_boots(vm_ready: None, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kernel_given_as_paths_boots(
+    vm_ready: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 'user build' (the cached Debian kernel's files, given as paths) boots and traces."""
     deb = kernels.fetch_debian(NEW)
     real = image.images_dir() / image.recipe_hash()  # reuse the built root image
     monkeypatch.setenv(kernels.CACHE_ENV, str(tmp_path / "cache"))
     image.images_dir().mkdir(parents=True)
     (image.images_dir() / image.recipe_hash()).symlink_to(real)
-    paths = orchestrate.KernelPaths(
-        deb.vmlinuz, deb.modules_dir, deb.tree / "usr" / "src" / f"linux-headers-{deb.release}")
-    opts = RunOptions(old_paths=paths, new_paths=paths, runs=1, iterations=2,
-                      out_dir=tmp_path / "r")
-    outcome = orchestrate.run(opts)
+    paths = KernelPaths(
+        deb.vmlinuz, deb.modules_dir, deb.tree / "usr" / "src" / f"linux-headers-{deb.release}"
+    )
+    opts = RunOptions(
+        old_paths=paths, new_paths=paths, runs=1, iterations=2, out_dir=tmp_path / "r"
+    )
+    outcome = orchestrate.capture_pair(opts)
     cap = load_capture(outcome.captures["new"])
     assert cap.kernel.release == deb.release
     assert cap.runs[0].functions.get("find_ge_pid", 0) > 0
@@ -129,10 +148,10 @@ def test_kernel_given_as_paths_boots(vm_ready: None, tmp_path: Path,
 GUEST_ATTACH_PATHS = r"""
 import json, sys
 from pathlib import Path
-from regress import kprobe_events
-from regress.agent import spec_from_job
-from regress.environment import ensure_tracefs
-from regress.runner import run_capture
+from regress.guest import kprobe_events
+from regress.guest.agent import spec_from_job
+from regress.guest.environment import ensure_tracefs
+from regress.guest.runner import run_capture
 
 spec = spec_from_job(json.loads(sys.argv[1]))
 fns = ["find_ge_pid", "next_tgid", "proc_pid_lookup", "proc_pid_instantiate", "oops_begin"]
@@ -157,8 +176,8 @@ def test_function_attach_paths_count_the_same(vm_ready: None, tmp_path: Path) ->
     """In a real guest: the multi-probe kprobe event (ftrace paused while arming) and the
     per-symbol perf kprobes give identical counts; a kprobe-blacklisted but traceable
     function is refused with the kernel's reason by both; nothing is left behind."""
-    from regress.agent import spec_to_job
-    from regress.workload import resolve_workload
+    from regress.guest.agent import spec_to_job
+    from regress.model.workload import resolve_workload
 
     job = json.dumps(spec_to_job(resolve_workload("ps-loop").with_iterations(2)))
     kernel = kernels.fetch_debian(NEW)

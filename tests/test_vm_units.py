@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from regress import agent
-from regress.capture import (
+from regress.cli.main import run as cli_run
+from regress.errors import UsageError, VMError
+from regress.guest import agent
+from regress.model.capture import (
     Capture,
     KernelInfo,
     MachineInfo,
@@ -20,24 +22,31 @@ from regress.capture import (
     TracerInfo,
     WorkloadInfo,
 )
-from regress.cli import run as cli_run
-from regress.errors import UsageError, VMError
-from regress.vm import image, kernels, orchestrate, qemu, vagrant
+from regress.model.workload import resolve_workload
+from regress.vm import backend, image, kernels, orchestrate, qemu, vagrant
 from regress.vm.kernels import Kernel
-from regress.workload import resolve_workload
 
 
 def _kernel(tmp_path: Path) -> Kernel:
-    return Kernel(label="debian:x", release="6.1.0-56-cloud-amd64",
-                  vmlinuz=tmp_path / "k,1" / "vmlinuz", tree=tmp_path / "k,1" / "tree")
+    return Kernel(
+        label="debian:x",
+        release="6.1.0-56-cloud-amd64",
+        vmlinuz=tmp_path / "k,1" / "vmlinuz",
+        tree=tmp_path / "k,1" / "tree",
+    )
 
 
 def _cfg(tmp_path: Path, accel: str = "tcg") -> qemu.BootConfig:
     return qemu.BootConfig(
-        kernel=_kernel(tmp_path), root_image=tmp_path / "root.ext4",
-        kernel_disk=tmp_path / "k,1" / "kernel.ext4", initrd=tmp_path / "initrd",
-        job_disk=tmp_path / "job.tar", result_disk=tmp_path / "res.img",
-        console_log=tmp_path / "console.log", accel=accel, append=["root=/dev/vdz"],
+        kernel=_kernel(tmp_path),
+        root_image=tmp_path / "root.ext4",
+        kernel_disk=tmp_path / "k,1" / "kernel.ext4",
+        initrd=tmp_path / "initrd",
+        job_disk=tmp_path / "job.tar",
+        result_disk=tmp_path / "res.img",
+        console_log=tmp_path / "console.log",
+        accel=accel,
+        append=["root=/dev/vdz"],
     )
 
 
@@ -88,15 +97,27 @@ def test_job_roundtrip_keeps_the_spec_hash(repo: Path) -> None:
 
 def test_job_disk_ships_the_agent_not_the_host_code(tmp_path: Path) -> None:
     path = tmp_path / "job.tar"
-    qemu.write_job_disk(path, {"kind": "command", "command": ["true"]},
-                        extra={"boot-config": b"CONFIG_X=y\n"})
+    qemu.write_job_disk(
+        path, {"kind": "command", "command": ["true"]}, extra={"boot-config": b"CONFIG_X=y\n"}
+    )
     assert path.stat().st_size % 512 == 0
     with tarfile.open(path) as tar:
         names = set(tar.getnames())
         job = json.loads(tar.extractfile("job.json").read())  # type: ignore[union-attr]
-    assert {"guest-init.sh", "job.json", "boot-config", "src/regress/agent.py",
-            "src/regress/runner.py", "src/regress/workload.py"} <= names
-    assert not any(n.startswith("src/regress/vm/") for n in names)
+    assert {
+        "guest-init.sh",
+        "job.json",
+        "boot-config",
+        "src/regress/__init__.py",
+        "src/regress/errors.py",
+        "src/regress/guest/agent.py",
+        "src/regress/guest/runner.py",
+        "src/regress/model/workload.py",
+        "src/regress/model/data/syscalls_x86_64.txt",
+    } <= names
+    # An include list: only the guest stage, the model and the errors travel.
+    shipped = {n.split("/")[2] for n in names if n.startswith("src/regress/")}
+    assert shipped == {"__init__.py", "errors.py", "guest", "model"}, shipped
     assert not any("__pycache__" in n for n in names)
     assert job == {"kind": "command", "command": ["true"]}
 
@@ -104,8 +125,9 @@ def test_job_disk_ships_the_agent_not_the_host_code(tmp_path: Path) -> None:
 def test_initramfs_cpio_lists_with_cpio(tmp_path: Path) -> None:
     if shutil.which("cpio") is None:
         pytest.fail("cpio not installed: run scripts/setup.sh")
-    data = image._cpio_newc([("bin", 0o40755, b""), ("bin/x", 0o100755, b"abc"),
-                             ("bin/sh", 0o120777, "x")])
+    data = image._cpio_newc(
+        [("bin", 0o40755, b""), ("bin/x", 0o100755, b"abc"), ("bin/sh", 0o120777, "x")]
+    )
     out = subprocess.run(["cpio", "-t"], input=data, capture_output=True, check=True)
     assert out.stdout.decode().split() == ["bin", "bin/x", "bin/sh"]
 
@@ -115,7 +137,8 @@ def test_module_order_puts_dependencies_first(tmp_path: Path) -> None:
         "kernel/virtio_pci.ko: kernel/virtio_pci_modern_dev.ko kernel/virtio_ring.ko "
         "kernel/virtio.ko\nkernel/virtio_ring.ko: kernel/virtio.ko\nkernel/virtio.ko:\n"
         "kernel/virtio_pci_modern_dev.ko:\nkernel/virtio_blk.ko: kernel/virtio_ring.ko "
-        "kernel/virtio.ko\n")
+        "kernel/virtio.ko\n"
+    )
     (tmp_path / "modules.builtin").write_text("kernel/fs/ext4/ext4.ko\n")
     order = image._modules_in_order(tmp_path, ("virtio_pci", "virtio_blk", "ext4"))
     names = [Path(m).stem for m in order]
@@ -143,28 +166,36 @@ def _capture(runs: int, fingerprint: str = "f") -> dict[str, object]:
         workload=WorkloadInfo("w", "h", {}),
         bcc_version="0.26",
         requested_runs=runs,
-        runs=[Run(index=i, iterations=3, wall_s=1.0, started_utc="", functions={"f": i})
-              for i in range(runs)],
+        runs=[
+            Run(index=i, iterations=3, wall_s=1.0, started_utc="", functions={"f": i})
+            for i in range(runs)
+        ],
     )
     return cap.to_dict()
 
 
 def test_merge_boots_renumbers_and_tags_runs() -> None:
-    merged = orchestrate.merge_boots([(0, _capture(1)), (1, _capture(1)), (2, _capture(1))], 3,
-                                     "old")
+    merged = backend.merge_boots([(0, _capture(1)), (1, _capture(1)), (2, _capture(1))], 3, "old")
     assert merged is not None and merged.complete
     assert [(r.index, r.boot) for r in merged.runs] == [(0, 0), (1, 1), (2, 2)]
-    partial = orchestrate.merge_boots([(0, _capture(1))], 3, "old")
+    partial = backend.merge_boots([(0, _capture(1))], 3, "old")
     assert partial is not None and not partial.complete
     assert partial.to_dict()["complete"] is False
     with pytest.raises(VMError, match="different tracer"):
-        orchestrate.merge_boots([(0, _capture(1)), (1, _capture(1, "g"))], 2, "old")
+        backend.merge_boots([(0, _capture(1)), (1, _capture(1, "g"))], 2, "old")
 
 
 def _boot_result(tmp_path: Path, **kw: object) -> qemu.BootResult:
-    base: dict[str, object] = dict(result=None, console_log=tmp_path / "c.log", wall_s=5.0,
-                                   agent_ready_s=None, qemu_rc=0, timed_out=False, panic=None,
-                                   qemu_stderr="")
+    base: dict[str, object] = dict(
+        result=None,
+        console_log=tmp_path / "c.log",
+        wall_s=5.0,
+        agent_ready_s=None,
+        qemu_rc=0,
+        timed_out=False,
+        panic=None,
+        qemu_stderr="",
+    )
     base.update(kw)
     return qemu.BootResult(**base)  # type: ignore[arg-type]
 
@@ -176,7 +207,8 @@ def test_failures_name_the_console_log(tmp_path: Path) -> None:
     cases = {
         "timed out": _boot_result(tmp_path, timed_out=True),
         "panicked: Kernel panic - not syncing: VFS": _boot_result(
-            tmp_path, panic="Kernel panic - not syncing: VFS"),
+            tmp_path, panic="Kernel panic - not syncing: VFS"
+        ),
         "without a result": _boot_result(tmp_path),
         "qemu exited 1": _boot_result(tmp_path, qemu_rc=1, qemu_stderr="bad option"),
         "KVM cannot run": _boot_result(tmp_path, qemu_stderr="KVM internal error. Suberror: 1"),
@@ -192,7 +224,9 @@ def test_agent_error_keeps_the_guest_class(tmp_path: Path) -> None:
 
     e = orchestrate._agent_error(
         {"error": {"type": "WorkloadRunError", "message": "iteration 2 exited 3"}},
-        "new kernel", tmp_path / "c.log")
+        "new kernel",
+        tmp_path / "c.log",
+    )
     assert isinstance(e, WorkloadRunError) and "c.log" in e.message
     e2 = orchestrate._agent_error({"error": {"type": "KeyError", "message": "x"}}, "n", Path("l"))
     assert type(e2) is VMError
@@ -201,8 +235,9 @@ def test_agent_error_keeps_the_guest_class(tmp_path: Path) -> None:
 def test_agent_command_job_writes_its_result(tmp_path: Path) -> None:
     job = tmp_path / "job"
     job.mkdir()
-    (job / "job.json").write_text(json.dumps({"kind": "command", "command": ["sh", "-c",
-                                                                             "echo hi; exit 3"]}))
+    (job / "job.json").write_text(
+        json.dumps({"kind": "command", "command": ["sh", "-c", "echo hi; exit 3"]})
+    )
     disk = tmp_path / "res.img"
     qemu.new_result_disk(disk)
     assert agent.main([str(job), str(disk)]) == 0
@@ -227,8 +262,13 @@ def test_cli_dry_run_prints_qemu_commands(capsys: pytest.CaptureFixture[str]) ->
 def test_cli_vagrant_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_run(["run", "--backend", "vagrant", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    for needle in ("vagrant up old --provision", "vagrant upload", "vagrant ssh new -c",
-                   "REGRESS_NEW_KERNEL=6.1.0-56-cloud-amd64", "vagrant halt new"):
+    for needle in (
+        "vagrant up old --provision",
+        "vagrant upload",
+        "vagrant ssh new -c",
+        "REGRESS_NEW_KERNEL=6.1.0-56-cloud-amd64",
+        "vagrant halt new",
+    ):
         assert needle in out
 
 
@@ -241,8 +281,10 @@ def test_cli_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "regress: error:" in err
 
 
-@pytest.mark.skipif(shutil.which("vagrant") is None,
-                    reason="vagrant is not installed (278 apt packages); dry-run is tested above")
+@pytest.mark.skipif(
+    shutil.which("vagrant") is None,
+    reason="vagrant is not installed (278 apt packages); dry-run is tested above",
+)
 def test_vagrantfile_validates() -> None:
     env = {"VAGRANT_CWD": str(vagrant.VAGRANT_DIR), "PATH": "/usr/bin:/bin"}
     subprocess.run(["vagrant", "validate"], env=env, check=True, capture_output=True)
@@ -253,5 +295,4 @@ def test_gzip_payload_limit() -> None:
     blob = agent.encode_slot(1, big)
     assert agent.decode_slot(blob) == (1, big)
     assert agent.decode_slot(blob[:-1]) is None
-    assert gzip.decompress(blob[agent.HEADER.size:]) == json.dumps(big, sort_keys=True).encode()
-
+    assert gzip.decompress(blob[agent.HEADER.size :]) == json.dumps(big, sort_keys=True).encode()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from regress.errors import WorkloadError
-from regress.workload import builtin_names, load_spec, resolve_workload, spec_from_dict
+from regress.model.workload import builtin_names, load_spec, resolve_workload, spec_from_dict
 
 WL = Path(__file__).resolve().parent / "testdata" / "workloads"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from regress import __version__
-from regress.capture import atomic_write_bytes
 from regress.errors import InputError
+from regress.model.capture import atomic_write_bytes
 
 MANIFEST = "manifest.json"
 

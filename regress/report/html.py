@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
 from regress import __version__
-from regress.capture import Capture
-from regress.diffmodel import DiffResult
+from regress.model.capture import Capture
+from regress.model.result import DiffResult
 from regress.report import svg
 from regress.report.view import RowView, build_view
 
@@ -61,3 +62,8 @@ def render_html(result: DiffResult, old: Capture, new: Capture) -> str:
         more=_html_rows(view.more_rows),
         version=__version__,
     )
+
+
+def render_ci_index(summary: dict[str, Any]) -> str:
+    """The ``regress ci`` index page: ``summary.json`` rendered, every string escaped."""
+    return environment().get_template("ci-index.html.j2").render(s=summary)

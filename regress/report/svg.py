@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
-from regress.report.view import HistBar, fmt_num
+from regress.report.format import fmt_num
+from regress.report.view import HistBar
 
 OLD_COLOR = "#4d6a8a"
 NEW_COLOR = "#c4551a"

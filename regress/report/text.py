@@ -12,16 +12,15 @@ import textwrap
 from dataclasses import dataclass
 
 from regress import __version__
-from regress.capture import Capture
-from regress.diffmodel import DiffResult
+from regress.model.capture import Capture
+from regress.model.result import DiffResult
+from regress.report.format import ASCII, aligned
 from regress.report.html import environment
 from regress.report.view import CONFIG_OPEN_MAX, ReportView, RowView, build_view
 
 WIDTH = 72
 TOP_ROWS = 10
 LABEL_MAX = 40
-# Mail clients and fixed-width tables do best with ASCII for our own punctuation.
-_ASCII = str.maketrans({"×": "x", "—": "-", "–": "-", "→": "->", "…": "..."})
 
 
 def wrap(text: str, indent: str = "", hanging: str | None = None) -> list[str]:
@@ -62,16 +61,8 @@ def _truncate(text: str, n: int) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    """A fixed-width table; columns in ``right`` are right-aligned (numbers)."""
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        out = [
-            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)
-        ]
-        return ("  " + "  ".join(out)).rstrip()
-
-    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+    """A mail-style fixed-width table, indented two columns, dashes under the headers."""
+    return aligned(headers, rows, right, indent="  ", rule=True)
 
 
 def _div_table(rows: list[RowView]) -> list[str]:
@@ -226,4 +217,4 @@ def render_text(result: DiffResult, old: Capture, new: Capture) -> str:
     """The plain-text report for ``result`` (the diff of ``old`` against ``new``)."""
     template = environment().get_template("report.txt.j2")
     text = template.render(t=build_text_view(result, old, new), version=__version__)
-    return text.translate(_ASCII)
+    return text.translate(ASCII)

@@ -18,9 +18,19 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
 
-from regress.bpfgen import bucket_range
-from regress.capture import Capture
-from regress.diffmodel import DiffResult, Divergence, SideValues
+from regress.model.capture import Capture
+from regress.model.names import bucket_range
+from regress.model.result import DiffResult, Divergence, SideValues
+from regress.report.format import (
+    clean,
+    fmt_ci,
+    fmt_num,
+    fmt_p,
+    fmt_ratio,
+    fmt_value,
+    missing,
+    plural,
+)
 
 CLASS_LABELS: dict[str, str] = {
     "liveness": "liveness",
@@ -31,90 +41,9 @@ CLASS_LABELS: dict[str, str] = {
     "unchanged": "unchanged",
 }
 
-TEST_DESCRIPTIONS: dict[str, str] = {
-    "mwu": "Mann–Whitney U test on the per-run values (two-sided), median ratio with a 95% CI",
-    "poisson": "Poisson rate test on total counts (one run per side)",
-    "exact": "exact: counts constant across runs on each side, so any change is certain",
-    "fisher": "Fisher's exact test on event counts against iterations",
-    "none": "not tested: no number on one side (probe absent or failed)",
-}
-
 CONFIG_OPEN_MAX = 40  # more changed options than this: collapsed in HTML, cut in text
 
-# Keys that may name the FDR level in ``DiffResult.thresholds`` (owned by stats.py).
-_FDR_KEYS = ("fdr", "alpha", "fdr_alpha", "q_alpha", "q")
-
 _DEBIAN_RELEASE_RE = re.compile(r"^\d+\.\d+\.\d+-\d+-[a-z0-9-]+$")
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def clean(text: str) -> str:
-    """Make control characters visible so capture strings cannot drive a terminal."""
-    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def _missing(x: float | None) -> bool:
-    """None and NaN both mean "no number" (the differ uses NaN for absent probes)."""
-    return x is None or x != x
-
-
-def fmt_num(x: float | None) -> str:
-    """A per-iteration value with as many digits as its size deserves."""
-    if x is None or _missing(x):
-        return "—"
-    if x == 0:
-        return "0"
-    a = abs(x)
-    if a >= 1000:
-        return f"{x:,.0f}"
-    if a >= 100:
-        return f"{x:.0f}"
-    if a >= 10:
-        return f"{x:.1f}"
-    if a >= 0.01:
-        return f"{x:.2f}"
-    return f"{x:.2g}"
-
-
-def fmt_ratio(r: float | None) -> str:
-    if r is None or _missing(r):
-        return "—"
-    if r == 0:
-        return "×0"
-    if r >= 100:
-        return f"×{r:.0f}"
-    if r >= 10:
-        return f"×{r:.1f}"
-    return f"×{r:.2f}"
-
-
-def fmt_ci(ci: tuple[float, float] | None) -> str:
-    if ci is None:
-        return ""
-    return f"[{fmt_ratio(ci[0])[1:]}, {fmt_ratio(ci[1])[1:]}]"
-
-
-def fmt_p(p: float | None) -> str:
-    if p is None or _missing(p):
-        return "—"
-    if p == 0:
-        return "0"
-    if p >= 0.001:
-        return f"{p:.3f}"
-    return f"{p:.1e}"
-
-
-def fmt_value(v: Any) -> str:
-    """A thresholds/options value as the user would type it."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return f"{v:g}"
-    if v is None:
-        return "—"
-    if isinstance(v, list | tuple | dict):
-        return json.dumps(v, sort_keys=True)
-    return str(v)
 
 
 @dataclass
@@ -253,30 +182,9 @@ class ReportView:
 # --------------------------------------------------------------------------- helpers
 
 
-def _liveness_counts(c: Capture) -> tuple[int, int]:
-    """(failed, checked) iterations over all runs; ``None`` entries were not checked."""
-    failed = checked = 0
-    for run in c.runs:
-        for ok in run.liveness:
-            if ok is None:
-                continue
-            checked += 1
-            if ok is False:
-                failed += 1
-    return failed, checked
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
 def _imported(old: Capture, new: Capture) -> bool:
     """Foreign captures (bpftrace): no regress tracer, spec or machine facts behind them."""
     return "import" in (old.machine.backend, new.machine.backend)
-
-
-def _iterations(c: Capture) -> int:
-    return sum(r.iterations for r in c.runs)
 
 
 def _probe_text(status: str, reason: str | None) -> str:
@@ -290,7 +198,7 @@ def _direction(d: Divergence) -> str:
         return "new"
     if d.cls == "vanished":
         return "gone"
-    if _missing(d.delta):
+    if missing(d.delta):
         return ""
     if d.delta > 0:
         return "up"
@@ -306,9 +214,8 @@ def _sentence(d: Divergence) -> str:
         label += " calls"
     elif d.kind == "tracepoint":
         label += " events"
-    parts = d.key.split(":")
-    if d.kind == "retval" and "returns" not in label and parts[-1].lstrip("-").isdigit():
-        label += f" ({bucket_values(int(parts[-1]))})"
+    if d.bucket is not None and "returns" not in label:
+        label += f" ({bucket_values(d.bucket)})"
     old, new = fmt_num(d.old.center), fmt_num(d.new.center)
     if d.cls == "absent":
         side = "old" if d.old.probe_status in ("absent", "failed") else "new"
@@ -324,21 +231,16 @@ def _sentence(d: Divergence) -> str:
 
 def _histogram(d: Divergence, old: Capture, new: Capture) -> list[HistBar]:
     """Per-iteration log2 return-value histogram of the row's syscall on both kernels."""
-    parts = d.key.split(":")
-    if d.kind != "retval" or len(parts) != 3:
+    if d.bucket is None:
         return []
-    name = parts[1]
-    try:
-        highlight = int(parts[2])
-    except ValueError:
-        highlight = None
+    name, highlight = d.name, d.bucket
 
     def hist(c: Capture) -> dict[int, float]:
         total: dict[int, int] = {}
         for run in c.runs:
             for bucket, n in run.retvals.get(name, {}).items():
                 total[int(bucket)] = total.get(int(bucket), 0) + n
-        its = _iterations(c) or 1
+        its = c.total_iterations or 1
         return {b: n / its for b, n in total.items()}
 
     ho, hn = hist(old), hist(new)
@@ -363,12 +265,20 @@ def _shown(d: Divergence, side: SideValues, c: Capture) -> str:
     if side.probe_status in ("absent", "failed"):
         return side.probe_status
     if d.kind == "liveness":
-        trials = sum(side.trials) if side.trials is not None else _iterations(c)
+        trials = sum(side.trials) if side.trials is not None else c.total_iterations
         return f"{sum(side.raw)}/{trials}"
     return fmt_num(side.center)
 
 
-def _row(rank: int, d: Divergence, old: Capture, new: Capture, codes: dict[str, int]) -> RowView:
+def _row(
+    rank: int,
+    d: Divergence,
+    result: DiffResult,
+    old: Capture,
+    new: Capture,
+    codes: dict[str, int],
+) -> RowView:
+    test_text = result.test_description(d.test)
     runs = [
         RunRow(
             index=str(i + 1),
@@ -385,9 +295,8 @@ def _row(rank: int, d: Divergence, old: Capture, new: Capture, codes: dict[str, 
         )
     ]
     remarks = [clean(n) for n in d.notes if n not in codes]
-    parts = d.key.split(":")
-    if d.kind == "retval" and len(parts) == 3 and parts[2].lstrip("-").isdigit():
-        remarks.insert(0, f"log2 bucket {parts[2]}: {bucket_values(int(parts[2]))}.")
+    if d.bucket is not None:
+        remarks.insert(0, f"log2 bucket {d.bucket}: {bucket_values(d.bucket)}.")
     notes = sorted({codes[n] for n in d.notes if n in codes})
     return RowView(
         rank=rank,
@@ -402,7 +311,7 @@ def _row(rank: int, d: Divergence, old: Capture, new: Capture, codes: dict[str, 
         ci=fmt_ci(d.ratio_ci),
         q=fmt_p(d.q),
         p=fmt_p(d.p),
-        test=TEST_DESCRIPTIONS.get(d.test, d.test),
+        test=test_text,
         significant=d.significant,
         regression=d.regression,
         direction=_direction(d),
@@ -417,9 +326,9 @@ def _row(rank: int, d: Divergence, old: Capture, new: Capture, codes: dict[str, 
         footnotes=notes,
         histogram=_histogram(d, old, new),
         sentence=_sentence(d),
-        sort_ratio=d.ratio if d.ratio is not None and not _missing(d.ratio) else 1e300,
-        sort_q=d.q if d.q is not None and not _missing(d.q) else 1.0,
-        exact=d.test == "exact" or d.q is None or _missing(d.q),
+        sort_ratio=d.ratio if d.ratio is not None and not missing(d.ratio) else 1e300,
+        sort_q=d.q if d.q is not None and not missing(d.q) else 1.0,
+        exact=d.test == "exact" or d.q is None or missing(d.q),
     )
 
 
@@ -432,7 +341,7 @@ def _env(old: Capture, new: Capture, result: DiffResult) -> list[EnvRow]:
     def runs(c: Capture) -> str:
         its = c.iterations_per_run
         shape = f"{len(c.runs)} of {c.requested_runs} runs"
-        shape += f" × {_plural(its, 'iteration')}" if its is not None else " (iterations vary)"
+        shape += f" × {plural(its, 'iteration')}" if its is not None else " (iterations vary)"
         return shape + ("" if c.complete else " — INCOMPLETE")
 
     def machine(c: Capture) -> str:
@@ -489,18 +398,10 @@ def _probes(old: Capture, new: Capture) -> list[ProbeRow]:
 
 
 def _lost(old: Capture, new: Capture) -> list[EnvRow]:
-    def totals(c: Capture) -> dict[str, int]:
-        t: dict[str, int] = {}
-        for r in c.runs:
-            for k, n in r.lost.items():
-                t[k] = t.get(k, 0) + n
-        return t
-
-    to, tn = totals(old), totals(new)
+    to, tn = old.lost_totals(), new.lost_totals()
     return [
         EnvRow(clean(k), str(to.get(k, 0)), str(tn.get(k, 0)), to.get(k, 0) != tn.get(k, 0))
         for k in sorted(set(to) | set(tn))
-        if to.get(k, 0) or tn.get(k, 0)
     ]
 
 
@@ -522,14 +423,6 @@ def _footnotes(result: DiffResult, old: Capture, new: Capture) -> list[Footnote]
         for n in c.notes:
             notes.append((f"note-{side}", f"{side} capture: {n}"))
     return [Footnote(i + 1, clean(code), clean(msg)) for i, (code, msg) in enumerate(notes)]
-
-
-def _fdr(thresholds: dict[str, Any]) -> str:
-    for k in _FDR_KEYS:
-        v = thresholds.get(k)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            return f"{v:g}"
-    return ""
 
 
 def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
@@ -573,8 +466,8 @@ def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
         argv += shared
         for opt, used in explicit.items():
             argv += [f"--{opt}", ",".join(used)]
-        if old.machine.cpus != 2 or old.machine.mem_mb != 2048:
-            argv += ["--cpus", str(old.machine.cpus), "--mem", str(old.machine.mem_mb)]
+        # The VM shape must match for the captures to compare: always spelled out.
+        argv += ["--cpus", str(old.machine.cpus), "--mem", str(old.machine.mem_mb)]
         if old.machine.backend == "vagrant":
             argv += ["--backend", "vagrant"]
         steps.append(("Boot both kernels in VMs, capture, diff and report in one go", argv))
@@ -603,129 +496,131 @@ def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
 # --------------------------------------------------------------------------- public
 
 
-def build_view(
-    result: DiffResult, old: Capture, new: Capture, *, max_rows: int = 50, more_rows: int = 100
-) -> ReportView:
-    """Everything both reports show, formatted and decided, from the differ's result."""
-    codes_list = _footnotes(result, old, new)
-    codes = {f.code: f.number for f in codes_list}
-    sig = [d for d in result.divergences if d.significant]
-    rest = [d for d in result.divergences if not d.significant]
-    rows = [_row(i + 1, d, old, new, codes) for i, d in enumerate(sig[:max_rows])]
-    extra = [_row(len(rows) + i + 1, d, old, new, codes) for i, d in enumerate(rest[:more_rows])]
-    hidden = max(0, len(sig) - max_rows) + max(0, len(rest) - more_rows)
+@dataclass(frozen=True)
+class _Facts:
+    """What the prose of a report is composed from, gathered once."""
 
-    workload = clean(old.workload.name)
-    ok, nk = clean(old.kernel.release), clean(new.kernel.release)
-    description = clean(str(old.workload.spec.get("description", "") or ""))
-    has_liveness = bool(old.workload.spec.get("liveness"))
+    workload: str
+    ok: str  # old kernel release
+    nk: str  # new kernel release
+    description: str
+    has_liveness: bool
+    fo: int  # liveness failures / checks, old and new
+    co: int
+    fn: int
+    cn: int
+    live: Divergence | None  # the significant liveness row, if any
+    top: RowView | None  # the top significant kernel-side row
+    n_sig: int
 
-    fo, co = _liveness_counts(old)
-    fn, cn = _liveness_counts(new)
-    live = next((d for d in sig if d.cls == "liveness"), None)
-    liveness = ""
-    if co or cn:
-        liveness = f"failed in {fn} of {cn} iterations on {nk} and {fo} of {co} on {ok}"
+    @property
+    def liveness_worse(self) -> bool:
+        return self.live is not None and self.fn > self.fo
 
-    kernel_rows = [r for r in rows if r.cls != "liveness"]
-    top = kernel_rows[0] if kernel_rows else None
-    n_reg = len(result.regressions)
-    if n_reg:
-        verdict, vclass = "Regression", "regression"
-    elif sig:
-        verdict, vclass = "Changed", "changed"
-    else:
-        verdict, vclass = "No significant change", "same"
 
-    if live is not None and fn > fo:
+def _verdict(result: DiffResult) -> tuple[str, str]:
+    if result.regressions:
+        return "Regression", "regression"
+    if result.significant:
+        return "Changed", "changed"
+    return "No significant change", "same"
+
+
+def _headline(f: _Facts, keys_tested: int) -> tuple[str, str]:
+    """(headline sentence, mail subject summary)."""
+    if f.liveness_worse:
         headline = (
-            f"After upgrading from {ok} to {nk}, {workload}'s liveness check fails in "
-            f"{fn} of {cn} iterations (was {fo} of {co})"
+            f"After upgrading from {f.ok} to {f.nk}, {f.workload}'s liveness check fails in "
+            f"{f.fn} of {f.cn} iterations (was {f.fo} of {f.co})"
         )
-        headline += f"; the top kernel-side change: {top.sentence}." if top else "."
-        subject = f"liveness check fails in {fn}/{cn} iterations"
-    elif top is not None:
-        headline = (
-            f"From {ok} to {nk}, {len(sig)} of {result.keys_tested} traced quantities of "
-            f"{workload} changed significantly; the largest: {top.sentence}."
+        headline += f"; the top kernel-side change: {f.top.sentence}." if f.top else "."
+        return headline, f"liveness check fails in {f.fn}/{f.cn} iterations"
+    if f.top is not None:
+        return (
+            f"From {f.ok} to {f.nk}, {f.n_sig} of {keys_tested} traced quantities of "
+            f"{f.workload} changed significantly; the largest: {f.top.sentence}.",
+            f.top.sentence.split(" (")[0],
         )
-        subject = top.sentence.split(" (")[0]
-    elif live is not None:
-        headline = (
-            f"From {ok} to {nk}, {workload}'s liveness check failure rate changed: "
-            f"{fn} of {cn} iterations (was {fo} of {co})."
+    if f.live is not None:
+        return (
+            f"From {f.ok} to {f.nk}, {f.workload}'s liveness check failure rate changed: "
+            f"{f.fn} of {f.cn} iterations (was {f.fo} of {f.co}).",
+            f"liveness failures {f.fo}/{f.co} -> {f.fn}/{f.cn}",
         )
-        subject = f"liveness failures {fo}/{co} -> {fn}/{cn}"
-    else:
-        headline = (
-            f"From {ok} to {nk}, none of the {result.keys_tested} traced quantities of "
-            f"{workload} changed beyond noise."
-        )
-        subject = "no significant divergence"
+    return (
+        f"From {f.ok} to {f.nk}, none of the {keys_tested} traced quantities of "
+        f"{f.workload} changed beyond noise.",
+        "no significant divergence",
+    )
 
-    # Summary paragraph: what ran, what failed, what the kernel does differently.
+
+def _summary(
+    f: _Facts, result: DiffResult, old: Capture, new: Capture, kernel_rows: list[RowView]
+) -> str:
+    """What ran, what failed, what the kernel does differently: one paragraph."""
     imported = _imported(old, new)
     its_o, its_n = old.iterations_per_run, new.iterations_per_run
     shape = (
-        f"{_plural(len(old.runs), 'run')} of {_plural(its_o or 0, 'iteration')}"
+        f"{plural(len(old.runs), 'run')} of {plural(its_o or 0, 'iteration')}"
         if its_o == its_n and len(old.runs) == len(new.runs)
         else "repeated runs"
     )
     if imported:
         summary = (
-            f"Both sides are bpftrace count maps ({workload}), imported as one run of "
+            f"Both sides are bpftrace count maps ({f.workload}), imported as one run of "
             "one iteration each."
         )
     else:
-        summary = f"I ran the {workload} workload"
-        summary += f" ({description})" if description else ""
+        summary = f"I ran the {f.workload} workload"
+        summary += f" ({f.description})" if f.description else ""
         summary += f" {shape} on each kernel under identical BPF tracers."
-    if liveness:
-        summary += f" Its liveness check {liveness}."
+    if f.co or f.cn:
+        summary += (
+            f" Its liveness check failed in {f.fn} of {f.cn} iterations on {f.nk} and "
+            f"{f.fo} of {f.co} on {f.ok}."
+        )
     if kernel_rows:
-        shown = kernel_rows[:3]
         where = "In the counts" if imported else "In the workload's process tree"
         summary += f" {where}, " + "; ".join(
-            f"{r.sentence} ({'exact' if r.exact else 'q=' + r.q})" for r in shown
+            f"{r.sentence} ({'exact' if r.exact else 'q=' + r.q})" for r in kernel_rows[:3]
         )
         summary += "."
-    fdr = _fdr(result.thresholds)
-    level = f" at FDR {fdr}" if fdr else ""
     summary += (
-        f" {len(sig)} of {result.keys_tested} measured quantities differ significantly{level}."
+        f" {f.n_sig} of {result.keys_tested} measured quantities differ significantly"
+        f" at FDR {result.thresholds.alpha:g}."
     )
+    return summary
 
-    if live is not None and fn > fo:
-        pct = 100.0 * fn / cn if cn else 0.0
-        impact = (
-            f"User-visible impact: the workload's own correctness check fails on {nk} "
-            f"in {fn} of {cn} iterations ({pct:.1f}%)"
+
+def _impact(f: _Facts) -> str:
+    changed = "; the divergences are changes in what the kernel does for it." if f.n_sig else "."
+    if f.liveness_worse:
+        pct = 100.0 * f.fn / f.cn if f.cn else 0.0
+        return (
+            f"User-visible impact: the workload's own correctness check fails on {f.nk} "
+            f"in {f.fn} of {f.cn} iterations ({pct:.1f}%)."
         )
-        impact += "."
-    elif has_liveness:
-        impact = (
+    if f.has_liveness:
+        return (
             "No user-visible failure: the workload's liveness check behaves the same on "
-            "both kernels"
-            + ("; the divergences are changes in what the kernel does for it." if sig else ".")
+            "both kernels" + changed
         )
-    else:
-        impact = (
-            "The workload has no liveness check, so user-visible impact is not measured"
-            + ("; the divergences are changes in what the kernel does for it." if sig else ".")
-        )
+    return "The workload has no liveness check, so user-visible impact is not measured" + changed
 
-    cfg_rows, cfg_note = _config(old, new)
-    spec_text = [
-        BpfProgram("workload spec", clean(json.dumps(old.workload.spec, indent=2, sort_keys=True)))
-    ]
+
+def _programs(old: Capture, new: Capture) -> tuple[list[BpfProgram], list[BpfProgram]]:
+    """(workload spec texts, BPF program texts): one of each when both sides agree."""
+
+    def spec(c: Capture) -> str:
+        return clean(json.dumps(c.workload.spec, indent=2, sort_keys=True))
+
     if new.workload.hash != old.workload.hash:
-        spec_text = [
-            BpfProgram("old workload spec", spec_text[0].text),
-            BpfProgram(
-                "new workload spec",
-                clean(json.dumps(new.workload.spec, indent=2, sort_keys=True)),
-            ),
+        specs = [
+            BpfProgram("old workload spec", spec(old)),
+            BpfProgram("new workload spec", spec(new)),
         ]
+    else:
+        specs = [BpfProgram("workload spec", spec(old))]
     if old.tracer.fingerprint == new.tracer.fingerprint:
         bpf = [
             BpfProgram(
@@ -736,10 +631,50 @@ def build_view(
         ]
     else:
         bpf = [
-            BpfProgram(f"old kernel ({ok})", clean(old.tracer.bpf_text)),
-            BpfProgram(f"new kernel ({nk})", clean(new.tracer.bpf_text)),
+            BpfProgram(f"old kernel ({clean(old.kernel.release)})", clean(old.tracer.bpf_text)),
+            BpfProgram(f"new kernel ({clean(new.kernel.release)})", clean(new.tracer.bpf_text)),
         ]
-    tests_used = [TEST_DESCRIPTIONS.get(t, t) for t in sorted({d.test for d in result.divergences})]
+    return specs, bpf
+
+
+# --------------------------------------------------------------------------- public
+
+
+def build_view(
+    result: DiffResult, old: Capture, new: Capture, *, max_rows: int = 50, more_rows: int = 100
+) -> ReportView:
+    """Everything both reports show, formatted and decided, from the differ's result."""
+    footnotes = _footnotes(result, old, new)
+    codes = {f.code: f.number for f in footnotes}
+    sig = [d for d in result.divergences if d.significant]
+    rest = [d for d in result.divergences if not d.significant]
+    rows = [_row(i + 1, d, result, old, new, codes) for i, d in enumerate(sig[:max_rows])]
+    extra = [
+        _row(len(rows) + i + 1, d, result, old, new, codes) for i, d in enumerate(rest[:more_rows])
+    ]
+    hidden = max(0, len(sig) - max_rows) + max(0, len(rest) - more_rows)
+    kernel_rows = [r for r in rows if r.cls != "liveness"]
+    fo, co = old.liveness_totals()
+    fn, cn = new.liveness_totals()
+    facts = _Facts(
+        workload=clean(old.workload.name),
+        ok=clean(old.kernel.release),
+        nk=clean(new.kernel.release),
+        description=clean(str(old.workload.spec.get("description", "") or "")),
+        has_liveness=bool(old.workload.spec.get("liveness")),
+        fo=fo,
+        co=co,
+        fn=fn,
+        cn=cn,
+        live=next((d for d in sig if d.cls == "liveness"), None),
+        top=kernel_rows[0] if kernel_rows else None,
+        n_sig=len(sig),
+    )
+    verdict, vclass = _verdict(result)
+    headline, subject = _headline(facts, result.keys_tested)
+    cfg_rows, cfg_note = _config(old, new)
+    spec_text, bpf = _programs(old, new)
+    used = {d.test for d in result.divergences}
     aa = ""
     if result.aa_false_positives is not None:
         aa = (
@@ -748,24 +683,28 @@ def build_view(
             "thresholds; that is the measured false-positive level of this setup."
         )
     return ReportView(
-        title=f"{workload}: {ok} → {nk}",
-        workload=workload,
-        description=description,
-        old_kernel=ok,
-        new_kernel=nk,
+        title=f"{facts.workload}: {facts.ok} → {facts.nk}",
+        workload=facts.workload,
+        description=facts.description,
+        old_kernel=facts.ok,
+        new_kernel=facts.nk,
         verdict=verdict,
         verdict_class=vclass,
         headline=headline,
-        summary=summary,
-        impact=impact,
+        summary=_summary(facts, result, old, new, kernel_rows),
+        impact=_impact(facts),
         subject_summary=subject,
-        liveness=liveness,
+        liveness=(
+            f"failed in {fn} of {cn} iterations on {facts.nk} and {fo} of {co} on {facts.ok}"
+            if co or cn
+            else ""
+        ),
         rows=rows,
         more_rows=extra,
         hidden_rows=hidden,
         keys_tested=result.keys_tested,
         n_significant=len(sig),
-        n_regressions=n_reg,
+        n_regressions=len(result.regressions),
         env=_env(old, new, result),
         config_rows=cfg_rows,
         config_note=cfg_note,
@@ -773,21 +712,22 @@ def build_view(
         spec_text=spec_text,
         probes=_probes(old, new),
         lost=_lost(old, new),
-        footnotes=codes_list,
-        tests_used=tests_used,
+        footnotes=footnotes,
+        tests_used=[t.description for t in result.tests if t.name in used]
+        + ([result.test_description("none")] if "none" in used else []),
         method_intro=(
             "Both sides are foreign count maps (bpftrace), each imported as one run of one "
             "iteration; regress did not trace them, so only the counts are compared."
-            if imported
+            if _imported(old, new)
             else "Both kernels ran the same workload spec under the same generated BPF "
             "program (same tracer fingerprint), counting only the workload's process tree. "
             "Counts are normalised per iteration."
         ),
         thresholds=[
             EnvRow(clean(k), clean(fmt_value(v)), "", False)
-            for k, v in sorted(result.thresholds.items())
+            for k, v in sorted(result.thresholds.as_dict().items())
         ],
-        fdr=fdr,
+        fdr=f"{result.thresholds.alpha:g}",
         aa=aa,
         repro=_repro(result, old, new),
         bpf=bpf,

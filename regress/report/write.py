@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from regress.capture import Capture, atomic_write_text
-from regress.diffmodel import DiffResult
+from regress.model.capture import Capture, atomic_write_text
+from regress.model.result import DiffResult
 
 
 def write_reports(

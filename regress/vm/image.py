@@ -73,8 +73,9 @@ def _run(argv: list[str], *, what: str, timeout: float | None = None) -> None:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
-        raise EnvironmentProblem(f"{argv[0]} not found (needed to {what})",
-                                 hint="run scripts/setup.sh") from None
+        raise EnvironmentProblem(
+            f"{argv[0]} not found (needed to {what})", hint="run scripts/setup.sh"
+        ) from None
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-4:]
         raise EnvironmentProblem(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
@@ -117,9 +118,24 @@ def _mkfs_from_dir(src: Path, out: Path, *, label: str, spare_mb: int) -> None:
     with open(tmp, "wb") as fh:
         fh.truncate(size_mb * 2**20)
     _run(
-        ["mkfs.ext4", "-q", "-F", "-L", label, "-O", "^has_journal", "-E",
-         "lazy_itable_init=1", "-m", "0", "-N", str(int(inodes * 1.2) + 1024),
-         "-d", str(src), str(tmp)],
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            label,
+            "-O",
+            "^has_journal",
+            "-E",
+            "lazy_itable_init=1",
+            "-m",
+            "0",
+            "-N",
+            str(int(inodes * 1.2) + 1024),
+            "-d",
+            str(src),
+            str(tmp),
+        ],
         what=f"mkfs.ext4 -d {src}",
     )
     os.replace(tmp, out)
@@ -149,15 +165,26 @@ def _build_root_image() -> RootImage:
         mirror = os.environ.get(MIRROR_ENV, DEFAULT_MIRROR)
         include = ",".join(RECIPE["include"])  # type: ignore[arg-type]
         _run(
-            ["debootstrap", f"--variant={RECIPE['variant']}", f"--include={include}",
-             str(RECIPE["suite"]), str(root), mirror],
+            [
+                "debootstrap",
+                f"--variant={RECIPE['variant']}",
+                f"--include={include}",
+                str(RECIPE["suite"]),
+                str(root),
+                mirror,
+            ],
             what="debootstrap the guest root",
         )
         for mp in RECIPE["mountpoints"]:  # type: ignore[attr-defined]
             (root / str(mp)).mkdir(parents=True, exist_ok=True)
         # Shrink: package caches and docs are never used in the guest.
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc",
-                     "usr/share/man", "usr/share/locale"):
+        for junk in (
+            "var/cache/apt/archives",
+            "var/lib/apt/lists",
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/locale",
+        ):
             p = root / junk
             if p.is_dir():
                 shutil.rmtree(p)
@@ -257,8 +284,10 @@ def _modules_in_order(modules_dir: Path, names: tuple[str, ...]) -> list[str]:
         if key in by_name:
             add(by_name[key])
         elif key not in builtin:
-            raise EnvironmentProblem(f"kernel modules in {modules_dir}: no module {name} "
-                                     "(and it is not built in): cannot see virtio disks")
+            raise EnvironmentProblem(
+                f"kernel modules in {modules_dir}: no module {name} "
+                "(and it is not built in): cannot see virtio disks"
+            )
     # modules.dep lists deps so that the first must load last; add() reversed them already.
     return order
 
@@ -290,8 +319,10 @@ def initramfs_path(kernel: Kernel) -> tuple[Path, str, list[str]]:
     """Where the kernel's initramfs is cached (named by content hash), busybox, modules."""
     busybox = shutil.which("busybox") or "/bin/busybox"
     if not Path(busybox).is_file():
-        raise EnvironmentProblem("busybox not found (needed for the guest initramfs)",
-                                 hint="run scripts/setup.sh (busybox-static)")
+        raise EnvironmentProblem(
+            "busybox not found (needed for the guest initramfs)",
+            hint="run scripts/setup.sh (busybox-static)",
+        )
     mods = _modules_in_order(kernel.modules_dir, INITRAMFS_MODULES)
     h = hashlib.sha256(
         (INIT_SCRIPT + "\n".join(mods) + str(Path(busybox).stat().st_size)).encode()

@@ -130,8 +130,12 @@ class Available:
 def available_debian() -> list[Available]:
     """Cloud kernels apt knows about, with whether matching headers exist."""
     out = _run(
-        ["apt-cache", "--names-only", "search",
-         r"^linux-(image|headers)-[0-9.]+-[0-9]+-cloud-amd64$"],
+        [
+            "apt-cache",
+            "--names-only",
+            "search",
+            r"^linux-(image|headers)-[0-9.]+-[0-9]+-cloud-amd64$",
+        ],
         what="list Debian kernels",
     )
     images: set[str] = set()
@@ -170,8 +174,7 @@ def _release_key(release: str) -> tuple[int, ...]:
 def _package_versions(packages: list[str]) -> dict[str, str]:
     """Candidate versions of the packages apt knows (unknown ones are left out)."""
     try:
-        out = _run(["apt-cache", "show", "--no-all-versions", *sorted(packages)],
-                   what="query apt")
+        out = _run(["apt-cache", "show", "--no-all-versions", *sorted(packages)], what="query apt")
     except EnvironmentProblem:
         if len(packages) <= 1:
             return {}
@@ -243,7 +246,6 @@ def cached(release: str) -> Kernel | None:
     return _load_entry(kernels_dir() / release)
 
 
-
 @contextlib.contextmanager
 def _staged_entry(dest: Path, meta: dict[str, Any]) -> Iterator[Path]:
     """Build a cache entry in a temp dir beside ``dest``; swap it in only when complete,
@@ -259,6 +261,7 @@ def _staged_entry(dest: Path, meta: dict[str, Any]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
 
 def fetch_debian(ref: str) -> Kernel:
     """Download and unpack a Debian cloud kernel, its modules and headers (cached)."""
@@ -297,8 +300,13 @@ def _fetch_debian(ref: str, release: str) -> Kernel:
     packages = [f"{image_pkg}={version}", *(f"{p}={version}" for p in header_pkgs), kbuild]
 
     dest = kernels_dir() / release
-    meta = {"label": f"debian:{release}", "release": release, "version": version,
-            "source": "debian", "packages": packages}
+    meta = {
+        "label": f"debian:{release}",
+        "release": release,
+        "version": version,
+        "source": "debian",
+        "packages": packages,
+    }
     with _staged_entry(dest, meta) as tmp:
         debs = tmp / "debs"
         debs.mkdir()
@@ -370,18 +378,25 @@ def from_paths(bzimage: Path, modules: Path, headers: Path | None, *, label: str
         return _from_paths(bzimage, modules, headers, label, release, entry, key)
 
 
-def _from_paths(bzimage: Path, modules: Path, headers: Path | None, label: str, release: str,
-                entry: Path, key: str) -> Kernel:
+def _from_paths(
+    bzimage: Path,
+    modules: Path,
+    headers: Path | None,
+    label: str,
+    release: str,
+    entry: Path,
+    key: str,
+) -> Kernel:
     hit = _load_entry(entry)
     if hit is not None:
         return hit
-    meta = {"label": label or str(bzimage), "release": release, "version": "",
-            "source": "paths"}
+    meta = {"label": label or str(bzimage), "release": release, "version": "", "source": "paths"}
     with _staged_entry(entry, meta) as tmp:
         shutil.copy2(bzimage, tmp / "vmlinuz")
         mod_dest = tmp / "tree" / "lib" / "modules" / release
-        shutil.copytree(modules, mod_dest, symlinks=True,
-                        ignore=shutil.ignore_patterns("build", "source"))
+        shutil.copytree(
+            modules, mod_dest, symlinks=True, ignore=shutil.ignore_patterns("build", "source")
+        )
         if headers is not None:
             headers = Path(headers)
             hdest = tmp / "tree" / "usr" / "src" / f"linux-headers-{release}"

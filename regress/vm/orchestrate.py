@@ -1,4 +1,4 @@
-"""``regress run``: old and new kernel, each booted in a VM, one capture each, diff, report.
+"""The QEMU backend: old and new kernel, each booted in a VM, one capture each.
 
 Steps: resolve/fetch both kernels, build (or reuse) the guest image, then per kernel one
 boot running all runs (or ``fresh_boot_per_run``: one boot per run), merging the runs
@@ -7,84 +7,36 @@ when complete; what a failed boot did finish is kept as ``<side>.partial.json`` 
 ``complete`` flag is False), and the other kernel's finished capture is kept as well.
 
 Core code: reports progress through a callback and raises ``regress.errors`` classes.
+Diffing and rendering are the pipeline's (``regress.gate.pipeline``), not this module's.
 """
 
 from __future__ import annotations
 
-import importlib
-import re
+import shlex
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from regress import errors
-from regress.agent import spec_to_job
-from regress.capture import (
-    Capture,
-    MachineInfo,
-    capture_from_dict,
-    save_capture,
+from regress.errors import RegressError, VMError
+from regress.model.capture import MachineInfo, save_capture
+from regress.model.events import Event, Progress, ignore
+from regress.model.workload import WorkloadSpec
+from regress.vm import backend, image, kernels, qemu
+from regress.vm.backend import (
+    CapturePair,
+    KernelPaths,
+    RunOptions,
+    default_cpus,
+    guest_job,
+    load_workload,
+    merge_boots,
+    out_dir_for,
+    validate,
 )
-from regress.errors import RegressError, UsageError, VMError
-from regress.vm import image, kernels, qemu
 from regress.vm.kernels import Kernel
-from regress.workload import WorkloadSpec, resolve_workload
-
-DEFAULT_OLD = "debian:6.1.0-47-cloud-amd64"
-DEFAULT_NEW = "debian:6.1.0-56-cloud-amd64"
-DEFAULT_WORKLOAD = "ps-loop"
-DEFAULT_RUNS = 5
-
-Progress = Callable[[dict[str, Any]], None]
-
-
-def default_cpus() -> int:
-    """vCPUs per guest: 1 on hosts with < 4 cores, else 2.
-
-    Old and new boot in parallel and a TCG vCPU keeps a host core busy; on this 2-core
-    machine one vCPU per guest used 25% less host CPU for the same ps-loop runs (28 vs
-    37 s user, 2026-11-24) and never waits for a descheduled sibling vCPU.
-    """
-    import os
-
-    return 1 if (os.cpu_count() or 1) < 4 else 2
-
-
-@dataclass(frozen=True)
-class KernelPaths:
-    """A user-built kernel given as paths."""
-
-    bzimage: Path
-    modules: Path
-    headers: Path | None = None
-
-
-@dataclass
-class RunOptions:
-    old: str = DEFAULT_OLD
-    new: str = DEFAULT_NEW
-    old_paths: KernelPaths | None = None
-    new_paths: KernelPaths | None = None
-    workload: str = DEFAULT_WORKLOAD
-    runs: int = DEFAULT_RUNS
-    iterations: int | None = None
-    functions: list[str] | None = None
-    tracepoints: list[str] | None = None
-    fresh_boot_per_run: bool = False
-    timeout_s: float | None = None  # per boot; None: derived from the workload
-    out_dir: Path | None = None
-    accel: str = "auto"
-    cpus: int = field(default_factory=lambda: default_cpus())
-    mem_mb: int = 2048
-    append: list[str] = field(default_factory=list)
-    parallel: bool = True  # boot old and new at the same time (each VM keeps its own CPUs)
-    # Positive control (regress selftest): ``regress.faults.FaultSpec.to_job()``, loaded by
-    # the agent in the NEW kernel's guests only and recorded in that capture's notes.
-    fault: dict[str, Any] | None = None
 
 
 @dataclass
@@ -95,35 +47,6 @@ class Side:
     ref: str
     paths: KernelPaths | None
     kernel: Kernel | None = None
-
-
-@dataclass
-class RunOutcome:
-    out_dir: Path
-    captures: dict[str, Path]
-    diff: Any = None
-    reports: dict[str, Path] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    wall_s: float = 0.0
-    boots: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _release_hint(ref: str) -> str:
-    m = re.match(r"^debian:(\d+\.\d+\.\d+-\d+)", ref)
-    return m.group(1) if m else re.sub(r"[^A-Za-z0-9.-]+", "_", Path(ref).name)[:40]
-
-
-def default_out_dir(opts: RunOptions, spec_name: str) -> Path:
-    old = _release_hint(str(opts.old_paths.bzimage) if opts.old_paths else opts.old)
-    new = _release_hint(str(opts.new_paths.bzimage) if opts.new_paths else opts.new)
-    return Path("reports") / f"{spec_name}-{old}-vs-{new}"
-
-
-def load_workload(opts: RunOptions) -> WorkloadSpec:
-    spec = resolve_workload(opts.workload)
-    if opts.iterations is not None:
-        spec = spec.with_iterations(opts.iterations)
-    return spec
 
 
 def boot_timeout(opts: RunOptions, spec: WorkloadSpec, runs_in_boot: int) -> float:
@@ -137,54 +60,47 @@ def boot_timeout(opts: RunOptions, spec: WorkloadSpec, runs_in_boot: int) -> flo
     return 180.0 + runs_in_boot * (30.0 + spec.iterations * 1.0)
 
 
-def validate(opts: RunOptions) -> None:
-    if opts.runs < 1:
-        raise UsageError("--runs must be at least 1")
-    if opts.cpus < 1 or opts.mem_mb < 256:
-        raise UsageError("--cpus must be >= 1 and --mem >= 256 (MB)")
-    if opts.timeout_s is not None and opts.timeout_s <= 0:
-        raise UsageError("--timeout must be positive")
-    if opts.accel not in ("auto", "kvm", "tcg"):
-        raise UsageError("--accel must be auto, kvm or tcg")
-    for ref, paths in ((opts.old, opts.old_paths), (opts.new, opts.new_paths)):
-        if paths is None:
-            kernels.parse_debian_ref(ref)
-
-
 def _kernel_for(side: Side, progress: Progress) -> Kernel:
     if side.paths is not None:
-        progress({"kind": "stage", "side": side.name, "message": f"{side.name}: kernel from paths"})
-        return kernels.from_paths(side.paths.bzimage, side.paths.modules, side.paths.headers,
-                                  label=str(side.paths.bzimage))
+        progress(Event("stage", side=side.name, message=f"{side.name}: kernel from paths"))
+        return kernels.from_paths(
+            side.paths.bzimage,
+            side.paths.modules,
+            side.paths.headers,
+            label=str(side.paths.bzimage),
+        )
     release = kernels.resolve_release(side.ref)
     hit = kernels.cached(release)
     if hit is not None:
         return hit
-    progress({"kind": "stage", "side": side.name, "message": f"fetching {side.ref} with apt"})
+    progress(Event("stage", side=side.name, message=f"fetching {side.ref} with apt"))
     return kernels.fetch_debian(side.ref)
 
 
 def _machine(opts: RunOptions, accel: str) -> MachineInfo:
-    return MachineInfo(backend="qemu", arch="x86_64", cpus=opts.cpus, mem_mb=opts.mem_mb,
-                       accel=accel, hostname="regress-guest")
+    return MachineInfo(
+        backend="qemu",
+        arch="x86_64",
+        cpus=opts.cpus,
+        mem_mb=opts.mem_mb,
+        accel=accel,
+        hostname="regress-guest",
+    )
 
 
-def _job(opts: RunOptions, spec: WorkloadSpec, machine: MachineInfo, runs: int,
-         boot: int) -> dict[str, Any]:
-    return {
-        "kind": "capture",
-        "boot": boot,
-        "runs": runs,
-        "workload": spec_to_job(spec),
-        "functions": opts.functions,
-        "tracepoints": opts.tracepoints,
-        "machine": {**machine.shape(), "hostname": machine.hostname},
-    }
-
-
-def boot_config(opts: RunOptions, kernel: Kernel, root: Path, work: Path, side: str,
-                boot: int, accel: str, timeout_s: float, *, initrd: Path | None = None,
-                kdisk: Path | None = None) -> qemu.BootConfig:
+def boot_config(
+    opts: RunOptions,
+    kernel: Kernel,
+    root: Path,
+    work: Path,
+    side: str,
+    boot: int,
+    accel: str,
+    timeout_s: float,
+    *,
+    initrd: Path | None = None,
+    kdisk: Path | None = None,
+) -> qemu.BootConfig:
     return qemu.BootConfig(
         kernel=kernel,
         root_image=root,
@@ -201,9 +117,16 @@ def boot_config(opts: RunOptions, kernel: Kernel, root: Path, work: Path, side: 
     )
 
 
-def boot_command(kernel: Kernel, command: list[str], work: Path, *, timeout: float = 600,
-                 append: list[str] | None = None, what: str = "command boot",
-                 cpus: int | None = None) -> qemu.BootResult:
+def boot_command(
+    kernel: Kernel,
+    command: list[str],
+    work: Path,
+    *,
+    timeout: float = 600,
+    append: list[str] | None = None,
+    what: str = "command boot",
+    cpus: int | None = None,
+) -> qemu.BootResult:
     """Boot ``kernel`` once and run ``command`` in the guest (benchmarks, guest-side tests).
 
     The result's ``result["command"]`` holds rc/stdout/stderr; a panic, hang or agent
@@ -211,10 +134,19 @@ def boot_command(kernel: Kernel, command: list[str], work: Path, *, timeout: flo
     """
     root = image.build_root_image()
     opts = RunOptions(cpus=cpus or default_cpus(), append=list(append or []))
-    cfg = boot_config(opts, kernel, root.path, work, "command", 0, qemu.choose_accel().name,
-                      timeout, initrd=image.initramfs(kernel), kdisk=image.kernel_disk(kernel))
-    qemu.write_job_disk(cfg.job_disk, {"kind": "command", "command": command,
-                                       "timeout_s": timeout})
+    cfg = boot_config(
+        opts,
+        kernel,
+        root.path,
+        work,
+        "command",
+        0,
+        qemu.choose_accel().name,
+        timeout,
+        initrd=image.initramfs(kernel),
+        kdisk=image.kernel_disk(kernel),
+    )
+    qemu.write_job_disk(cfg.job_disk, {"kind": "command", "command": command, "timeout_s": timeout})
     qemu.new_result_disk(cfg.result_disk)
     res = qemu.boot(cfg)
     failure = qemu.failure_of(res, what=what)
@@ -233,24 +165,17 @@ def _agent_error(result: dict[str, Any], what: str, log: Path) -> RegressError:
     return cls(message, hint=err.get("hint"))
 
 
-def merge_boots(parts: list[tuple[int, dict[str, Any]]], requested: int,
-                source: str) -> Capture | None:
-    """One capture from the per-boot captures, runs renumbered and tagged with their boot."""
-    base: Capture | None = None
-    for boot, doc in parts:
-        cap = capture_from_dict(doc, source=f"{source} boot {boot}")
-        if base is None:
-            base = replace(cap, runs=[], requested_runs=requested)
-        elif cap.tracer.fingerprint != base.tracer.fingerprint:
-            raise VMError(f"{source}: boot {boot} ran a different tracer than boot 0")
-        for run in cap.runs:
-            base.runs.append(replace(run, index=len(base.runs), boot=boot))
-    return base
-
-
-def run_side(opts: RunOptions, spec: WorkloadSpec, side: Side, root: Path, out_dir: Path,
-             accel: qemu.Accel, progress: Progress, boots_log: list[dict[str, Any]],
-             cancel: threading.Event | None = None) -> Path:
+def run_side(
+    opts: RunOptions,
+    spec: WorkloadSpec,
+    side: Side,
+    root: Path,
+    out_dir: Path,
+    accel: qemu.Accel,
+    progress: Progress,
+    boots_log: list[dict[str, Any]],
+    cancel: threading.Event | None = None,
+) -> Path:
     """All boots of one kernel; returns the path of its complete capture."""
     assert side.kernel is not None
     kernel = side.kernel
@@ -265,28 +190,53 @@ def run_side(opts: RunOptions, spec: WorkloadSpec, side: Side, root: Path, out_d
     extra = {"boot-config": config.read_bytes()} if config.is_file() else {}
     done_runs = 0
     for boot, nruns in enumerate(per_boot):
-        cfg = boot_config(opts, kernel, root, logs, side.name, boot, accel.name,
-                          boot_timeout(opts, spec, nruns), initrd=initrd, kdisk=kdisk)
-        job = _job(opts, spec, machine, nruns, boot)
+        cfg = boot_config(
+            opts,
+            kernel,
+            root,
+            logs,
+            side.name,
+            boot,
+            accel.name,
+            boot_timeout(opts, spec, nruns),
+            initrd=initrd,
+            kdisk=kdisk,
+        )
+        job = guest_job(opts, spec, machine, nruns, boot)
         if opts.fault is not None and side.name == "new":
             job["fault"] = opts.fault
         qemu.write_job_disk(cfg.job_disk, job, extra=extra)
         qemu.new_result_disk(cfg.result_disk)
         what = f"{side.name} kernel {kernel.release} boot {boot}"
-        progress({"kind": "boot", "side": side.name, "boot": boot, "boots": len(per_boot),
-                  "release": kernel.release, "console_log": str(cfg.console_log)})
+        progress(
+            Event(
+                "boot",
+                side=side.name,
+                boot=boot,
+                boots=len(per_boot),
+                release=kernel.release,
+                path=str(cfg.console_log),
+            )
+        )
         base_runs = done_runs
 
-        def relay(ev: dict[str, Any], _side: str = side.name, _base: int = base_runs) -> None:
-            if ev.get("kind") == "saved":
-                progress({"kind": "run", "side": _side,
-                          "runs_done": _base + int(ev.get("runs", 0)), "runs": opts.runs})
-            elif ev.get("kind") == "agent-ready":
-                progress({"kind": "agent-ready", "side": _side})
+        def relay(ev: Event, _side: str = side.name, _base: int = base_runs) -> None:
+            # The guest counts its own boot's runs; the comparison counts all of them.
+            if ev.kind == "saved":
+                progress(ev.on_side(_side, runs_done=_base + ev.runs_done, runs=opts.runs))
+            else:
+                progress(ev.on_side(_side))
 
         res = qemu.boot(cfg, on_event=relay, cancel=cancel)
-        boots_log.append({"side": side.name, "boot": boot, "wall_s": round(res.wall_s, 2),
-                          "agent_ready_s": res.agent_ready_s, "console_log": str(cfg.console_log)})
+        boots_log.append(
+            {
+                "side": side.name,
+                "boot": boot,
+                "wall_s": round(res.wall_s, 2),
+                "agent_ready_s": res.agent_ready_s,
+                "console_log": str(cfg.console_log),
+            }
+        )
         cfg.job_disk.unlink(missing_ok=True)
         result = res.result or {}
         if result.get("capture"):
@@ -298,15 +248,19 @@ def run_side(opts: RunOptions, spec: WorkloadSpec, side: Side, root: Path, out_d
         if failure is None:
             got = len((result.get("capture") or {}).get("runs", []))
             if got < nruns:
-                failure = VMError(f"{what}: the agent finished with {got} of {nruns} runs; "
-                                  f"console log: {cfg.console_log}")
+                failure = VMError(
+                    f"{what}: the agent finished with {got} of {nruns} runs; "
+                    f"console log: {cfg.console_log}"
+                )
         if failure is not None:
             partial = merge_boots(parts, opts.runs, f"{side.name} capture")
             if partial is not None and partial.runs:
                 path = out_dir / f"{side.name}.partial.json"
                 save_capture(partial, path)
-                failure.message += f" (partial capture with {len(partial.runs)} of " \
-                                   f"{opts.runs} runs kept as {path})"
+                failure.message += (
+                    f" (partial capture with {len(partial.runs)} of "
+                    f"{opts.runs} runs kept as {path})"
+                )
             raise failure
         done_runs += nruns
     capture = merge_boots(parts, opts.runs, f"{side.name} capture")
@@ -315,31 +269,6 @@ def run_side(opts: RunOptions, spec: WorkloadSpec, side: Side, root: Path, out_d
     save_capture(capture, path)
     (out_dir / f"{side.name}.partial.json").unlink(missing_ok=True)
     return path
-
-
-def diff_and_report(old: Path, new: Path, out_dir: Path) -> tuple[Any, dict[str, Path], list[str]]:
-    """Diff + HTML/text reports with the differ and report modules, when present."""
-    from regress.capture import atomic_write_text, load_capture
-
-    try:
-        differ = importlib.import_module("regress.differ")
-    except ModuleNotFoundError:
-        return None, {}, ["no diff: regress.differ is not available in this build"]
-    old_cap, new_cap = load_capture(old), load_capture(new)
-    result = differ.diff_captures(old_cap, new_cap, old_path=str(old), new_path=str(new))
-    reports: dict[str, Path] = {}
-    notes: list[str] = []
-    for modname, func, fname in (("regress.report.html", "render_html", "report.html"),
-                                 ("regress.report.text", "render_text", "report.txt")):
-        try:
-            render = getattr(importlib.import_module(modname), func)
-        except (ModuleNotFoundError, AttributeError):
-            notes.append(f"no {fname}: {modname}.{func} is not available in this build")
-            continue
-        path = out_dir / fname
-        atomic_write_text(path, render(result, old_cap, new_cap))
-        reports[fname.split(".")[1]] = path
-    return result, reports, notes
 
 
 def probe_kvm(kernel: Kernel, root: Path, logs: Path) -> qemu.Accel:
@@ -366,8 +295,11 @@ def probe_kvm(kernel: Kernel, root: Path, logs: Path) -> qemu.Accel:
     cfg.job_disk.unlink(missing_ok=True)
     cfg.result_disk.unlink(missing_ok=True)
     failure = qemu.failure_of(res, what="KVM probe boot")
-    accel = (qemu.Accel("kvm", "a stock kernel booted under KVM") if failure is None else
-             qemu.Accel("tcg", f"KVM probe boot failed: {failure.one_line()[:200]}"))
+    accel = (
+        qemu.Accel("kvm", "a stock kernel booted under KVM")
+        if failure is None
+        else qemu.Accel("tcg", f"KVM probe boot failed: {failure.one_line()[:200]}")
+    )
     verdict.parent.mkdir(parents=True, exist_ok=True)
     verdict.write_text(json.dumps({"name": accel.name, "reason": accel.reason}) + "\n")
     return accel
@@ -377,83 +309,103 @@ def dry_run_lines(opts: RunOptions) -> list[str]:
     """What ``regress run`` would do, with the exact QEMU commands; fetches and builds nothing."""
     validate(opts)
     spec = load_workload(opts)
-    out_dir = opts.out_dir or default_out_dir(opts, spec.name)
+    out_dir = out_dir_for(opts)
     accel = qemu.choose_accel(opts.accel)
     root = image.cached_root_image()
-    lines = [f"# workload {spec.name}: {opts.runs} runs x {spec.iterations} iterations; "
-             f"accel {accel.name} ({accel.reason})"]
+    lines = [
+        f"# workload {spec.name}: {opts.runs} runs x {spec.iterations} iterations; "
+        f"accel {accel.name} ({accel.reason})"
+    ]
     if root is None:
-        lines.append(f"# would build the guest image (recipe {image.recipe_hash()}) under "
-                     f"{image.images_dir()}")
+        lines.append(
+            f"# would build the guest image (recipe {image.recipe_hash()}) under "
+            f"{image.images_dir()}"
+        )
         root_path = image.images_dir() / image.recipe_hash() / "root.ext4"
     else:
         root_path = root.path
     per_boot = [1] * opts.runs if opts.fresh_boot_per_run else [opts.runs]
     for name, ref, paths in (("old", opts.old, opts.old_paths), ("new", opts.new, opts.new_paths)):
         if paths is not None:
-            kernel = Kernel(label=str(paths.bzimage), release=paths.modules.name,
-                            vmlinuz=paths.bzimage, tree=paths.modules.parent.parent.parent,
-                            source="paths")
+            kernel = Kernel(
+                label=str(paths.bzimage),
+                release=paths.modules.name,
+                vmlinuz=paths.bzimage,
+                tree=paths.modules.parent.parent.parent,
+                source="paths",
+            )
             initrd = Path("<initramfs built from the modules dir>")
         else:
             release = kernels.resolve_release(ref)
             hit = kernels.cached(release)
             if hit is None:
-                lines.append(f"# would fetch {ref} with apt-get download into "
-                             f"{kernels.kernels_dir() / release}")
-                kernel = Kernel(label=ref, release=release,
-                                vmlinuz=kernels.kernels_dir() / release / "vmlinuz",
-                                tree=kernels.kernels_dir() / release / "tree")
+                lines.append(
+                    f"# would fetch {ref} with apt-get download into "
+                    f"{kernels.kernels_dir() / release}"
+                )
+                kernel = Kernel(
+                    label=ref,
+                    release=release,
+                    vmlinuz=kernels.kernels_dir() / release / "vmlinuz",
+                    tree=kernels.kernels_dir() / release / "tree",
+                )
                 initrd = kernel.vmlinuz.parent / "initramfs-<hash>.cpio.gz"
             else:
                 kernel = hit
                 initrd = image.initramfs_path(hit)[0]
         for boot, nruns in enumerate(per_boot):
-            cfg = boot_config(opts, kernel, root_path, out_dir / "logs", name, boot, accel.name,
-                              boot_timeout(opts, spec, nruns), initrd=initrd)
-            lines.append(f"# {name} kernel {kernel.release}, boot {boot}: {nruns} run(s), "
-                         f"timeout {cfg.timeout_s:.0f} s, console log {cfg.console_log}")
-            lines.append(shell_quote(qemu.qemu_argv(cfg)))
-    lines.append(f"# then: {out_dir}/old.json, new.json, report.html, report.txt")
+            cfg = boot_config(
+                opts,
+                kernel,
+                root_path,
+                out_dir / "logs",
+                name,
+                boot,
+                accel.name,
+                boot_timeout(opts, spec, nruns),
+                initrd=initrd,
+            )
+            lines.append(
+                f"# {name} kernel {kernel.release}, boot {boot}: {nruns} run(s), "
+                f"timeout {cfg.timeout_s:.0f} s, console log {cfg.console_log}"
+            )
+            lines.append(shlex.join(qemu.qemu_argv(cfg)))
+    lines.append(f"# then: {out_dir}/old.json, new.json (the pipeline diffs and renders)")
     return lines
 
 
-def shell_quote(argv: list[str]) -> str:
-    import shlex
-
-    return " ".join(shlex.quote(a) for a in argv)
-
-
-def run(opts: RunOptions, progress: Progress | None = None) -> RunOutcome:
-    """The whole comparison. Raises on the first failed boot (finished captures stay)."""
-    emit: Progress = progress or (lambda _ev: None)
-    started = time.monotonic()
+def capture_pair(
+    opts: RunOptions, progress: Progress = ignore, cancel: threading.Event | None = None
+) -> CapturePair:
+    """Both kernels' captures. Raises on the first failed side (finished captures stay)."""
+    emit = progress
     validate(opts)
     spec = load_workload(opts)
-    out_dir = opts.out_dir or default_out_dir(opts, spec.name)
+    out_dir = out_dir_for(opts)
     out_dir.mkdir(parents=True, exist_ok=True)
     sides = [Side("old", opts.old, opts.old_paths), Side("new", opts.new, opts.new_paths)]
     for side in sides:
         side.kernel = _kernel_for(side, emit)
     if image.cached_root_image() is None:
-        emit({"kind": "stage", "message": "building the guest image (debootstrap, ~1 min)"})
+        emit(Event("stage", message="building the guest image (debootstrap, ~1 min)"))
     root = image.build_root_image()
     accel = qemu.choose_accel(opts.accel)
     if accel.name == "kvm" and opts.accel == "auto":
         assert sides[0].kernel is not None
         accel = probe_kvm(sides[0].kernel, root.path, out_dir / "logs")
-    emit({"kind": "stage", "message": f"accelerator: {accel.name} ({accel.reason})"})
-    outcome = RunOutcome(out_dir=out_dir, captures={})
+    emit(Event("stage", message=f"accelerator: {accel.name} ({accel.reason})"))
+    outcome = CapturePair(out_dir=out_dir, captures={})
     for side in sides:
         for stale in (out_dir / f"{side.name}.json",):
             stale.unlink(missing_ok=True)
     failures: dict[str, BaseException] = {}
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()
 
     def one(side: Side) -> None:
         try:
-            outcome.captures[side.name] = run_side(opts, spec, side, root.path, out_dir, accel,
-                                                   emit, outcome.boots, cancel)
+            outcome.captures[side.name] = run_side(
+                opts, spec, side, root.path, out_dir, accel, emit, outcome.boots, cancel
+            )
         except BaseException as exc:  # re-raised below, after the other kernel finished
             failures[side.name] = exc
 
@@ -478,8 +430,21 @@ def run(opts: RunOptions, progress: Progress | None = None) -> RunOutcome:
             if isinstance(exc, RegressError) and other in outcome.captures:
                 exc.message += f" ({other} capture kept: {outcome.captures[other]})"
             raise exc
-    emit({"kind": "stage", "message": "diffing"})
-    outcome.diff, outcome.reports, outcome.notes = diff_and_report(
-        outcome.captures["old"], outcome.captures["new"], out_dir)
-    outcome.wall_s = time.monotonic() - started
     return outcome
+
+
+class QemuBackend:
+    """QEMU under TCG or KVM; the default backend."""
+
+    name = "qemu"
+
+    def capture_pair(
+        self, opts: RunOptions, progress: Progress, cancel: threading.Event | None = None
+    ) -> CapturePair:
+        return capture_pair(opts, progress, cancel)
+
+    def dry_run_lines(self, opts: RunOptions) -> list[str]:
+        return dry_run_lines(opts)
+
+
+backend.register("qemu", QemuBackend)

@@ -4,7 +4,7 @@ Disks, in this order (so the guest sees them as vda..vdd):
   vda  root image, ``snapshot=on`` (writes vanish at exit; the cached image never changes)
   vdb  the kernel's modules + headers, read-only
   vdc  the job: a tar with guest-init.sh, job.json, and this regress package, read-only
-  vdd  the result disk (see ``regress.agent``), written by the agent
+  vdd  the result disk (see ``regress.guest.agent``), written by the agent
 The serial console goes to ``console-<n>.log`` in the run's output directory.
 """
 
@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import regress
-from regress.agent import EVENT_PREFIX, RESULT_DISK_BYTES, read_result_disk
 from regress.errors import EnvironmentProblem, VMError
+from regress.guest.agent import RESULT_DISK_BYTES, read_result_disk
+from regress.model.events import Event
 from regress.vm.kernels import Kernel
 
 QEMU = "qemu-system-x86_64"
@@ -39,8 +40,14 @@ QEMU = "qemu-system-x86_64"
 # no_timer_check: under TCG on a loaded host the IO-APIC timer check can miss its
 # ticks and panic ("IO-APIC + timer doesn't work!"; seen 2026-11-24 with two guests
 # booting on 2 busy cores); virtualised kernels skip that check.
-DEFAULT_APPEND = ("console=ttyS0", "quiet", "panic=-1", "rdinit=/init",
-                  "rcupdate.rcu_expedited=1", "no_timer_check")
+DEFAULT_APPEND = (
+    "console=ttyS0",
+    "quiet",
+    "panic=-1",
+    "rdinit=/init",
+    "rcupdate.rcu_expedited=1",
+    "no_timer_check",
+)
 
 GUEST_INIT = r"""#!/bin/sh
 # Stage 2 (PID 1 in the Debian root): mounts, then the agent, then power off.
@@ -62,7 +69,7 @@ if [ -f /job/boot-config ]; then
 fi
 cd /job
 PYTHONPATH=/job/src PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-  python3 -m regress.agent /job /dev/vdd
+  python3 -m regress.guest.agent /job /dev/vdd
 rc=$?
 echo "REGRESS-AGENT-EXIT $rc"
 sync
@@ -126,31 +133,62 @@ def qemu_argv(cfg: BootConfig) -> list[str]:
     accel = ["-accel", "kvm", "-cpu", "host"] if cfg.accel == "kvm" else ["-accel", "tcg"]
     append = " ".join([*DEFAULT_APPEND, *cfg.append])
     return [
-        QEMU, *accel, "-M", "q35", "-m", f"{cfg.mem_mb}M", "-smp", str(cfg.cpus),
-        "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio",
-        "-no-reboot", "-nodefaults",
-        "-kernel", str(cfg.kernel.vmlinuz), "-initrd", str(cfg.initrd), "-append", append,
-        "-drive", _drive(cfg.root_image, "snapshot=on"),
-        "-drive", _drive(cfg.kernel_disk, "readonly=on"),
-        "-drive", _drive(cfg.job_disk, "readonly=on"),
-        "-drive", _drive(cfg.result_disk),
+        QEMU,
+        *accel,
+        "-M",
+        "q35",
+        "-m",
+        f"{cfg.mem_mb}M",
+        "-smp",
+        str(cfg.cpus),
+        "-display",
+        "none",
+        "-vga",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-nodefaults",
+        "-kernel",
+        str(cfg.kernel.vmlinuz),
+        "-initrd",
+        str(cfg.initrd),
+        "-append",
+        append,
+        "-drive",
+        _drive(cfg.root_image, "snapshot=on"),
+        "-drive",
+        _drive(cfg.kernel_disk, "readonly=on"),
+        "-drive",
+        _drive(cfg.job_disk, "readonly=on"),
+        "-drive",
+        _drive(cfg.result_disk),
     ]
 
 
 # --------------------------------------------------------------------------- job disk
 
 
-def _package_files() -> list[tuple[str, Path]]:
-    """The regress package as the agent needs it: modules and data, no host-only parts."""
+# What the guest runs: the guest stage, the data model and the error classes -- all
+# stdlib (+ bcc in the guest). An include list, so host-only stages (diff, report,
+# gate, cli, vm) and their PyPI dependencies never travel; tests/test_architecture.py
+# imports exactly this set with numpy, scipy, typer, jinja2 and rich made unimportable.
+GUEST_PACKAGES: tuple[str, ...] = ("guest", "model")
+GUEST_MODULES: tuple[str, ...] = ("__init__.py", "errors.py")
+
+
+def guest_package_files() -> list[tuple[str, Path]]:
+    """The regress files the agent needs, as (path in the job tar, source file)."""
     pkg = Path(regress.__file__).resolve().parent
-    files = []
-    for p in sorted(pkg.rglob("*")):
-        rel = p.relative_to(pkg)
-        if not p.is_file() or rel.parts[0] in ("vm", "commands", "report", "templates"):
-            continue
-        if "__pycache__" in rel.parts or p.suffix in (".pyc", ".tmp"):
-            continue
-        files.append((f"src/regress/{rel.as_posix()}", p))
+    files = [(f"src/regress/{name}", pkg / name) for name in GUEST_MODULES]
+    for sub in GUEST_PACKAGES:
+        for p in sorted((pkg / sub).rglob("*")):
+            rel = p.relative_to(pkg)
+            if not p.is_file() or "__pycache__" in rel.parts or p.suffix in (".pyc", ".tmp"):
+                continue
+            files.append((f"src/regress/{rel.as_posix()}", p))
     return files
 
 
@@ -172,7 +210,7 @@ def write_job_disk(
 
         add("guest-init.sh", GUEST_INIT.encode(), 0o755)
         add("job.json", (json.dumps(job, indent=1, sort_keys=True) + "\n").encode())
-        for name, p in _package_files():
+        for name, p in guest_package_files():
             add(name, p.read_bytes())
         for name, data in sorted((extra or {}).items()):
             add(name, data)
@@ -201,21 +239,10 @@ class BootResult:
     qemu_stderr: str
 
 
-def _scan_events(line: str) -> dict[str, Any] | None:
-    idx = line.find(EVENT_PREFIX)
-    if idx < 0:
-        return None
-    try:
-        doc = json.loads(line[idx + len(EVENT_PREFIX) :])
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 def boot(
     cfg: BootConfig,
     *,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> BootResult:
     """Boot once, wait for power-off or the timeout, and collect the result disk.
@@ -232,8 +259,9 @@ def boot(
     ready: float | None = None
     timed_out = False
     with open(cfg.console_log, "wb") as con, open(stderr_path, "wb") as errf:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=con, stderr=errf,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=con, stderr=errf, start_new_session=True
+        )
         try:
             with open(cfg.console_log, "rb") as reader:
                 pending = b""
@@ -244,10 +272,10 @@ def boot(
                         pending += chunk
                         *lines, pending = pending.split(b"\n")
                         for raw in lines:
-                            ev = _scan_events(raw.decode(errors="replace"))
+                            ev = Event.from_line(raw.decode(errors="replace"))
                             if ev is None:
                                 continue
-                            if ev.get("kind") == "agent-ready" and ready is None:
+                            if ev.kind == "agent_ready" and ready is None:
                                 ready = time.monotonic() - started
                             if on_event is not None:
                                 on_event(ev)
@@ -271,8 +299,13 @@ def boot(
     except OSError:
         result = None
     return BootResult(
-        result=result, console_log=cfg.console_log, wall_s=wall, agent_ready_s=ready,
-        qemu_rc=proc.returncode, timed_out=timed_out, panic=m.group(0).strip() if m else None,
+        result=result,
+        console_log=cfg.console_log,
+        wall_s=wall,
+        agent_ready_s=ready,
+        qemu_rc=proc.returncode,
+        timed_out=timed_out,
+        panic=m.group(0).strip() if m else None,
         qemu_stderr=stderr_path.read_text(errors="replace") if stderr_path.exists() else "",
     )
 
@@ -295,16 +328,21 @@ def failure_of(res: BootResult, *, what: str) -> VMError | None:
     if res.timed_out:
         state = (res.result or {}).get("state")
         where = "the agent was running" if state == "running" else "before the agent started"
-        return VMError(f"{what}: timed out after {res.wall_s:.0f} s ({where}); "
-                       f"console log: {log}", hint="raise --timeout if the guest is just slow")
+        return VMError(
+            f"{what}: timed out after {res.wall_s:.0f} s ({where}); console log: {log}",
+            hint="raise --timeout if the guest is just slow",
+        )
     if res.panic:
         return VMError(f"{what}: guest kernel panicked: {res.panic[:160]}; console log: {log}")
     if KVM_FAILURE_RE.search(res.qemu_stderr):
         line = next((x for x in res.qemu_stderr.splitlines() if KVM_FAILURE_RE.search(x)), "")
-        return VMError(f"{what}: KVM cannot run this kernel ({line.strip()[:120]}); "
-                       f"console log: {log}", hint="use --accel tcg")
+        return VMError(
+            f"{what}: KVM cannot run this kernel ({line.strip()[:120]}); console log: {log}",
+            hint="use --accel tcg",
+        )
     if res.qemu_rc not in (0, None):
         tail = res.qemu_stderr.strip().splitlines()[-1:] or ["no message"]
         return VMError(f"{what}: qemu exited {res.qemu_rc}: {tail[0][:160]}; console log: {log}")
-    return VMError(f"{what}: the guest powered off without a result from the agent; "
-                   f"console log: {log}")
+    return VMError(
+        f"{what}: the guest powered off without a result from the agent; console log: {log}"
+    )

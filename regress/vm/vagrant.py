@@ -2,7 +2,7 @@
 
 For hosts with hardware virtualization. Drives ``vagrant up/reload/upload/ssh/halt``;
 the job tar is the one the QEMU backend puts on its job disk, and the agent writes its
-result to a file read back with ``python3 -m regress.agent --dump``.
+result to a file read back with ``python3 -m regress.guest.agent --dump``.
 """
 
 from __future__ import annotations
@@ -11,19 +11,21 @@ import json
 import shlex
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
-from regress.capture import MachineInfo, save_capture
 from regress.errors import EnvironmentProblem, VMError
-from regress.vm import kernels, qemu
-from regress.vm.orchestrate import (
+from regress.model.capture import MachineInfo, save_capture
+from regress.model.events import Progress
+from regress.vm import backend, kernels, qemu
+from regress.vm.backend import (
+    CapturePair,
     RunOptions,
-    _job,
-    default_out_dir,
-    diff_and_report,
+    guest_job,
     load_workload,
     merge_boots,
+    out_dir_for,
     validate,
 )
 
@@ -41,8 +43,10 @@ def _kernel_release(ref: str) -> str:
 
 def _env(opts: RunOptions) -> dict[str, str]:
     if opts.old_paths or opts.new_paths:
-        raise VMError("--backend vagrant installs Debian kernel packages; "
-                      "kernels given as paths need --backend qemu")
+        raise VMError(
+            "--backend vagrant installs Debian kernel packages; "
+            "kernels given as paths need --backend qemu"
+        )
     return {
         "VAGRANT_CWD": str(VAGRANT_DIR),
         "REGRESS_OLD_KERNEL": _kernel_release(opts.old),
@@ -58,16 +62,21 @@ def commands(opts: RunOptions, job_tar: Path, result_json: dict[str, Path]) -> l
         f"sudo sh -c 'rm -rf {GUEST_JOB} && mkdir -p {GUEST_JOB} && "
         f"tar -xf {GUEST_JOB}.tar -C {GUEST_JOB} && rm -f {GUEST_RESULT} && "
         f"truncate -s 64M {GUEST_RESULT} && cd {GUEST_JOB} && "
-        f"PYTHONPATH={GUEST_JOB}/src python3 -m regress.agent {GUEST_JOB} {GUEST_RESULT}'"
+        f"PYTHONPATH={GUEST_JOB}/src python3 -m regress.guest.agent {GUEST_JOB} {GUEST_RESULT}'"
     )
-    dump = f"sudo PYTHONPATH={GUEST_JOB}/src python3 -m regress.agent --dump {GUEST_RESULT}"
+    dump = f"sudo PYTHONPATH={GUEST_JOB}/src python3 -m regress.guest.agent --dump {GUEST_RESULT}"
     cmds: list[list[str]] = [["vagrant", "validate"]]
     for side in ("old", "new"):
         cmds += [
             ["vagrant", "up", side, "--provision"],
             ["vagrant", "reload", side],
-            ["vagrant", "upload", str(job_tar.with_name(f"{side}-{job_tar.name}")),
-             f"{GUEST_JOB}.tar", side],
+            [
+                "vagrant",
+                "upload",
+                str(job_tar.with_name(f"{side}-{job_tar.name}")),
+                f"{GUEST_JOB}.tar",
+                side,
+            ],
             ["vagrant", "ssh", side, "-c", run_agent],
             ["vagrant", "ssh", side, "-c", dump],  # stdout -> result_json[side]
             ["vagrant", "halt", side],
@@ -78,41 +87,52 @@ def commands(opts: RunOptions, job_tar: Path, result_json: dict[str, Path]) -> l
 def dry_run_lines(opts: RunOptions) -> list[str]:
     validate(opts)
     spec = load_workload(opts)
-    out_dir = opts.out_dir or default_out_dir(opts, spec.name)
+    out_dir = out_dir_for(opts)
     env = _env(opts)
     job_tar = out_dir / "logs" / "job.tar"
     results = {s: out_dir / "logs" / f"{s}-result.json" for s in ("old", "new")}
     found = "vagrant found" if shutil.which("vagrant") else "vagrant NOT installed"
-    lines = [f"# vagrant backend ({found}); "
-             f"workload {spec.name}, {opts.runs} runs x {spec.iterations} iterations",
-             "# environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())]
+    lines = [
+        f"# vagrant backend ({found}); "
+        f"workload {spec.name}, {opts.runs} runs x {spec.iterations} iterations",
+        "# environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()),
+    ]
     for argv in commands(opts, job_tar, results):
         line = " ".join(shlex.quote(a) for a in argv)
         if argv[1] == "ssh" and "--dump" in argv[-1]:
             line += f" > {shlex.quote(str(results[argv[2]]))}"
         lines.append(line)
-    lines.append(f"# then: {out_dir}/old.json, new.json, report.html, report.txt")
+    lines.append(f"# then: {out_dir}/old.json, new.json (the pipeline diffs and renders)")
     return lines
 
 
-def run(opts: RunOptions) -> Path:
-    """Run the comparison on Vagrant machines (needs vagrant and a working provider)."""
+def capture_pair(opts: RunOptions) -> CapturePair:
+    """Both captures from Vagrant machines (needs vagrant and a working provider)."""
     if shutil.which("vagrant") is None:
-        raise EnvironmentProblem("vagrant is not installed",
-                                 hint="install vagrant + a provider, or use --backend qemu")
+        raise EnvironmentProblem(
+            "vagrant is not installed", hint="install vagrant + a provider, or use --backend qemu"
+        )
     validate(opts)
     spec = load_workload(opts)
-    out_dir = opts.out_dir or default_out_dir(opts, spec.name)
+    out_dir = out_dir_for(opts)
     logs = out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**_env_base(), **_env(opts)}
     job_tar = logs / "job.tar"
     results = {s: logs / f"{s}-result.json" for s in ("old", "new")}
-    machine = MachineInfo(backend="vagrant", arch="x86_64", cpus=opts.cpus, mem_mb=opts.mem_mb,
-                          accel="kvm", hostname="")
+    machine = MachineInfo(
+        backend="vagrant",
+        arch="x86_64",
+        cpus=opts.cpus,
+        mem_mb=opts.mem_mb,
+        accel="kvm",
+        hostname="",
+    )
     for name in ("old", "new"):
-        qemu.write_job_disk(job_tar.with_name(f"{name}-{job_tar.name}"),
-                            _job(opts, spec, machine, opts.runs, 0))
+        qemu.write_job_disk(
+            job_tar.with_name(f"{name}-{job_tar.name}"),
+            guest_job(opts, spec, machine, opts.runs, 0),
+        )
     captures: dict[str, Path] = {}
     for argv in commands(opts, job_tar, results):
         side = argv[2] if len(argv) > 2 and argv[2] in ("old", "new") else None
@@ -121,13 +141,14 @@ def run(opts: RunOptions) -> Path:
         with (logs / "vagrant.log").open("a") as log:
             log.write(f"$ {shlex.join(argv)}\n{proc.stdout}{proc.stderr}\n")
         if proc.returncode != 0 and not (argv[1] == "ssh" and not dump):
-            raise VMError(f"{shlex.join(argv[:3])} failed (exit {proc.returncode}); "
-                          f"log: {logs / 'vagrant.log'}")
+            raise VMError(
+                f"{shlex.join(argv[:3])} failed (exit {proc.returncode}); "
+                f"log: {logs / 'vagrant.log'}"
+            )
         if dump and side is not None:
             results[side].write_text(proc.stdout)
             captures[side] = _finish(side, proc.stdout, opts, out_dir, logs)
-    diff_and_report(captures["old"], captures["new"], out_dir)
-    return out_dir
+    return CapturePair(out_dir=out_dir, captures=captures)
 
 
 def _env_base() -> dict[str, str]:
@@ -152,4 +173,18 @@ def _finish(side: str, text: str, opts: RunOptions, out_dir: Path, logs: Path) -
     return path
 
 
+class VagrantBackend:
+    """Vagrant machines ``old`` and ``new`` from ``vagrant/Vagrantfile``."""
 
+    name = "vagrant"
+
+    def capture_pair(
+        self, opts: RunOptions, progress: Progress, cancel: threading.Event | None = None
+    ) -> CapturePair:
+        return capture_pair(opts)
+
+    def dry_run_lines(self, opts: RunOptions) -> list[str]:
+        return dry_run_lines(opts)
+
+
+backend.register("vagrant", VagrantBackend)

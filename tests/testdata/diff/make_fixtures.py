@@ -20,7 +20,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from regress.capture import (  # noqa: E402
+from regress.model.capture import (  # noqa: E402
     Capture,
     KernelInfo,
     MachineInfo,
@@ -33,7 +33,7 @@ from regress.capture import (  # noqa: E402
 )
 
 IT = 50
-SYSCALL_PROBE = ProbeStatus("syscalls", "raw_syscalls:sys_exit", "attached")
+SYSCALL_PROBE = ProbeStatus("syscall", "raw_syscalls:sys_exit", "attached")
 
 
 def cap(

@@ -1,0 +1,243 @@
+"""``regress workloads`` / ``capture`` / ``show`` / ``validate``.
+
+Thin: parse options, call ``runner``/``capture``, print. Progress goes to
+stderr (rich), results to stdout.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from regress.cli.app import app, err, out
+from regress.errors import UsageError
+from regress.model.capture import Capture, load_capture
+from regress.model.events import Event
+from regress.model.names import errno_name
+from regress.model.workload import builtin_dir, builtin_names, load_spec, resolve_workload
+
+
+@app.command("workloads")
+def workloads_cmd() -> None:
+    """List the built-in workloads."""
+    for name in builtin_names():
+        spec = load_spec(builtin_dir() / f"{name}.toml")
+        out.print(f"{name:<14} {spec.iterations:>5} it  {spec.description}", markup=False)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """Repeated and/or comma-separated values; None when the option was not given."""
+    if values is None:
+        return None
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+@app.command("capture")
+def capture_cmd(
+    workload: Annotated[
+        str, typer.Option("--workload", "-w", help="Built-in name or path to a .toml spec.")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Capture file (.json or .json.gz).")
+    ] = None,
+    runs: Annotated[int, typer.Option("--runs", "-n", min=1, help="Tracer runs.")] = 3,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", min=1, help="Override iterations per run.")
+    ] = None,
+    tracepoints: Annotated[
+        list[str] | None,
+        typer.Option("--tracepoints", help="Tracepoint patterns (cat:event, *); default: spec's."),
+    ] = None,
+    functions: Annotated[
+        list[str] | None,
+        typer.Option("--functions", help="Kernel function patterns (kprobes); default: spec's."),
+    ] = None,
+    kernel_headers: Annotated[
+        Path | None,
+        typer.Option(
+            "--kernel-headers",
+            help="Headers tree for bcc (default: $REGRESS_KERNEL_HEADERS, native, Debian's).",
+        ),
+    ] = None,
+    ebpf: Annotated[
+        bool, typer.Option("--ebpf", help="Print the generated BPF C and exit (no root needed).")
+    ] = False,
+) -> None:
+    """Trace a workload's process tree on the running kernel into a capture file."""
+    from regress.guest import runner
+    from regress.guest.environment import tracefs_path
+
+    spec = resolve_workload(workload)
+    if iterations is not None:
+        spec = spec.with_iterations(iterations)
+    tps = _split(tracepoints)
+    fns = _split(functions)
+    if ebpf:
+        tracefs = tracefs_path()
+        readable = (tracefs / "available_events").is_file()
+        try:
+            (tracefs / "available_events").open().close()
+        except OSError:
+            readable = False
+        plan = runner.plan_tracer(
+            list(spec.tracepoints if tps is None else tps),
+            list(spec.functions if fns is None else fns),
+            tracefs=tracefs if readable else None,
+        )
+        out.print(runner.tracer_info(plan).bpf_text, markup=False, end="")
+        return
+    if output is None:
+        raise UsageError("capture needs -o FILE (or --ebpf to print the program)")
+    if output.is_dir():
+        raise UsageError(f"-o {output}: is a directory, expected a capture file name")
+    # Fail before minutes of tracing, not at the first save.
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=output.parent).close()
+    except OSError as exc:
+        raise UsageError(
+            f"-o {output}: cannot create a file there: {exc.strerror or exc}"
+        ) from None
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        tasks: dict[int, TaskID] = {}
+
+        def on_event(ev: Event) -> None:
+            if ev.kind == "loading":
+                progress.console.print(f"compiling tracer; {ev.message}", markup=False)
+            elif ev.kind == "run_start" and ev.run is not None:
+                tasks[ev.run] = progress.add_task(
+                    f"{spec.name} run {ev.run + 1}/{ev.runs}", total=ev.iterations
+                )
+            elif ev.kind == "iteration" and ev.run is not None:
+                progress.advance(tasks[ev.run])
+
+        capture = runner.run_capture(
+            spec,
+            runs=runs,
+            out=output,
+            tracepoints=tps,
+            functions=fns,
+            kernel_headers=kernel_headers,
+            on_event=on_event,
+        )
+    total = sum(sum(sum(v.values()) for v in r.syscalls.values()) for r in capture.runs)
+    out.print(
+        f"wrote {output}: {capture.workload.name}, {len(capture.runs)} runs x "
+        f"{capture.iterations_per_run} iterations, {total} syscalls on {capture.kernel.release}",
+        markup=False,
+    )
+
+
+# --------------------------------------------------------------------------- show
+
+
+def _per_iteration(capture: Capture) -> Iterator[tuple[str, str, float, int]]:
+    """(syscall, errno name, mean count per iteration, runs seen) over all runs."""
+    totals: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str], int] = {}
+    iterations = capture.total_iterations or 1
+    for r in capture.runs:
+        for name, errs in r.syscalls.items():
+            for e, n in errs.items():
+                key = (name, errno_name(e))
+                totals[key] = totals.get(key, 0) + n
+                seen[key] = seen.get(key, 0) + 1
+    for (name, e), n in totals.items():
+        yield name, e, n / iterations, seen[(name, e)]
+
+
+def render_summary(capture: Capture, *, top: int = 25) -> list[str]:
+    """Plain-text summary lines of a capture (kept out of rich so tests can read it)."""
+    k, m, w = capture.kernel, capture.machine, capture.workload
+    lines = [
+        f"kernel    {k.release}  ({k.version[:80]})",
+        f"machine   {m.backend} {m.arch} {m.cpus} cpus {m.mem_mb} MiB"
+        + (f" accel={m.accel}" if m.accel else ""),
+        f"workload  {w.name}  spec {w.hash[:12]}",
+        f"tracer    {capture.tracer.fingerprint[:12]}  bcc {capture.bcc_version or '?'}",
+        f"runs      {len(capture.runs)}/{capture.requested_runs}"
+        + ("" if capture.complete else "  (INCOMPLETE)")
+        + f" x {capture.iterations_per_run} iterations",
+    ]
+    for note in capture.notes:
+        lines.append(f"note      {note}")
+    rows = sorted(_per_iteration(capture), key=lambda r: (-r[2], r[0], r[1]))
+    errors = [r for r in rows if r[1] != "ok"]
+    lines.append("")
+    lines.append(f"syscalls per iteration (top {top}):")
+    for name, e, mean, _ in rows[:top]:
+        lines.append(f"  {name + ' ' + e:<36} {mean:>12.2f}")
+    lines.append("failing syscalls per iteration:")
+    for name, e, mean, _ in errors[:top]:
+        lines.append(f"  {name + ' ' + e:<36} {mean:>12.2f}")
+    if not errors:
+        lines.append("  (none)")
+    tp_totals: dict[str, int] = {}
+    fn_totals: dict[str, int] = {}
+    its = capture.total_iterations or 1
+    for r in capture.runs:
+        for t, n in r.tracepoints.items():
+            tp_totals[t] = tp_totals.get(t, 0) + n
+        for f, n in r.functions.items():
+            fn_totals[f] = fn_totals.get(f, 0) + n
+    live_failed, live_total = capture.liveness_totals()
+    live_pass = live_total - live_failed
+    lost = capture.lost_totals()
+    lines.append("probes:")
+    for p in capture.probes:
+        count = ""
+        if p.status == "attached" and p.kind == "tracepoint":
+            count = f"{tp_totals.get(p.name, 0) / its:.2f}/it"
+        elif p.status == "attached" and p.kind == "function":
+            count = f"{fn_totals.get(p.name, 0) / its:.2f}/it"
+        reason = f"  ({p.reason})" if p.reason else ""
+        lines.append(f"  {p.kind:<10} {p.name:<40} {p.status:<8} {count}{reason}")
+    lines.append(
+        "liveness  "
+        + (f"{live_pass}/{live_total} iterations passed" if live_total else "no liveness check")
+    )
+    lines.append("lost      " + (", ".join(f"{c}={n}" for c, n in sorted(lost.items())) or "none"))
+    return lines
+
+
+@app.command("show")
+def show_cmd(
+    file: Annotated[Path, typer.Argument(help="Capture file.")],
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows per table.")] = 25,
+) -> None:
+    """Summarise a capture: kernel, workload, runs, top syscall/errno counts, probes."""
+    capture = load_capture(file)
+    for line in render_summary(capture, top=top):
+        out.print(line, markup=False)
+
+
+@app.command("validate")
+def validate_cmd(file: Annotated[Path, typer.Argument(help="Capture file.")]) -> None:
+    """Check that a file is a readable capture of this schema (or migratable to it)."""
+    capture = load_capture(file)
+    state = "complete" if capture.complete else "INCOMPLETE (a run failed; finished runs kept)"
+    out.print(
+        f"ok: {file}: schema {capture.schema_version}, {capture.workload.name}, "
+        f"{len(capture.runs)}/{capture.requested_runs} runs, {state}",
+        markup=False,
+    )

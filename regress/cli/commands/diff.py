@@ -1,0 +1,68 @@
+"""``regress diff OLD NEW``: ranked divergences between two captures.
+
+Exit codes (``--fail-on``): 0 nothing significant (or ``none``), 1 significant
+divergences (``any``) or regressions (``regression``), 2 usage/input error or
+incomparable captures.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regress.cli import options as o
+from regress.cli.app import app
+from regress.diff.differ import diff_captures, load_side
+from regress.errors import UsageError
+from regress.model.capture import atomic_write_text
+from regress.model.result import FailOn, fails
+from regress.report.json import to_json
+from regress.report.table import render_table
+from regress.report.write import write_reports
+
+
+@app.command("diff")
+def diff_cmd(
+    old: o.OldCapture,
+    new: o.NewCapture,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="also write JSON here ('-': only JSON to stdout)")
+    ] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="also write the HTML report here")
+    ] = None,
+    text_out: Annotated[
+        Path | None, typer.Option("--text", help="also write the text report here")
+    ] = None,
+    top: Annotated[
+        int | None, typer.Option("--top", help="show at most N rows (default 20; all with --all)")
+    ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="list every key, including unchanged ones")
+    ] = False,
+    force: o.Force = False,
+    fail_on: o.FailOnOpt = FailOn.any,
+    alpha: o.Alpha = o.ALPHA,
+    min_ratio: o.MinRatio = o.MIN_RATIO,
+    min_delta: o.MinDelta = o.MIN_DELTA,
+) -> int:
+    """Rank what the new kernel does differently (benchstat-like table)."""
+    if top is not None and top < 1:
+        raise UsageError("--top must be >= 1")
+    th = o.thresholds(alpha, min_ratio, min_delta)
+    old_cap, new_cap = load_side(old), load_side(new)
+    result = diff_captures(
+        old_cap, new_cap, thresholds=th, force=force, old_path=str(old), new_path=str(new)
+    )
+    write_reports(result, old_cap, new_cap, html=html_out, text=text_out)
+    if json_out == "-":
+        sys.stdout.write(to_json(result))
+    else:
+        if json_out is not None:
+            atomic_write_text(Path(json_out), to_json(result))  # InputError on failure
+        sys.stdout.write(render_table(result, top=top, show_all=show_all))
+    sys.stdout.flush()
+    return 1 if fails(result, fail_on) else 0

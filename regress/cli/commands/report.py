@@ -1,0 +1,120 @@
+"""``regress report`` and ``regress bundle``: a diff rendered as a bug report.
+
+Both load the two captures, run the differ with the same knobs as ``regress
+diff`` and hand the result to ``regress.report``. They never gate: the exit
+code is 0 whatever the verdict (use ``regress diff --fail-on`` for CI).
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from regress.cli import options as o
+from regress.cli.app import app, err
+from regress.errors import UsageError
+from regress.model.capture import Capture
+from regress.model.result import DiffResult, Thresholds
+
+
+class Format(StrEnum):
+    html = "html"
+    text = "text"
+
+
+def _diff(
+    old: Path, new: Path, *, force: bool, th: Thresholds
+) -> tuple[DiffResult, Capture, Capture]:
+    from regress.diff.differ import diff_captures, load_side
+
+    co, cn = load_side(old), load_side(new)
+    result = diff_captures(co, cn, thresholds=th, force=force, old_path=str(old), new_path=str(new))
+    return result, co, cn
+
+
+def _verdict(result: DiffResult) -> str:
+    return (
+        f"{len(result.significant)} significant divergence(s), "
+        f"{len(result.regressions)} regression(s)"
+    )
+
+
+@app.command("report")
+def report_cmd(
+    old: o.OldCapture,
+    new: o.NewCapture,
+    output: str | None = typer.Option(
+        None, "-o", "--output", help="write the report here (text: '-' or omitted = stdout)"
+    ),
+    fmt: Format = typer.Option(Format.html, "--format", help="html (self-contained) or text"),
+    text: bool = typer.Option(False, "--text", help="same as --format text"),
+    force: o.Force = False,
+    alpha: o.Alpha = o.ALPHA,
+    min_ratio: o.MinRatio = o.MIN_RATIO,
+    min_delta: o.MinDelta = o.MIN_DELTA,
+) -> int:
+    """Render the diff of two captures as a bug report (HTML, or plain text for a list)."""
+    from regress.report import render_text, write_reports
+
+    if text:
+        fmt = Format.text
+    if fmt is Format.html and output in (None, "-"):
+        raise UsageError("the HTML report needs a file: pass -o FILE.html")
+    th = o.thresholds(alpha, min_ratio, min_delta)
+    result, co, cn = _diff(old, new, force=force, th=th)
+    if output in (None, "-"):  # text only: HTML without -o was refused above
+        sys.stdout.write(render_text(result, co, cn))
+        sys.stdout.flush()
+        return 0
+    assert output is not None
+    target = Path(output)
+    write_reports(
+        result,
+        co,
+        cn,
+        html=target if fmt is Format.html else None,
+        text=target if fmt is Format.text else None,
+    )
+    err.print(f"wrote {output} ({_verdict(result)})", markup=False)
+    return 0
+
+
+@app.command("bundle")
+def bundle_cmd(
+    old: o.OldCapture,
+    new: o.NewCapture,
+    output: Path = typer.Option(..., "-o", "--output", help="the .tar.gz to write"),
+    force: o.Force = False,
+    alpha: o.Alpha = o.ALPHA,
+    min_ratio: o.MinRatio = o.MIN_RATIO,
+    min_delta: o.MinDelta = o.MIN_DELTA,
+) -> int:
+    """Pack both captures, the HTML and text reports and a sha256 manifest into a tar.gz."""
+    from regress.report import render_html, render_text, write_bundle
+
+    if not output.name.endswith((".tar.gz", ".tgz")):
+        raise UsageError(f"{output}: the bundle name must end in .tar.gz or .tgz")
+    th = o.thresholds(alpha, min_ratio, min_delta)
+    result, co, cn = _diff(old, new, force=force, th=th)
+    manifest = write_bundle(
+        output,
+        old_path=old,
+        new_path=new,
+        html=render_html(result, co, cn),
+        text=render_text(result, co, cn),
+        meta={
+            "old_kernel": co.kernel.release,
+            "new_kernel": cn.kernel.release,
+            "workload": co.workload.name,
+            "significant": len(result.significant),
+            "regressions": len(result.regressions),
+        },
+    )
+    err.print(
+        f"wrote {output}: {len(manifest['files'])} files + manifest.json ({_verdict(result)})",
+        markup=False,
+    )
+    return 0

@@ -1,0 +1,175 @@
+"""``regress kernel fetch|list``, ``regress image build``, ``regress run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regress.cli import options as o
+from regress.cli.app import app, err, out
+from regress.cli.progress import RunBars
+from regress.errors import UsageError
+from regress.gate import pipeline
+from regress.vm import backend as vm_backend
+from regress.vm import image, kernels
+from regress.vm.backend import KernelPaths, RunOptions
+
+kernel_app = typer.Typer(
+    help="Kernels to boot: fetch Debian kernels, list the cache.", no_args_is_help=True
+)
+image_app = typer.Typer(help="The guest root image.", no_args_is_help=True)
+app.add_typer(kernel_app, name="kernel")
+app.add_typer(image_app, name="image")
+
+
+@kernel_app.command("fetch")
+def kernel_fetch(
+    refs: Annotated[
+        list[str], typer.Argument(help="debian:6.1.0-56-cloud-amd64 or debian:6.1.192-2")
+    ],
+) -> None:
+    """Download Debian kernels + modules + headers into the cache."""
+    for ref in refs:
+        with err.status(f"fetching {ref}"):
+            k = kernels.fetch_debian(ref)
+        out.print(f"{k.label}  {k.version}  {k.vmlinuz.parent}", markup=False)
+
+
+@kernel_app.command("list")
+def kernel_list(
+    available: Annotated[
+        bool, typer.Option("--available/--cached", help="also list kernels apt can fetch")
+    ] = True,
+) -> None:
+    """Cached kernels, and (by default) the Debian cloud kernels apt can fetch."""
+    cached = kernels.list_cached()
+    names = {k.release for k in cached}
+    out.print(f"cached in {kernels.kernels_dir()}:", markup=False)
+    for k in cached:
+        out.print(f"  {k.label:<34} {k.version:<12} {k.source}", markup=False)
+    if not cached:
+        out.print("  (none)", markup=False)
+    if available:
+        out.print("available from apt (headers needed for tracing):", markup=False)
+        for a in kernels.available_debian():
+            mark = "cached" if a.release in names else ""
+            heads = "headers" if a.has_headers else "no headers"
+            out.print(f"  debian:{a.release:<27} {a.version:<12} {heads:<10} {mark}", markup=False)
+
+
+@image_app.command("build")
+def image_build(
+    force: Annotated[bool, typer.Option("--force", help="rebuild even if cached")] = False,
+) -> None:
+    """debootstrap the guest root image (cached by recipe hash)."""
+    with err.status("building the guest image (debootstrap, ~1 min)"):
+        img = image.build_root_image(force=force)
+    out.print(f"{img.path}  recipe {img.recipe_hash}", markup=False)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+def _paths(
+    kernel: Path | None, modules: Path | None, headers: Path | None, which: str
+) -> KernelPaths | None:
+    if kernel is None:
+        if modules is not None or headers is not None:
+            raise UsageError(f"--{which}-modules/--{which}-headers need --{which}-kernel")
+        return None
+    if modules is None:
+        raise UsageError(f"--{which}-kernel needs --{which}-modules (lib/modules/<release>)")
+    return KernelPaths(kernel, modules, headers)
+
+
+@app.command("run")
+def run_cmd(
+    old: o.OldKernel = o.OLD,
+    new: o.NewKernel = o.NEW,
+    workload: Annotated[
+        str, typer.Option("--workload", "-w", help="built-in name or .toml")
+    ] = o.WORKLOAD,
+    runs: o.Runs = o.RUNS,
+    iterations: o.Iterations = None,
+    functions: Annotated[
+        str | None,
+        typer.Option(
+            help="kernel functions to count, comma-separated patterns (default: the workload's)"
+        ),
+    ] = None,
+    tracepoints: Annotated[
+        str | None, typer.Option(help="tracepoint patterns, comma-separated")
+    ] = None,
+    fresh_boot_per_run: Annotated[
+        bool, typer.Option("--fresh-boot-per-run", help="boot a fresh VM for every run")
+    ] = False,
+    parallel: o.Parallel = o.PARALLEL,
+    timeout: o.Timeout = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "--out-dir", "-o", help="default reports/<workload>-<old>-vs-<new>"
+        ),
+    ] = None,
+    backend: o.Backend = o.BACKEND,
+    accel: o.Accel = o.ACCEL,
+    cpus: o.Cpus = None,
+    mem: o.Mem = o.MEM,
+    append: o.Append = None,
+    old_kernel: Annotated[Path | None, typer.Option(help="old bzImage (own build)")] = None,
+    old_modules: Annotated[Path | None, typer.Option(help="old lib/modules/<release>")] = None,
+    old_headers: Annotated[Path | None, typer.Option(help="old headers/build tree")] = None,
+    new_kernel: Annotated[Path | None, typer.Option(help="new bzImage (own build)")] = None,
+    new_modules: Annotated[Path | None, typer.Option(help="new lib/modules/<release>")] = None,
+    new_headers: Annotated[Path | None, typer.Option(help="new headers/build tree")] = None,
+    alpha: o.Alpha = o.ALPHA,
+    min_ratio: o.MinRatio = o.MIN_RATIO,
+    min_delta: o.MinDelta = o.MIN_DELTA,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the commands, run nothing")
+    ] = False,
+) -> None:
+    """Compare two kernels: boot each in a VM, capture the workload, diff, write the report."""
+    opts = o.with_vm_shape(
+        RunOptions(
+            old=old,
+            new=new,
+            workload=workload,
+            runs=runs,
+            iterations=iterations,
+            functions=_split(functions),
+            tracepoints=_split(tracepoints),
+            fresh_boot_per_run=fresh_boot_per_run,
+            out_dir=out_dir,
+            append=list(append or []),
+            old_paths=_paths(old_kernel, old_modules, old_headers, "old"),
+            new_paths=_paths(new_kernel, new_modules, new_headers, "new"),
+        ),
+        cpus=cpus,
+        mem=mem,
+        accel=accel,
+        timeout=timeout,
+        parallel=parallel,
+    )
+    th = o.thresholds(alpha, min_ratio, min_delta)
+    vm = vm_backend.get(backend)
+    if dry_run:
+        for line in vm.dry_run_lines(opts):
+            out.print(line, markup=False)
+        return
+    bars = RunBars(runs)
+    with bars.bars:
+        comparison = pipeline.compare(opts, th, bars, backend=backend)
+    for note in comparison.notes:
+        err.print(f"regress: {note}", markup=False)
+    result = comparison.result
+    boots = ", ".join(f"{b['side']} boot {b['boot']} {b['wall_s']:.0f} s" for b in comparison.boots)
+    out.print(
+        f"regress run: {len(result.significant)} significant divergences among "
+        f"{result.keys_tested} keys; {comparison.reports['html']} "
+        f"({comparison.wall_s:.0f} s: {boots})",
+        markup=False,
+    )

@@ -1,0 +1,63 @@
+"""Entry point: maps every ``RegressError`` to one line on stderr and its exit code.
+
+Exit codes: 0 ok; 1 a gate found significant divergences; 2 usage or input
+error; 3 environment/tracer problem; 4 workload or VM failure; 70 internal
+error (a bug: re-run with REGRESS_DEBUG=1 for the traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+
+# Command modules register themselves on ``app`` when imported.
+from regress.cli.app import app, err
+from regress.cli.commands import capture as _capture  # noqa: F401
+from regress.cli.commands import ci as _ci  # noqa: F401
+from regress.cli.commands import diff as _diff  # noqa: F401
+from regress.cli.commands import report as _report  # noqa: F401
+from regress.cli.commands import vm as _vm  # noqa: F401
+from regress.errors import RegressError
+
+INTERNAL_ERROR = 70
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    try:
+        rc = app(args=argv, standalone_mode=False, prog_name="regress")
+    except RegressError as exc:
+        err.print(f"regress: error: {exc.one_line()}", markup=False)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("regress: interrupted", markup=False)
+        return 130
+    except typer.TyperException as exc:  # click usage errors: bad option, missing argument
+        message = exc.format_message()
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `regress` or `regress kernel`
+            err.print(message, markup=False)
+            return 2
+        err.print(f"regress: error: {message.strip().splitlines()[-1]}", markup=False)
+        return int(getattr(exc, "exit_code", 2))
+    except Exception as exc:
+        if os.environ.get("REGRESS_DEBUG"):
+            traceback.print_exc()
+        err.print(
+            f"regress: internal error: {type(exc).__name__}: {exc} "
+            "(a bug; re-run with REGRESS_DEBUG=1 for the traceback)",
+            markup=False,
+        )
+        return INTERNAL_ERROR
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":
+    main()

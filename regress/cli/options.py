@@ -1,0 +1,110 @@
+"""Options shared by several commands, defined once (asv's ``common_args`` idea).
+
+Defaults are read from the core types -- ``Thresholds`` for the statistics,
+``RunOptions`` for runs and the VM shape -- so ``run``, ``ci``, ``selftest``, ``diff``
+and ``report`` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regress.model.result import FailOn, Thresholds
+from regress.vm.backend import (
+    DEFAULT_NEW,
+    DEFAULT_OLD,
+    DEFAULT_RUNS,
+    DEFAULT_WORKLOAD,
+    RunOptions,
+    default_cpus,
+)
+
+_TH = Thresholds()
+_RUN = RunOptions(cpus=1)  # cpus: the real default depends on the host (default_cpus)
+
+# --------------------------------------------------------------------------- statistics
+
+Alpha = Annotated[float, typer.Option("--alpha", help="FDR level (BH q threshold)")]
+MinRatio = Annotated[float, typer.Option("--min-ratio", help="effect gate: minimum new/old ratio")]
+MinDelta = Annotated[
+    float, typer.Option("--min-delta", help="effect gate: minimum |delta| per iteration")
+]
+ALPHA = _TH.alpha
+MIN_RATIO = _TH.min_ratio
+MIN_DELTA = _TH.min_abs_delta
+
+
+def thresholds(alpha: float, min_ratio: float, min_delta: float) -> Thresholds:
+    return Thresholds(alpha=alpha, min_ratio=min_ratio, min_abs_delta=min_delta)
+
+
+FailOnOpt = Annotated[
+    FailOn,
+    typer.Option("--fail-on", help="exit 1 on: any significant row, regressions only, or never"),
+]
+Force = Annotated[
+    bool, typer.Option("--force", help="compare even if the captures are not comparable")
+]
+OldCapture = Annotated[
+    Path, typer.Argument(help="capture (or bpftrace -f json output) from the old kernel")
+]
+NewCapture = Annotated[
+    Path, typer.Argument(help="capture (or bpftrace -f json output) from the new kernel")
+]
+
+# --------------------------------------------------------------------------- kernels, VMs
+
+OldKernel = Annotated[
+    str, typer.Option("--old", help="old kernel (debian:<release> or debian:<version>)")
+]
+NewKernel = Annotated[str, typer.Option("--new", help="new kernel")]
+OLD = DEFAULT_OLD
+NEW = DEFAULT_NEW
+Runs = Annotated[int, typer.Option("--runs", help="runs per kernel (>= 4 for the A/A control)")]
+RUNS = DEFAULT_RUNS
+Iterations = Annotated[
+    int | None, typer.Option("--iterations", help="override the spec's iterations per run")
+]
+Accel = Annotated[str, typer.Option("--accel", help="auto, kvm or tcg")]
+ACCEL = _RUN.accel
+Cpus = Annotated[
+    int | None,
+    typer.Option("--cpus", help="guest CPUs (default: 1 on hosts with < 4 cores, else 2)"),
+]
+Mem = Annotated[int, typer.Option("--mem", help="guest memory (MB)")]
+MEM = _RUN.mem_mb
+Timeout = Annotated[float | None, typer.Option("--timeout", help="per-boot timeout in seconds")]
+Parallel = Annotated[
+    bool, typer.Option("--parallel/--serial", help="boot the two kernels at the same time")
+]
+PARALLEL = _RUN.parallel
+Append = Annotated[
+    list[str] | None, typer.Option("--append", help="extra kernel command-line words")
+]
+Backend = Annotated[str, typer.Option("--backend", help="qemu or vagrant")]
+BACKEND = "qemu"
+WORKLOAD = DEFAULT_WORKLOAD
+
+
+def with_vm_shape(
+    base: RunOptions,
+    *,
+    cpus: int | None,
+    mem: int,
+    accel: str,
+    timeout: float | None,
+    parallel: bool,
+) -> RunOptions:
+    """``base`` with the VM options every VM command takes the same way."""
+    return replace(
+        base,
+        cpus=default_cpus() if cpus is None else cpus,
+        mem_mb=mem,
+        accel=accel,
+        timeout_s=timeout,
+        parallel=parallel,
+    )

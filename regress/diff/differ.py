@@ -1,0 +1,256 @@
+"""Two captures -> ranked divergences (``DiffResult``): the orchestration of the diff stage.
+
+Order of work: refuse incomparable captures (``comparability``), report probes one side
+could not observe as "absent" (``probes``), build the shared count matrix (``keys``),
+choose and run one test per key (``tests``), adjust for the number of keys
+(Benjamini–Hochberg, one family for findings and one for context rows), gate on effect
+size, classify and rank (``rank``), and add the liveness row.
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import numpy as np
+
+from regress.diff import tests
+from regress.diff.comparability import comparability, quality_warnings
+from regress.diff.keys import KeyCounts, display_sub
+from regress.diff.probes import absent_rows
+from regress.diff.rank import TIER_LIVENESS, TIER_REST, Classes, ordered, rank_score, tier_score
+from regress.errors import IncomparableError, InputError
+from regress.model.capture import Capture, load_capture
+from regress.model.result import (
+    CaptureSummary,
+    DiffResult,
+    DiffWarning,
+    Divergence,
+    SideValues,
+    TestMethod,
+    Thresholds,
+)
+
+
+def load_side(path: str | Path) -> Capture:
+    """A regress capture or a ``bpftrace -f json`` count map, as a ``Capture``."""
+    from regress.diff import imports
+
+    path = Path(path)
+    if imports.looks_like_bpftrace(path):
+        return imports.load_bpftrace(path)
+    return load_capture(path)
+
+
+def diff_captures(
+    old: Capture,
+    new: Capture,
+    *,
+    thresholds: Thresholds | None = None,
+    force: bool = False,
+    old_path: str = "old",
+    new_path: str = "new",
+) -> DiffResult:
+    """Rank what ``new`` does differently from ``old``; raise if they are not comparable."""
+    # Rows are hundreds of thousands of small acyclic objects built next to two large
+    # captures; the cyclic GC would rescan those captures over and over (it was half
+    # the run time in bench/bench_differ.py), so it is paused while rows are built.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _diff(old, new, thresholds or Thresholds(), force, old_path, new_path)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _diff(
+    old: Capture, new: Capture, th: Thresholds, force: bool, old_path: str, new_path: str
+) -> DiffResult:
+    for side, cap, path in (("old", old, old_path), ("new", new, new_path)):
+        if not cap.runs:
+            raise InputError(f"{path}: {side} capture has no runs: nothing to compare")
+    problems, warnings = comparability(old, new)
+    forced: list[str] = []
+    if problems:
+        if not force:
+            raise IncomparableError(
+                f"{old_path} and {new_path} are not comparable: " + "; ".join(problems),
+                hint="pass --force to diff anyway",
+            )
+        forced = list(problems)
+        warnings = [DiffWarning("forced", f"compared despite: {p}") for p in problems] + warnings
+    warnings += quality_warnings("old", old) + quality_warnings("new", new)
+
+    absent, skip, absent_warn = absent_rows(old, new)
+    counts = KeyCounts.of(old, new, skip)
+    rows, methods, row_warn = _test_keys(counts, th)
+    warnings += row_warn + absent_warn
+    live, live_warn = _liveness_row(old, new, th)
+    warnings += live_warn
+    if live is not None:
+        methods = (*methods, tests.LIVENESS.method)
+
+    gated = sum(1 for d in rows if "effect-gate" in d.notes)
+    if gated:
+        warnings.append(
+            DiffWarning(
+                "effect-gate",
+                f"{gated} key{'' if gated == 1 else 's'} had q <= {th.alpha:g} "
+                "but changed by less than "
+                f"x{th.min_ratio:g} or {th.min_abs_delta:g}/iteration: not counted as significant",
+            )
+        )
+    return DiffResult(
+        old=_summary(old, old_path),
+        new=_summary(new, new_path),
+        thresholds=th,
+        divergences=ordered(rows + absent + ([live] if live is not None else [])),
+        keys_tested=len(rows),
+        tests=methods,
+        warnings=tuple(warnings),
+        forced=tuple(forced),
+    )
+
+
+def _summary(cap: Capture, path: str) -> CaptureSummary:
+    return CaptureSummary(
+        path=path,
+        kernel_release=cap.kernel.release,
+        kernel_version=cap.kernel.version,
+        workload=cap.workload.name,
+        runs=len(cap.runs),
+        iterations_per_run=cap.iterations_per_run,
+        complete=cap.complete,
+    )
+
+
+def _test_keys(
+    counts: KeyCounts, th: Thresholds
+) -> tuple[list[Divergence], tuple[TestMethod, ...], list[DiffWarning]]:
+    """Choose, run, adjust: every key's row (unsorted), the tests used, sample warnings."""
+    run = tests.run_tests(counts, th)
+    context = counts.context
+    # Return-value buckets are context, not findings: they track data sizes and PID
+    # values, which drift between capture sessions of one kernel (ps-loop A/A runs
+    # showed read() size buckets moving 1 -> 3 per iteration). They get their own
+    # BH family, are shown with --all and are never significant.
+    q = np.ones(len(counts))
+    q[~context] = tests.bh_qvalues(run.p[~context])
+    q[context] = tests.bh_qvalues(run.p[context])
+    cl = Classes(counts, q, th)
+
+    warnings = tests.sample_size_warnings(counts.n_old, counts.n_new, int((~context).sum()), th)
+    n_context = int((cl.would_be & context).sum())
+    if n_context:
+        warnings.append(
+            DiffWarning(
+                "retval-context",
+                f"{n_context} return-value bucket key{'s' if n_context != 1 else ''} changed "
+                "beyond the thresholds; shown only with --all and never counted as "
+                "significant: return-value sizes and PIDs drift between capture sessions "
+                "of the same kernel",
+            )
+        )
+    codes = {w.code for w in warnings}
+    mwu_note = tuple(c for c in ("few-runs", "mwu-power") if c in codes)
+    single_note = ("single-run",) if "single-run" in codes else ()
+
+    c_old, c_new = counts.center_old, counts.center_new
+    ci_ok = (~np.isnan(run.lo) & (c_old != 0)).tolist()
+    po_l, pn_l = counts.per_iter_old.tolist(), counts.per_iter_new.tolist()
+    ro_l = counts.old.astype(np.int64).tolist()
+    rn_l = counts.new.astype(np.int64).tolist()
+    cols = zip(
+        counts.keys,
+        c_old.tolist(),
+        c_new.tolist(),
+        cl.cls.tolist(),
+        run.test,
+        run.p.tolist(),
+        q.tolist(),
+        cl.significant.tolist(),
+        cl.regression.tolist(),
+        cl.score.tolist(),
+        run.lo.tolist(),
+        run.hi.tolist(),
+        ci_ok,
+        cl.gated.tolist(),
+        strict=True,
+    )
+    rows: list[Divergence] = []
+    for i, (key, co, cn, cls, t, pi, qi, s, reg, sc, lo_i, hi_i, has_ci, gate_fail) in enumerate(
+        cols
+    ):
+        kind, name, sub = key
+        notes: tuple[str, ...] = mwu_note if t == "mwu" else single_note if t != "exact" else ()
+        if gate_fail:
+            notes = (*notes, "effect-gate")
+        elif kind == "retval" and qi <= th.alpha:
+            notes = (*notes, "retval-context")
+        rows.append(
+            Divergence(
+                kind=kind,  # type: ignore[arg-type]
+                name=name,
+                sub=display_sub(kind, sub),
+                cls=cls,
+                old=SideValues(tuple(po_l[i]), tuple(ro_l[i]), co),
+                new=SideValues(tuple(pn_l[i]), tuple(rn_l[i]), cn),
+                ratio=cn / co if co > 0 else None,
+                ratio_ci=(lo_i, hi_i) if has_ci else None,
+                delta=cn - co,
+                test=t,
+                p=pi,
+                q=qi,
+                significant=s,
+                regression=reg,
+                score=sc,
+                notes=notes,
+            )
+        )
+    return rows, run.methods, warnings
+
+
+def _liveness_row(
+    old: Capture, new: Capture, th: Thresholds
+) -> tuple[Divergence | None, list[DiffWarning]]:
+    fo, co = old.liveness_per_run()
+    fn, cn = new.liveness_per_run()
+    if sum(co) == 0 and sum(cn) == 0:
+        return None, []
+    if sum(co) == 0 or sum(cn) == 0:
+        which = "old" if sum(co) == 0 else "new"
+        return None, [
+            DiffWarning("liveness-one-side", f"liveness was not checked on the {which} side")
+        ]
+    a, b = sum(fo), sum(co) - sum(fo)
+    c, d = sum(fn), sum(cn) - sum(fn)
+    p = tests.LIVENESS.pvalue(a, b, c, d)
+    ro, rn = a / (a + b), c / (c + d)
+    differs = ro != rn
+    significant = differs and p <= th.alpha
+
+    def values(fails: list[int], checked: list[int], pooled: float) -> SideValues:
+        per = tuple(f / n if n else 0.0 for f, n in zip(fails, checked, strict=True))
+        return SideValues(per, tuple(fails), pooled, trials=tuple(checked))
+
+    delta = rn - ro
+    score = rank_score(np.array([p]), np.array([delta]), np.array([ro]), np.array([rn]))[0]
+    row = Divergence(
+        kind="liveness",
+        name="liveness",
+        sub="",
+        cls="liveness" if differs else "unchanged",
+        old=values(fo, co, ro),
+        new=values(fn, cn, rn),
+        ratio=rn / ro if ro > 0 else None,
+        ratio_ci=None,
+        delta=delta,
+        test=tests.LIVENESS.name,
+        p=p,
+        q=p,
+        significant=significant,
+        regression=significant and rn > ro,
+        score=tier_score(TIER_LIVENESS if differs else TIER_REST, float(score)),
+    )
+    return row, []

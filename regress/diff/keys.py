@@ -1,0 +1,177 @@
+"""Captures -> one (keys x runs) count matrix per side, keys shared between the sides.
+
+A key is ``(kind, name, sub)`` with ``sub`` as the capture stores it (errno number or
+log2 bucket as text, "" for flat counts). The matrix is what every statistical test
+reads (``KeyCounts``): per-run counts, iterations per run, and the per-iteration
+values and centres derived from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import numpy.typing as npt
+
+from regress.model.capture import Capture
+from regress.model.names import errno_name
+from regress.model.result import CONTEXT_KINDS
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+KeyTuple = tuple[str, str, str]  # (kind, name, sub as captured): sub = errno / bucket / ""
+
+
+def display_sub(kind: str, sub: str) -> str:
+    """The ``Divergence.sub`` of a captured key: errno numbers become kernel names."""
+    return errno_name(sub) if kind == "syscall" and sub else sub
+
+
+class KeyIndex:
+    """Key -> row number, two-level (family/name -> sub -> row) to avoid a tuple per count."""
+
+    def __init__(self, skip: set[KeyTuple]) -> None:
+        self.skip = skip
+        self.by_name: dict[tuple[str, str], dict[str, int]] = {}
+        self.keys: list[KeyTuple] = []
+
+    def rows_for(self, fam: str, name: str, subs: Iterable[str]) -> list[int] | None:
+        """Row numbers for ``subs`` of one name (new keys get new rows); None if skipped."""
+        sub_index = self.by_name.get((fam, name))
+        if sub_index is None:
+            if (fam, "*", "") in self.skip or (fam, name, "") in self.skip:
+                return None
+            sub_index = self.by_name[(fam, name)] = {}
+        out: list[int] = []
+        for sub in subs:
+            i = sub_index.get(sub)
+            if i is None:
+                i = sub_index[sub] = len(self.keys)
+                self.keys.append((fam, name, sub))
+            out.append(i)
+        return out
+
+    def run_entries(self, cap: Capture) -> list[tuple[list[int], list[int]]]:
+        """Per run: (row numbers, counts) for every key the run recorded."""
+        per_run: list[tuple[list[int], list[int]]] = []
+        for run in cap.runs:
+            rows: list[int] = []
+            vals: list[int] = []
+            for fam, table in (("syscall", run.syscalls), ("retval", run.retvals)):
+                for name, inner in table.items():
+                    r = self.rows_for(fam, name, inner)
+                    if r is not None:
+                        rows.extend(r)
+                        vals.extend(inner.values())
+            for fam, flat in (("tracepoint", run.tracepoints), ("function", run.functions)):
+                for name, n in flat.items():
+                    r = self.rows_for(fam, name, ("",))
+                    if r is not None:
+                        rows.extend(r)
+                        vals.append(n)
+            per_run.append((rows, vals))
+        return per_run
+
+
+def _matrix(
+    cap: Capture, entries: list[tuple[list[int], list[int]]], nkeys: int
+) -> tuple[FloatArray, FloatArray]:
+    counts = np.zeros((nkeys, len(cap.runs)), dtype=np.float64)
+    for j, (rows, vals) in enumerate(entries):
+        if rows:  # a run names each key once, so plain assignment is exact
+            counts[np.asarray(rows, dtype=np.intp), j] = np.asarray(vals, dtype=np.float64)
+    iters = np.asarray([r.iterations for r in cap.runs], dtype=np.float64)
+    return counts, iters
+
+
+@dataclass(frozen=True)
+class KeyCounts:
+    """Both sides' counts of the same keys: what every statistical test reads."""
+
+    keys: list[KeyTuple]
+    old: FloatArray  # (keys, old runs) raw counts
+    new: FloatArray  # (keys, new runs)
+    old_iters: FloatArray  # iterations per old run
+    new_iters: FloatArray
+
+    @classmethod
+    def of(cls, old: Capture, new: Capture, skip: set[KeyTuple]) -> KeyCounts:
+        index = KeyIndex(skip)
+        e_old, e_new = index.run_entries(old), index.run_entries(new)
+        co, io = _matrix(old, e_old, len(index.keys))
+        cn, inew = _matrix(new, e_new, len(index.keys))
+        return cls(index.keys, co, cn, io, inew)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def n_old(self) -> int:
+        return int(self.old.shape[1])
+
+    @property
+    def n_new(self) -> int:
+        return int(self.new.shape[1])
+
+    @cached_property
+    def per_iter_old(self) -> FloatArray:
+        return np.asarray(self.old / self.old_iters[None, :], dtype=np.float64)
+
+    @cached_property
+    def per_iter_new(self) -> FloatArray:
+        return np.asarray(self.new / self.new_iters[None, :], dtype=np.float64)
+
+    @cached_property
+    def center_old(self) -> FloatArray:
+        return np.median(self.per_iter_old, axis=1) if len(self) else np.zeros(0)
+
+    @cached_property
+    def center_new(self) -> FloatArray:
+        return np.median(self.per_iter_new, axis=1) if len(self) else np.zeros(0)
+
+    @cached_property
+    def total_old(self) -> FloatArray:
+        return np.asarray(self.old.sum(axis=1), dtype=np.float64)
+
+    @cached_property
+    def total_new(self) -> FloatArray:
+        return np.asarray(self.new.sum(axis=1), dtype=np.float64)
+
+    def column(self, what: str) -> npt.NDArray[np.object_]:
+        """``kind``, ``name`` or ``sub`` of every key, as an object array."""
+        i = ("kind", "name", "sub").index(what)
+        return np.array([k[i] for k in self.keys], dtype=object)
+
+    @cached_property
+    def context(self) -> BoolArray:
+        """Rows that are context only (return-value buckets): never significant."""
+        return np.array([k[0] in CONTEXT_KINDS for k in self.keys], dtype=bool)
+
+    def syscall_totals(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Per row: all calls and successful calls of the row's syscall, old and new.
+
+        Rows that are not syscalls get 0.
+        """
+        kinds = self.column("kind")
+        subs = self.column("sub")
+        is_sys = kinds == "syscall"
+        ids: dict[str, int] = {}
+        nid = np.array(
+            [ids.setdefault(k[1], len(ids)) if k[0] == "syscall" else -1 for k in self.keys],
+            dtype=np.intp,
+        )
+        at = np.maximum(nid, 0)
+        is_ok = is_sys & (subs == "0")
+
+        def per_row(mask: BoolArray, totals: FloatArray) -> FloatArray:
+            sums = np.bincount(nid[mask], weights=totals[mask], minlength=len(ids))
+            return np.where(is_sys, sums[at] if len(ids) else 0.0, 0.0)
+
+        return (
+            per_row(is_sys, self.total_old),
+            per_row(is_sys, self.total_new),
+            per_row(is_ok, self.total_old),
+            per_row(is_ok, self.total_new),
+        )

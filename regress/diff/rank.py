@@ -1,0 +1,91 @@
+"""Effect gate, classes, the regression rule and the ranking (README "Ranking").
+
+Rows fall in tiers, highest first -- 4 liveness failure rate differs, 3 significant
+appeared/vanished, 2 significant rate change, 1 probe absent on one side, 0 the rest;
+within a tier by ``rank_score`` (significance + effect); ties by kind (liveness,
+syscall, tracepoint, function, retval), then by key, so the same inputs always give
+the same order.
+
+A row is a *regression* when it is significant and one of: liveness failures went
+up; a syscall error (``syscall:X:ERRNO``) appeared or went up; successful calls of a
+syscall (``syscall:X:ok``) vanished. Everything else is a divergence to look at.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from regress.diff.keys import BoolArray, FloatArray, KeyCounts
+from regress.model.result import METRIC_KINDS, Divergence, Thresholds
+
+TIER_LIVENESS = 4
+TIER_APPEAR = 3
+TIER_RATE = 2
+TIER_ABSENT = 1
+TIER_REST = 0
+TIER_WEIGHT = 1000.0
+# Ratios beyond this (log2) are "infinite" for ranking; 2**10 = 1024x.
+MAX_LOG2_RATIO = 10.0
+# -log10(q) beyond this is "certain" for ranking (double precision ends near here).
+MAX_SIGNIFICANCE = 16.0
+KIND_ORDER = {kind: i for i, kind in enumerate(METRIC_KINDS)}
+
+
+def effect_gate(old_center: FloatArray, new_center: FloatArray, th: Thresholds) -> BoolArray:
+    """True where the change is big enough to matter: ratio AND absolute delta."""
+    delta = np.abs(new_center - old_center)
+    lo = np.minimum(old_center, new_center)
+    hi = np.maximum(old_center, new_center)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_ok = np.where(lo > 0, hi / lo >= th.min_ratio, hi > 0)
+    return np.asarray((delta >= th.min_abs_delta) & ratio_ok, dtype=np.bool_)
+
+
+def rank_score(
+    q: FloatArray, delta: FloatArray, old_center: FloatArray, new_center: FloatArray
+) -> FloatArray:
+    """Within-tier ranking score: significance plus effect size.
+
+    score = min(-log10 q, 16) + log2(1 + |delta per iteration|) + min(|log2 ratio|, 10),
+    a ratio with a zero side counting as 10 (1024x).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sig = np.minimum(-np.log10(np.maximum(q, 1e-300)), MAX_SIGNIFICANCE)
+        lr = np.abs(np.log2(new_center / old_center))
+    lr = np.where(np.isfinite(lr), np.minimum(lr, MAX_LOG2_RATIO), MAX_LOG2_RATIO)
+    lr = np.where((old_center == 0) & (new_center == 0), 0.0, lr)
+    sig = np.where(np.isnan(sig), 0.0, sig)
+    return np.asarray(sig + np.log2(1.0 + np.abs(delta)) + lr, dtype=np.float64)
+
+
+def tier_score(tier: float, score: float) -> float:
+    return round(tier * TIER_WEIGHT + score, 6)
+
+
+class Classes:
+    """Per key: significant, class, regression, score (vectorised over ``KeyCounts``)."""
+
+    def __init__(self, counts: KeyCounts, q: FloatArray, th: Thresholds) -> None:
+        c_old, c_new = counts.center_old, counts.center_new
+        self.gate = effect_gate(c_old, c_new, th)
+        self.would_be = (q <= th.alpha) & self.gate
+        self.significant = self.would_be & ~counts.context
+        self.gated = (q <= th.alpha) & ~self.gate
+        appeared = (counts.total_old == 0) & (counts.total_new > 0)
+        vanished = (counts.total_new == 0) & (counts.total_old > 0)
+        sig = self.significant
+        tier = np.where(sig, np.where(appeared | vanished, TIER_APPEAR, TIER_RATE), TIER_REST)
+        self.score = np.round(tier * TIER_WEIGHT + rank_score(q, c_new - c_old, c_old, c_new), 6)
+        is_sys = counts.column("kind") == "syscall"
+        is_ok = counts.column("sub") == "0"
+        self.regression = sig & is_sys & np.where(is_ok, vanished, c_new > c_old)
+        self.cls = np.where(
+            sig,
+            np.where(appeared, "appeared", np.where(vanished, "vanished", "rate")),
+            "unchanged",
+        )
+
+
+def ordered(rows: list[Divergence]) -> tuple[Divergence, ...]:
+    """Highest score first; ties by kind, then key."""
+    return tuple(sorted(rows, key=lambda d: (-d.score, KIND_ORDER.get(d.kind, 9), d.key)))

@@ -1,0 +1,445 @@
+"""Statistical tests, one object per test: what it applies to, its p-values and CI, and
+the sentence every report prints about it (benchstat's ``Assumption`` idea).
+
+``choose`` decides which test each key gets, ``run_tests`` runs them (vectorised: one
+call per test over all its keys, so tens of thousands of keys cost a few array
+operations, ``bench/bench_differ.py``), and the differ then adjusts (BH) and gates.
+Nothing here prints or raises for statistical reasons; what the sample makes impossible
+comes back as ``DiffWarning`` values for the renderers' footnotes.
+
+Tests (README "Statistics"):
+
+* ``exact`` -- counts constant across >= ``min_runs_exact`` runs on each side: p = 0 when
+  they differ, p = 1 when equal (never for context rows).
+* ``mwu`` -- >= ``min_runs_mwu`` runs per side: two-sided Mann–Whitney U on per-iteration
+  counts; exact null without ties, tie-corrected normal approximation floored at the
+  exact minimum otherwise. CI: Moses' distribution-free interval for the shift of
+  log(count/iteration), exponentiated; only when every run counted > 0.
+* ``poisson`` -- 1 run on a side: pooled counts, exact conditional binomial test of two
+  Poisson rates; Clopper–Pearson CI mapped to a rate ratio.
+* ``fisher`` -- 1 run on a side, an errno row of a syscall that succeeded on both sides:
+  Fisher's exact test of the errno's share of the syscall's calls.
+* ``fisher-liveness`` -- the liveness row: Fisher's exact test on failed vs passed checks.
+* Two-sided exact p-values double the smaller tail (central), capped at 1.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+from scipy import stats as sst
+
+from regress.diff.keys import BoolArray, FloatArray, KeyCounts
+from regress.model.result import DiffWarning, TestMethod, Thresholds
+
+# --------------------------------------------------------------------------- MWU
+
+
+def mwu_min_p(n1: int, n2: int) -> float:
+    """Smallest two-sided exact MWU p-value possible with n1 vs n2 samples."""
+    return min(1.0, 2.0 / math.comb(n1 + n2, n1))
+
+
+def runs_needed_for(p_target: float) -> int:
+    """Smallest n such that n vs n runs can give an exact MWU p <= ``p_target``."""
+    n = 2
+    while mwu_min_p(n, n) > p_target and n < 10_000:
+        n += 1
+    return n
+
+
+def mwu_pvalues(old: FloatArray, new: FloatArray) -> FloatArray:
+    """Two-sided MWU p per row of ``old`` (k, n1) vs ``new`` (k, n2).
+
+    Exact distribution for rows without ties, tie-corrected normal approximation
+    (floored at the exact minimum) otherwise; rows where every value is equal get 1.
+    """
+    k, n1 = old.shape
+    n2 = new.shape[1]
+    p = np.ones(k, dtype=np.float64)
+    if k == 0:
+        return p
+    both = np.concatenate([old, new], axis=1)
+    srt = np.sort(both, axis=1)
+    has_ties = (np.diff(srt, axis=1) == 0).any(axis=1)
+    all_equal = srt[:, 0] == srt[:, -1]
+    exact_rows = ~has_ties
+    tied_rows = has_ties & ~all_equal
+    if exact_rows.any():
+        res = sst.mannwhitneyu(
+            new[exact_rows], old[exact_rows], axis=1, method="exact", alternative="two-sided"
+        )
+        p[exact_rows] = np.asarray(res.pvalue, dtype=np.float64)
+    if tied_rows.any():
+        res = sst.mannwhitneyu(
+            new[tied_rows], old[tied_rows], axis=1, method="asymptotic", alternative="two-sided"
+        )
+        p[tied_rows] = np.maximum(np.asarray(res.pvalue, dtype=np.float64), mwu_min_p(n1, n2))
+    return np.clip(p, 0.0, 1.0)
+
+
+def _mwu_null_cdf_counts(n1: int, n2: int) -> npt.NDArray[np.float64]:
+    """Number of rank arrangements giving U = 0..n1*n2 (exact null of U, no ties)."""
+    # Classic recursion on the generating function prod (1-q^(n1+i)) / (1-q^i).
+    maxu = n1 * n2
+    # f[u] for the current (a, b); build with the Gaussian binomial coefficient.
+    dist = np.zeros(maxu + 1, dtype=np.float64)
+    dist[0] = 1.0
+    # Multiply by (1 - q^(n1+i)) / (1 - q^i) for i = 1..n2.
+    for i in range(1, n2 + 1):
+        num = np.zeros(maxu + 1, dtype=np.float64)
+        num[:] = dist
+        shift = n1 + i
+        if shift <= maxu:
+            num[shift:] -= dist[: maxu + 1 - shift]
+        # divide by (1 - q^i): cumulative sum with stride i
+        for u in range(i, maxu + 1):
+            num[u] += num[u - i]
+        dist = num
+    return dist
+
+
+def moses_k(n1: int, n2: int, confidence: float) -> int:
+    """Order-statistic index k (1-based) of Moses' CI: [D_(k), D_(N-k+1)]; 0 = unbounded."""
+    alpha = 1.0 - confidence
+    if n1 * n2 <= 10_000:
+        dist = _mwu_null_cdf_counts(n1, n2)
+        cdf = np.cumsum(dist) / dist.sum()
+        # largest c with P(U <= c - 1) <= alpha/2; the CI is [D_(c), D_(N-c+1)]
+        ok = np.nonzero(cdf <= alpha / 2 + 1e-12)[0]
+        return int(ok[-1]) + 1 if ok.size else 0
+    z = float(sst.norm.ppf(1 - alpha / 2))
+    c = math.floor(n1 * n2 / 2 - z * math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12))
+    return max(c, 0)
+
+
+def moses_ratio_ci(
+    old: FloatArray, new: FloatArray, confidence: float
+) -> tuple[FloatArray, FloatArray]:
+    """Distribution-free CI of new/old per row (NaN where a value is <= 0 or n is too small)."""
+    k, n1 = old.shape
+    n2 = new.shape[1]
+    lo = np.full(k, np.nan)
+    hi = np.full(k, np.nan)
+    c = moses_k(n1, n2, confidence)
+    if k == 0 or c < 1:
+        return lo, hi
+    positive = (old > 0).all(axis=1) & (new > 0).all(axis=1)
+    if not positive.any():
+        return lo, hi
+    lo_old = np.log(old[positive])
+    lo_new = np.log(new[positive])
+    diffs = (lo_new[:, None, :] - lo_old[:, :, None]).reshape(lo_old.shape[0], n1 * n2)
+    diffs.sort(axis=1)
+    n = n1 * n2
+    lo[positive] = np.exp(diffs[:, c - 1])
+    hi[positive] = np.exp(diffs[:, n - c])
+    return lo, hi
+
+
+# --------------------------------------------------------------------------- Poisson / Fisher
+
+
+def _central_p(lower_tail: FloatArray, upper_tail: FloatArray) -> FloatArray:
+    """Two-sided p by doubling the smaller exact tail, capped at 1."""
+    return np.clip(2.0 * np.minimum(lower_tail, upper_tail), 0.0, 1.0)
+
+
+def poisson_rate_pvalues(
+    k_old: FloatArray, e_old: float, k_new: FloatArray, e_new: float
+) -> FloatArray:
+    """Exact conditional (binomial) test of equal Poisson rates, two-sided, per row.
+
+    ``k_*`` are pooled counts, ``e_*`` exposures (iterations).
+    """
+    n = k_old + k_new
+    frac = e_new / (e_old + e_new)
+    lower = sst.binom.cdf(k_new, n, frac)
+    upper = sst.binom.sf(k_new - 1, n, frac)
+    p = _central_p(np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64))
+    p[n == 0] = 1.0
+    return p
+
+
+def poisson_ratio_ci(
+    k_old: FloatArray, e_old: float, k_new: FloatArray, e_new: float, confidence: float
+) -> tuple[FloatArray, FloatArray]:
+    """Clopper–Pearson CI of the binomial share mapped to a rate ratio (inf upper when k_old=0)."""
+    alpha = 1.0 - confidence
+    n = k_old + k_new
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pl = np.where(k_new > 0, special.betaincinv(k_new, n - k_new + 1, alpha / 2), 0.0)
+        pu = np.where(k_old > 0, special.betaincinv(k_new + 1, n - k_new, 1 - alpha / 2), 1.0)
+        scale = e_old / e_new
+        lo = np.where(pl >= 1.0, np.inf, pl / (1.0 - pl)) * scale
+        hi = np.where(pu >= 1.0, np.inf, pu / (1.0 - pu)) * scale
+    bad = n == 0
+    lo[bad] = np.nan
+    hi[bad] = np.nan
+    return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+
+
+def fisher_pvalues(a: FloatArray, b: FloatArray, c: FloatArray, d: FloatArray) -> FloatArray:
+    """Fisher's exact test on 2x2 tables [[a, b], [c, d]] per row, two-sided (central).
+
+    Rows are (old, new); columns (event, other). Conditioning on the margins,
+    ``a`` is hypergeometric. Tables with an empty row or column give p = 1.
+    """
+    total = a + b + c + d
+    row_old = a + b
+    col_event = a + c
+    lower = sst.hypergeom.cdf(a, total, col_event, row_old)
+    upper = sst.hypergeom.sf(a - 1, total, col_event, row_old)
+    p = _central_p(np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64))
+    degenerate = (row_old == 0) | (c + d == 0) | (col_event == 0) | (b + d == 0)
+    p[degenerate] = 1.0
+    return p
+
+
+# --------------------------------------------------------------------------- FDR
+
+
+def bh_qvalues(p: FloatArray) -> FloatArray:
+    """Benjamini–Hochberg adjusted p-values (q), same order as ``p``."""
+    m = p.size
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q_sorted = np.minimum.accumulate(ranked[::-1])[::-1]
+    q = np.empty(m, dtype=np.float64)
+    q[order] = np.clip(q_sorted, 0.0, 1.0)
+    return q
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+def sample_size_warnings(
+    n_old: int, n_new: int, keys_tested: int, th: Thresholds
+) -> list[DiffWarning]:
+    """What the run counts make impossible, stated before anyone trusts a silent diff."""
+    out: list[DiffWarning] = []
+    if min(n_old, n_new) < th.min_runs_mwu:
+        out.append(
+            DiffWarning(
+                "single-run",
+                f"{n_old} vs {n_new} runs: counts pooled per side and compared as Poisson rates "
+                "(Fisher for errno shares); real counts vary more than Poisson between runs, "
+                "so these p-values are optimistic; capture >= 5 runs per side for Mann–Whitney U",
+            )
+        )
+        return out
+    pmin = mwu_min_p(n_old, n_new)
+    if pmin > th.alpha:
+        need = runs_needed_for(th.alpha)
+        out.append(
+            DiffWarning(
+                "few-runs",
+                f"with {n_old} vs {n_new} runs the smallest possible Mann–Whitney p is "
+                f"{pmin:.3g}: counts that vary between runs cannot reach p < {th.alpha:g}; "
+                f"need >= {need} runs per side (counts constant in every run are still "
+                "compared exactly)",
+            )
+        )
+    elif keys_tested > 1 and pmin * keys_tested > th.alpha:
+        need = runs_needed_for(th.alpha / keys_tested)
+        out.append(
+            DiffWarning(
+                "mwu-power",
+                f"with {n_old} vs {n_new} runs the smallest Mann–Whitney p is {pmin:.3g}; "
+                f"across {keys_tested} keys a single changed key that varies between runs "
+                f"cannot reach q <= {th.alpha:g} (needs ~{need} runs per side); "
+                "many keys changing together, or counts constant in every run, still can",
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- test objects
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """p-values and ratio CI bounds (NaN: no interval) of one test over its rows."""
+
+    p: FloatArray
+    lo: FloatArray
+    hi: FloatArray
+
+
+class StatTest(ABC):
+    """One statistical test: which keys it applies to, and what it says about them."""
+
+    method: TestMethod
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    @abstractmethod
+    def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
+        """Rows this test can judge (the first test in ``choose``'s order that applies wins)."""
+
+    @abstractmethod
+    def run(self, counts: KeyCounts, rows: BoolArray, th: Thresholds) -> Outcome:
+        """p and CI for ``rows`` (vectorised; returned arrays have one entry per row)."""
+
+
+class ExactConstant(StatTest):
+    method = TestMethod(
+        "exact",
+        "exact: the count was the same in every run on each side, so a difference is certain "
+        "(p = 0) and equality is p = 1",
+    )
+
+    def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
+        if min(counts.n_old, counts.n_new) < th.min_runs_exact or not len(counts):
+            return np.zeros(len(counts), dtype=bool)
+        po, pn = counts.per_iter_old, counts.per_iter_new
+        # Return-value buckets measure data sizes (/proc text lengths, clock digits),
+        # which can be constant within one capture session yet differ between two
+        # sessions of the same kernel (seen in ps-loop A/A runs): never exact.
+        constant = (po == po[:, :1]).all(axis=1) & (pn == pn[:, :1]).all(axis=1)
+        return np.asarray(~counts.context & constant, dtype=np.bool_)
+
+    def run(self, counts: KeyCounts, rows: BoolArray, th: Thresholds) -> Outcome:
+        a, b = counts.per_iter_old[rows, 0], counts.per_iter_new[rows, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(a > 0, b / a, np.nan)
+        return Outcome(np.where(a != b, 0.0, 1.0), r, r.copy())
+
+
+class MannWhitney(StatTest):
+    method = TestMethod(
+        "mwu",
+        "Mann–Whitney U test on the per-run values (two-sided; exact null without ties), "
+        "median ratio with Moses' distribution-free 95% CI",
+    )
+
+    def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
+        ok = min(counts.n_old, counts.n_new) >= th.min_runs_mwu
+        return np.full(len(counts), ok, dtype=bool)
+
+    def run(self, counts: KeyCounts, rows: BoolArray, th: Thresholds) -> Outcome:
+        po, pn = counts.per_iter_old[rows], counts.per_iter_new[rows]
+        lo, hi = moses_ratio_ci(po, pn, th.confidence)
+        return Outcome(mwu_pvalues(po, pn), lo, hi)
+
+
+class FisherShare(StatTest):
+    method = TestMethod(
+        "fisher",
+        "Fisher's exact test of this errno's share of the syscall's calls (one run per "
+        "side; a change in call volume shows on the syscall's ok row instead)",
+    )
+
+    def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
+        if min(counts.n_old, counts.n_new) >= th.min_runs_mwu:
+            return np.zeros(len(counts), dtype=bool)
+        kinds, subs = counts.column("kind"), counts.column("sub")
+        _, _, ok_old, ok_new = counts.syscall_totals()
+        # Without successes on both sides there is no share to speak of: the errno's
+        # rate is tested instead (Poisson).
+        return np.asarray(
+            (kinds == "syscall") & (subs != "0") & (ok_old > 0) & (ok_new > 0), dtype=np.bool_
+        )
+
+    def run(self, counts: KeyCounts, rows: BoolArray, th: Thresholds) -> Outcome:
+        all_old, all_new, _, _ = counts.syscall_totals()
+        to, tn = counts.total_old[rows], counts.total_new[rows]
+        p = fisher_pvalues(to, all_old[rows] - to, tn, all_new[rows] - tn)
+        nan = np.full(int(rows.sum()), np.nan)
+        return Outcome(p, nan, nan.copy())
+
+
+class PoissonRate(StatTest):
+    method = TestMethod(
+        "poisson",
+        "exact test of two Poisson rates on the counts pooled per side (one run per side; "
+        "optimistic when counts vary more than Poisson between runs), Clopper–Pearson CI",
+    )
+
+    def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
+        return np.ones(len(counts), dtype=bool)
+
+    def run(self, counts: KeyCounts, rows: BoolArray, th: Thresholds) -> Outcome:
+        e_old, e_new = float(counts.old_iters.sum()), float(counts.new_iters.sum())
+        to, tn = counts.total_old[rows], counts.total_new[rows]
+        lo, hi = poisson_ratio_ci(to, e_old, tn, e_new, th.confidence)
+        return Outcome(poisson_rate_pvalues(to, e_old, tn, e_new), lo, hi)
+
+
+class FisherLiveness:
+    """The liveness row: one pre-specified endpoint, tested at alpha without FDR."""
+
+    method = TestMethod(
+        "fisher-liveness",
+        "Fisher's exact test on failed vs passed liveness checks, pooled per side; one "
+        "pre-specified endpoint, tested at alpha without FDR adjustment",
+    )
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    def pvalue(self, failed_old: int, passed_old: int, failed_new: int, passed_new: int) -> float:
+        arr = np.array
+        return float(
+            fisher_pvalues(
+                arr([float(failed_old)]),
+                arr([float(passed_old)]),
+                arr([float(failed_new)]),
+                arr([float(passed_new)]),
+            )[0]
+        )
+
+
+# Preference order: the first test that applies to a row judges it.
+MULTI_RUN: tuple[StatTest, ...] = (ExactConstant(), MannWhitney())
+SINGLE_RUN: tuple[StatTest, ...] = (FisherShare(), PoissonRate())
+LIVENESS = FisherLiveness()
+
+
+def choose(counts: KeyCounts, th: Thresholds) -> list[tuple[StatTest, BoolArray]]:
+    """Which test judges which rows: every row exactly one test."""
+    multi = min(counts.n_old, counts.n_new) >= th.min_runs_mwu
+    free = np.ones(len(counts), dtype=bool)
+    plan: list[tuple[StatTest, BoolArray]] = []
+    for test in MULTI_RUN if multi else SINGLE_RUN:
+        rows = free & test.applies(counts, th)
+        if rows.any():
+            plan.append((test, rows))
+        free &= ~rows
+    return plan
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """Every key's p, CI bounds and test name, plus the tests used (for the report)."""
+
+    p: FloatArray
+    lo: FloatArray
+    hi: FloatArray
+    test: list[str]
+    methods: tuple[TestMethod, ...]
+
+
+def run_tests(counts: KeyCounts, th: Thresholds) -> TestRun:
+    k = len(counts)
+    p = np.ones(k)
+    lo = np.full(k, np.nan)
+    hi = np.full(k, np.nan)
+    names = np.empty(k, dtype=object)
+    methods: list[TestMethod] = []
+    for test, rows in choose(counts, th):
+        out = test.run(counts, rows, th)
+        p[rows], lo[rows], hi[rows] = out.p, out.lo, out.hi
+        names[rows] = test.name
+        methods.append(test.method)
+    return TestRun(np.clip(p, 0.0, 1.0), lo, hi, names.tolist(), tuple(methods))

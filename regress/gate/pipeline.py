@@ -1,0 +1,111 @@
+"""One comparison end to end: capture both kernels -> diff once -> render once.
+
+Every command that compares kernels (``run``, ``ci`` per workload, ``selftest``) goes
+through ``compare``, so each workload is diffed exactly once with the user's thresholds
+(plus the A/A negative control on the old side's runs) and its reports are written
+exactly once. ``judge`` is the same without the VM stage, for saved captures.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from regress.diff.differ import diff_captures
+from regress.gate.controls import AAControl, aa_control
+from regress.model.capture import Capture, load_capture
+from regress.model.events import Event, Progress, ignore
+from regress.model.result import DiffResult, Thresholds
+from regress.report.write import write_reports
+from regress.vm import backend as vm_backend
+from regress.vm.backend import RunOptions
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A diff of two captures with its negative control."""
+
+    result: DiffResult  # ``aa_false_positives`` set from ``aa``
+    old: Capture
+    new: Capture
+    aa: AAControl
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``compare`` produced for one workload."""
+
+    out_dir: Path
+    captures: dict[str, Path]
+    judged: Judged
+    reports: dict[str, Path]  # "html" / "text" -> file
+    boots: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def result(self) -> DiffResult:
+        return self.judged.result
+
+
+def judge_captures(
+    old: Capture,
+    new: Capture,
+    thresholds: Thresholds,
+    *,
+    force: bool = False,
+    old_path: str = "old",
+    new_path: str = "new",
+) -> Judged:
+    """The one diff of a comparison, plus the A/A split of the old side."""
+    result = diff_captures(
+        old, new, thresholds=thresholds, force=force, old_path=old_path, new_path=new_path
+    )
+    aa = aa_control(old, thresholds)
+    return Judged(result.with_aa(aa.false_positives), old, new, aa)
+
+
+def judge(old: Path, new: Path, thresholds: Thresholds, *, force: bool = False) -> Judged:
+    return judge_captures(
+        load_capture(old),
+        load_capture(new),
+        thresholds,
+        force=force,
+        old_path=str(old),
+        new_path=str(new),
+    )
+
+
+def render(judged: Judged, out_dir: Path) -> dict[str, Path]:
+    """The HTML and text reports of a comparison, written once into ``out_dir``."""
+    html, text = out_dir / "report.html", out_dir / "report.txt"
+    write_reports(judged.result, judged.old, judged.new, html=html, text=text)
+    return {"html": html, "text": text}
+
+
+def compare(
+    opts: RunOptions,
+    thresholds: Thresholds,
+    progress: Progress = ignore,
+    *,
+    backend: str = "qemu",
+    cancel: threading.Event | None = None,
+) -> Comparison:
+    """Capture both kernels with ``backend``, diff once, render once."""
+    started = time.monotonic()
+    pair = vm_backend.get(backend).capture_pair(opts, progress, cancel)
+    progress(Event("stage", message="diffing"))
+    judged = judge(pair.captures["old"], pair.captures["new"], thresholds)
+    reports = render(judged, pair.out_dir)
+    return Comparison(
+        out_dir=pair.out_dir,
+        captures=dict(pair.captures),
+        judged=judged,
+        reports=reports,
+        boots=list(pair.boots),
+        notes=list(pair.notes),
+        wall_s=time.monotonic() - started,
+    )

@@ -1,0 +1,477 @@
+"""The bcc tracer: compile, attach, track pids, read and reset counters, detach.
+
+The only module that imports bcc, so everything else stays testable (and
+importable in a guest) without it. Compiled once per capture; counters are
+read and reset between runs so every run costs the same and no run pays for a
+recompile. All failures become one-line ``TracerError``/``EnvironmentProblem``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes as ct
+import errno
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import ModuleType, TracebackType
+from typing import Any
+
+from regress.errors import EnvironmentProblem, TracerError
+from regress.guest import kprobe_events
+from regress.guest.bpfgen import LOST_COUNTERS, TracerOptions, generate, split_okcount
+from regress.guest.environment import SETUP_HINT, HeadersChoice, tracefs_path
+from regress.guest.probes import AddressMap, FunctionTarget, available_tracepoints, read_kallsyms
+from regress.model.capture import ProbeStatus
+
+# Event systems whose events are not kernel tracepoints (a raw tracepoint of the same
+# name, if one existed, would be a different event).
+NOT_TRACEPOINT_SYSTEMS = frozenset(
+    {"syscalls", "ftrace", "kprobes", "uprobes", "synthetic", "eprobes", "user_events"}
+)
+
+
+def raw_tracepoint_names(events: list[str]) -> frozenset[str]:
+    """Event names a raw tracepoint attach may use: tracepoint-backed, unique across systems.
+
+    A raw tracepoint is named by the event alone, so ``a:x`` is attached raw only
+    when no other system has an ``x`` too.
+    """
+    seen: dict[str, int] = {}
+    for ev in events:
+        name = ev.split(":", 1)[1]
+        seen[name] = seen.get(name, 0) + 1
+    return frozenset(
+        ev.split(":", 1)[1]
+        for ev in events
+        if ev.split(":", 1)[0] not in NOT_TRACEPOINT_SYSTEMS and seen[ev.split(":", 1)[1]] == 1
+    )
+
+
+def import_bcc() -> ModuleType:
+    """bcc, or a one-line EnvironmentProblem naming the fix."""
+    try:
+        import bcc  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise EnvironmentProblem(
+            f"bcc is not importable from {sys.executable} ({exc})",
+            hint=f"{SETUP_HINT}: it installs python3-bpfcc and links it into .venv",
+        ) from None
+    module: ModuleType = bcc
+    return module
+
+
+def bcc_version() -> str | None:
+    try:
+        bcc = import_bcc()
+    except EnvironmentProblem:
+        return None
+    return str(getattr(bcc, "__version__", "unknown"))
+
+
+@dataclass
+class RawCounts:
+    """One read of the maps, with syscall numbers and addresses still unresolved."""
+
+    syscalls: dict[tuple[int, int], int] = field(default_factory=dict)  # (nr, errno) -> n
+    retvals: dict[tuple[int, int], int] = field(default_factory=dict)  # (nr, bucket) -> n
+    tracepoints: dict[str, int] = field(default_factory=dict)
+    functions: dict[str, int] = field(default_factory=dict)  # normalised name -> n
+    lost: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _capture_fd2(sink: list[str]) -> Iterator[None]:
+    """Redirect file descriptor 2 (where libbcc/clang write) into ``sink``."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            sink.append(tmp.read().decode(errors="replace"))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class Tracer:
+    """One loaded BPF program. Use as a context manager so it is always detached."""
+
+    def __init__(
+        self,
+        options: TracerOptions,
+        *,
+        headers: HeadersChoice,
+        functions: list[FunctionTarget] | None = None,
+        kprobe_problem: str | None = None,
+        own_kernel: bool = False,
+    ) -> None:
+        """``own_kernel``: this kernel is regress's alone (a disposable guest), so
+        attaching may pause ftrace globally (``kprobe_events.ftrace_paused``)."""
+        self.options = options
+        self.text = generate(options)
+        self.headers = headers
+        self.function_targets = functions or []
+        self.kprobe_problem = kprobe_problem
+        self.own_kernel = own_kernel
+        self.statuses: list[ProbeStatus] = []
+        self.attach_note: str | None = None
+        self._fn_event: tuple[kprobe_events.KprobeEvents, str, int] | None = None
+        self._bpf: Any = None
+        self._addr_map: AddressMap | None = None
+        self._raw_names: frozenset[str] = frozenset()
+        self._generation = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def load(self) -> list[ProbeStatus]:
+        """Compile and attach; returns one status per concrete probe."""
+        bcc = import_bcc()
+        if os.geteuid() != 0:
+            raise EnvironmentProblem("loading BPF programs needs root", hint="run as root")
+        if self.headers.source is not None:
+            os.environ["BCC_KERNEL_SOURCE"] = str(self.headers.source)
+        # bcc/clang print compiler diagnostics on fd 2; keep them for the error message.
+        captured: list[str] = []
+        try:
+            with _capture_fd2(captured):
+                self._bpf = bcc.BPF(text=self.text.encode())
+        except Exception as exc:
+            detail = [x for x in "".join(captured).strip().splitlines() if x.strip()]
+            errors = [x.strip() for x in detail if "error" in x.lower()]
+            hint = (errors or detail or [_first_line(exc)])[0][:300]
+            raise TracerError(
+                f"BPF program failed to compile or load: {_first_line(exc)}",
+                hint=f"{hint}; check the kernel headers (--kernel-headers) or {SETUP_HINT}",
+            ) from None
+        self._bump_generation()
+        st: list[ProbeStatus] = []
+        self._raw_names = frozenset()
+        if self.options.tracepoints:
+            with contextlib.suppress(OSError):
+                self._raw_names = raw_tracepoint_names(available_tracepoints(tracefs_path()))
+        if self.options.syscalls:
+            st.append(ProbeStatus("syscall", "raw_syscalls:sys_exit", "attached"))
+        if self.options.retvals:
+            st.append(ProbeStatus("retval", "raw_syscalls:sys_exit", "attached"))
+        for tp in self.options.tracepoints:
+            fn = self.options.tracepoint_function(tp)
+            if fn is None:  # counted inside the always-attached fork/exit handlers
+                st.append(ProbeStatus("tracepoint", tp, "attached"))
+                continue
+            try:
+                self._attach_tracepoint(tp, fn)
+                st.append(ProbeStatus("tracepoint", tp, "attached"))
+            except Exception as exc:
+                st.append(ProbeStatus("tracepoint", tp, "failed", _first_line(exc)))
+        st += self._attach_functions()
+        self.statuses = st
+        return st
+
+    def _attach_tracepoint(self, tp: str, fn: str) -> None:
+        """Attach counting function ``fn`` to ``tp``: as a raw tracepoint when possible.
+
+        The counting functions read no arguments, so either program type works.
+        A raw tracepoint skips the perf buffer setup on every hit, is never
+        silently skipped when another tracing program runs on the CPU, and
+        detaches in well under a millisecond (a perf tracepoint: ~70 ms each).
+        Other events (not a tracepoint, or their name is not unique across
+        systems, or the raw attach fails) use a perf tracepoint.
+        """
+        b = self._bpf
+        name = tp.split(":", 1)[1]
+        event = name.encode()
+        if name not in self._raw_names:
+            b.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
+            return
+        try:
+            b.attach_raw_tracepoint(tp=event, fn_name=fn.encode())
+            return
+        except Exception:
+            # bcc caches the function by name, loaded as a raw-tracepoint program: drop it
+            # so attach_tracepoint loads it again with the tracepoint program type.
+            loaded = b.funcs.pop(fn.encode(), None)
+            if loaded is not None:
+                with contextlib.suppress(OSError):
+                    os.close(loaded.fd)
+        b.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
+
+    def _attach_functions(self) -> list[ProbeStatus]:
+        if not self.function_targets:
+            return []
+        if self.kprobe_problem:
+            return [
+                ProbeStatus("function", t.name, "failed", self.kprobe_problem)
+                for t in self.function_targets
+            ]
+        symbols = [s for t in self.function_targets for s in t.symbols]
+        reasons = self._attach_function_event(symbols)
+        if reasons is None:
+            reasons = self._attach_kprobes_one_by_one(symbols)
+        st: list[ProbeStatus] = []
+        for target in self.function_targets:
+            errors = [f"{s}: {reasons[s]}" for s in target.symbols if s in reasons]
+            if len(errors) < len(target.symbols):
+                st.append(ProbeStatus("function", target.name, "attached"))
+            else:
+                st.append(ProbeStatus("function", target.name, "failed", "; ".join(errors)))
+        return st
+
+    def _attach_function_event(self, symbols: list[str]) -> dict[str, str] | None:
+        """All symbols as one multi-probe kprobe event with ``fn_hit`` attached once.
+
+        Returns the refused symbols with the kernel's reasons, or None when this
+        kernel cannot do it (no ``kprobe_events``, no multi-probe events, or the
+        perf event fails): the caller then attaches one perf kprobe per symbol.
+        """
+        events = kprobe_events.KprobeEvents(tracefs_path())
+        if not events.available():
+            return None
+        events.remove_stale()
+        event = events.register(symbols)
+        if event is None:
+            return None
+        if not event.accepted:  # no line was taken, so there is no event to remove
+            return event.rejected
+        bcc = import_bcc()
+        captured: list[str] = []  # libbcc's own complaints; a failure here means fall back
+        try:
+            fn = self._bpf.load_func(b"fn_hit", bcc.BPF.KPROBE)
+            with kprobe_events.ftrace_paused(self.own_kernel) as paused, _capture_fd2(captured):
+                pfd = bcc.lib.bpf_attach_tracepoint(
+                    fn.fd, event.group.encode(), kprobe_events.EVENT.encode()
+                )
+        except Exception:
+            pfd = -1
+        if pfd < 0:
+            events.unregister(event.group)
+            return None
+        self._fn_event = (events, event.group, pfd)
+        self.attach_note = (
+            f"function probes: {len(event.accepted)} symbols in one kprobe event "
+            f"({event.name})" + ("; ftrace paused while arming" if paused else "")
+        )
+        return event.rejected
+
+    def _attach_kprobes_one_by_one(self, symbols: list[str]) -> dict[str, str]:
+        """One perf kprobe per symbol (kernels without multi-probe kprobe events)."""
+        reasons: dict[str, str] = {}
+        attached = 0
+        for sym in symbols:
+            try:
+                self._bpf.attach_kprobe(event=sym.encode(), fn_name=b"fn_hit")
+                attached += 1
+            except Exception as exc:
+                reasons[sym] = _first_line(exc)
+        self.attach_note = f"function probes: {attached} perf kprobes, one per symbol"
+        return reasons
+
+    def _detach_function_event(self) -> None:
+        if self._fn_event is None:
+            return
+        events, group, pfd = self._fn_event
+        self._fn_event = None
+        lib = import_bcc().lib
+        with kprobe_events.ftrace_paused(self.own_kernel):
+            lib.bpf_close_perf_event_fd(pfd)
+        events.unregister(group)
+
+    def detach(self) -> None:
+        """Remove every probe; raises TracerError only if a kprobe event outlives us."""
+        try:
+            self._detach_function_event()
+        finally:
+            if self._bpf is not None:
+                with contextlib.suppress(Exception):
+                    self._bpf.cleanup()
+                self._bpf = None
+
+    def __enter__(self) -> Tracer:
+        self.load()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()
+
+    # ------------------------------------------------------------------ maps
+
+    def _need(self) -> Any:
+        if self._bpf is None:
+            raise TracerError("tracer is not loaded")
+        return self._bpf
+
+    def track(self, pid: int) -> None:
+        """Count everything ``pid`` and its future descendants do."""
+        b = self._need()
+        if not 0 < pid < self.options.pid_max:
+            raise TracerError(
+                f"cannot track pid {pid}: the tracer was generated for pid_max "
+                f"{self.options.pid_max}",
+                hint="kernel.pid_max was raised after the tracer was built: capture again",
+            )
+        try:
+            b[b"tracked"][ct.c_int(pid)] = ct.c_uint(self._generation)
+        except Exception as exc:
+            raise TracerError(f"cannot track pid {pid}: {_first_line(exc)}") from None
+
+    @staticmethod
+    def _nonzero(table: Any) -> list[tuple[int, int]]:
+        """(index, value) of an array's non-zero entries.
+
+        The whole array is read with BPF_MAP_LOOKUP_BATCH into one buffer and
+        scanned at C speed: ``tracked`` has pid_max entries (4M on many systems),
+        and bcc's per-element iteration takes seconds for that.
+        """
+        lib = import_bcc().lib
+        n = int(table.max_entries)
+        ksize, vsize = ct.sizeof(table.Key), ct.sizeof(table.Leaf)
+        keys, values = (table.Key * n)(), (table.Leaf * n)()
+        cursor, count = ct.c_uint32(0), ct.c_uint32(0)
+        total = 0
+        while total < n:
+            count.value = n - total
+            res = lib.bpf_lookup_batch(
+                table.map_fd,
+                ct.byref(cursor) if total else None,
+                ct.byref(cursor),
+                ct.byref(keys, ksize * total),
+                ct.byref(values, vsize * total),
+                ct.byref(count),
+            )
+            err = ct.get_errno()
+            total += count.value
+            if res != 0 and err != errno.ENOENT:
+                raise TracerError(f"reading a BPF array failed: {os.strerror(err)}")
+            if res != 0 or count.value == 0:
+                break
+        data = ct.string_at(values, vsize * total)
+        found = sorted({m.start() // vsize for m in re.finditer(rb"[^\x00]", data)})
+        return [
+            (int(keys[i]), int.from_bytes(data[i * vsize : (i + 1) * vsize], sys.byteorder))
+            for i in found
+        ]
+
+    @staticmethod
+    def _zero(table: Any, indices: list[int]) -> None:
+        """Zero the given array entries in one batch."""
+        if indices:
+            n = len(indices)
+            keys = (table.Key * n)(*indices)
+            table.items_update_batch(keys, (table.Leaf * n)())
+
+    def tracked_pids(self) -> list[int]:
+        """Thread ids tracked now (scans pid_max entries: for tests and debugging)."""
+        tracked = self._nonzero(self._need()[b"tracked"])
+        return [i for i, gen in tracked if gen == self._generation]
+
+    def _bump_generation(self) -> None:
+        """Forget every tracked thread at once: entries of older generations never match."""
+        self._generation = self._generation % 0xFFFFFFFF + 1  # 1..2^32-1, never 0
+        self._need()[b"generation"][ct.c_int(0)] = ct.c_uint(self._generation)
+
+    def reset(self) -> None:
+        """Zero every counter and forget tracked pids (start of a run)."""
+        b = self._need()
+        self._bump_generation()
+        large = []  # arrays: zero the non-zero entries in two batch calls
+        small = [b"lost"]  # a few entries: one update each
+        hashes = []
+        if self.options.syscalls:
+            large.append(b"okcounts")
+            hashes.append(b"counts")
+        if self.options.tracepoints:
+            small.append(b"tpcounts")
+        if self.options.functions:
+            hashes.append(b"fcounts")
+        for name in large:
+            table = b[name]
+            self._zero(table, [i for i, _ in self._nonzero(table)])
+        for name in small + hashes:
+            b[name].clear()
+
+    def read(self) -> RawCounts:
+        b = self._need()
+        raw = RawCounts()
+        if self.options.syscalls:
+            for k, v in b[b"counts"].items():
+                nr, err, n = int(k.id), int(k.err), int(v.value)
+                raw.syscalls[(nr, err)] = raw.syscalls.get((nr, err), 0) + n
+                if self.options.retvals and err == 0:
+                    raw.retvals[(nr, int(k.bucket))] = n
+            for i, n in self._nonzero(b[b"okcounts"]):
+                nr, bucket = split_okcount(self.options, i)
+                raw.syscalls[(nr, 0)] = raw.syscalls.get((nr, 0), 0) + n
+                if self.options.retvals:
+                    raw.retvals[(nr, bucket)] = n
+        if self.options.tracepoints:
+            table = b[b"tpcounts"]
+            for i, tp in enumerate(self.options.tracepoints):
+                raw.tracepoints[tp] = int(table[ct.c_int(i)].value)
+        hits = b[b"fcounts"].items() if self.options.functions else []
+        if hits and self._addr_map is None:  # read once, when first needed, not while attaching
+            self._addr_map = AddressMap(read_kallsyms())
+        if self._addr_map is not None:
+            for k, v in hits:
+                name = self._addr_map.name_at(int(k.value)) or f"0x{int(k.value):x}"
+                raw.functions[name] = raw.functions.get(name, 0) + int(v.value)
+        lost = b[b"lost"]
+        for i, name in enumerate(LOST_COUNTERS):
+            raw.lost[name] = int(lost[ct.c_int(i)].value)
+        return raw
+
+
+class LsmProgram:
+    """A loaded BPF-LSM program (an injected fault, ``regress.guest.faults``); ``close()`` unloads.
+
+    Kept apart from ``Tracer`` so a fault never changes the tracer's text or fingerprint.
+    """
+
+    def __init__(self, bpf: Any) -> None:
+        self._bpf = bpf
+
+    def array_values(self, name: str) -> list[int]:
+        """The values of a ``BPF_ARRAY`` of u64 (the fault's counters)."""
+        if self._bpf is None:
+            raise TracerError("LSM program is not loaded")
+        table = self._bpf[name.encode()]
+        return [int(table[ct.c_int(i)].value) for i in range(len(table))]
+
+    def close(self) -> None:
+        if self._bpf is not None:
+            with contextlib.suppress(Exception):
+                self._bpf.cleanup()
+            self._bpf = None
+
+
+def load_lsm_program(text: str) -> LsmProgram:
+    """Compile ``text`` and attach its ``LSM_PROBE``s (bcc autoloads ``lsm__*``)."""
+    bcc = import_bcc()
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("loading BPF programs needs root", hint="run as root")
+    captured: list[str] = []
+    try:
+        with _capture_fd2(captured):
+            bpf = bcc.BPF(text=text.encode())
+    except Exception as exc:
+        detail = [x for x in "".join(captured).strip().splitlines() if x.strip()]
+        hint = detail[-1] if detail else _first_line(exc)
+        raise TracerError(
+            f"BPF-LSM program failed to compile, load or attach: {_first_line(exc)}",
+            hint=f"{hint}; BPF LSM must be active (/sys/kernel/security/lsm lists bpf)",
+        ) from None
+    return LsmProgram(bpf)

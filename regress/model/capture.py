@@ -1,0 +1,523 @@
+"""Capture files: what one workload did to one kernel, versioned.
+
+A capture is JSON (gzip when the name ends in ``.gz``; either is read back by
+magic number). It records everything that must match between two captures for
+a diff to mean anything (workload hash, tracer fingerprint, machine shape,
+iterations per run) so that only the kernel may differ.
+
+This module is stdlib-only: it also runs inside the guest VM.
+
+Schema history (``schema_version``):
+  1 -- 2026-11-24: first version. kernel/machine/bcc/tracer/workload metadata,
+       probe statuses, per-run syscall (name -> errno -> count), log2 return
+       value histograms, tracepoint and function counts, per-iteration
+       liveness and exit codes, lost-event counters; ``requested_runs`` and
+       ``complete`` so a partial capture is never mistaken for a whole one.
+  2 -- 2026-11-29: probe kinds use the differ's vocabulary (``syscall``, ``retval``,
+       ``tracepoint``, ``function``) instead of ``syscalls``/``retvals``.
+
+To change the schema: bump ``SCHEMA_VERSION``, add a history line above, write
+``migrate_vN_to_vN+1(doc) -> doc`` and register it in ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from regress.errors import CaptureFormatError, InputError, SchemaTooNewError
+
+SCHEMA_VERSION = 2
+FORMAT_NAME = "regress-capture"
+
+# One vocabulary with the differ's row kinds (``regress.model.result.MetricKind``):
+# ``syscall`` and ``retval`` probes are whole families (every syscall's exits / return
+# values from ``raw_syscalls:sys_exit``), the others one tracepoint or function each.
+ProbeKind = Literal["syscall", "retval", "tracepoint", "function"]
+ProbeState = Literal["attached", "absent", "failed"]
+PROBE_KINDS: tuple[str, ...] = ("syscall", "retval", "tracepoint", "function")
+FAMILY_PROBE_KINDS: frozenset[str] = frozenset({"syscall", "retval"})
+PROBE_STATES: tuple[str, ...] = ("attached", "absent", "failed")
+
+
+def migrate_v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    """v1 named the family probes ``syscalls``/``retvals``."""
+    rename = {"syscalls": "syscall", "retvals": "retval"}
+    probes = doc.get("probes")
+    if isinstance(probes, list):
+        doc["probes"] = [
+            {**p, "kind": rename.get(str(p.get("kind")), p.get("kind"))}
+            if isinstance(p, dict)
+            else p
+            for p in probes
+        ]
+    return doc
+
+
+# Migrations: MIGRATIONS[n] turns a version-n document into a version-(n+1) one.
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+MIGRATIONS: dict[int, Migration] = {1: migrate_v1_to_v2}
+
+
+@dataclass
+class KernelInfo:
+    release: str
+    version: str  # /proc/version
+    cmdline: str  # /proc/cmdline
+    config_hash: str | None = None  # sha256 of the normalised config, when readable
+    config: dict[str, str] | None = None  # CONFIG_X -> value ("y", "m", "\"str\"", ...)
+
+
+@dataclass
+class MachineInfo:
+    """Where the workload ran. Everything but ``hostname`` must match to compare."""
+
+    backend: str  # "host", "qemu", "vagrant", "import"
+    arch: str
+    cpus: int
+    mem_mb: int
+    accel: str | None = None  # "kvm", "tcg" or None on bare metal
+    hostname: str = ""
+
+    def shape(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "arch": self.arch,
+            "cpus": self.cpus,
+            "mem_mb": self.mem_mb,
+            "accel": self.accel,
+        }
+
+
+@dataclass
+class TracerInfo:
+    fingerprint: str  # sha256 of bpf_text + canonical options
+    options: dict[str, Any]
+    bpf_text: str
+
+
+@dataclass
+class WorkloadInfo:
+    name: str
+    hash: str
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProbeStatus:
+    """One requested probe. ``absent`` (not on this kernel) is never a count of 0."""
+
+    kind: str
+    name: str
+    status: str
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in PROBE_KINDS:
+            raise ValueError(f"unknown probe kind {self.kind!r}")
+        if self.status not in PROBE_STATES:
+            raise ValueError(f"unknown probe status {self.status!r}")
+
+
+@dataclass
+class Run:
+    """One tracer session over ``iterations`` iterations of the workload command."""
+
+    index: int
+    iterations: int
+    wall_s: float
+    started_utc: str
+    syscalls: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> errno -> n
+    retvals: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> log2 bucket -> n
+    tracepoints: dict[str, int] = field(default_factory=dict)  # "cat:event" -> n
+    functions: dict[str, int] = field(default_factory=dict)  # normalised name -> n
+    liveness: list[bool | None] = field(default_factory=list)  # per iteration
+    exit_codes: list[int] = field(default_factory=list)  # per iteration (-N: signal N)
+    lost: dict[str, int] = field(default_factory=dict)  # counter -> n
+    boot: int | None = None  # which VM boot produced this run, when in a VM
+
+
+@dataclass
+class Capture:
+    kernel: KernelInfo
+    machine: MachineInfo
+    tracer: TracerInfo
+    workload: WorkloadInfo
+    bcc_version: str | None
+    requested_runs: int
+    probes: list[ProbeStatus] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    regress_version: str = ""
+    created_utc: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def complete(self) -> bool:
+        return len(self.runs) >= self.requested_runs
+
+    @property
+    def iterations_per_run(self) -> int | None:
+        its = {r.iterations for r in self.runs}
+        return its.pop() if len(its) == 1 else None
+
+    @property
+    def total_iterations(self) -> int:
+        return sum(r.iterations for r in self.runs)
+
+    def lost_totals(self) -> dict[str, int]:
+        """Lost-event counters summed over runs, non-zero ones only, sorted by name."""
+        totals: dict[str, int] = {}
+        for run in self.runs:
+            for k, v in run.lost.items():
+                totals[k] = totals.get(k, 0) + v
+        return {k: v for k, v in sorted(totals.items()) if v > 0}
+
+    def liveness_per_run(self) -> tuple[list[int], list[int]]:
+        """(failed, checked) liveness checks per run; ``None`` entries were not checked."""
+        failed = [sum(1 for x in r.liveness if x is False) for r in self.runs]
+        checked = [sum(1 for x in r.liveness if x is not None) for r in self.runs]
+        return failed, checked
+
+    def liveness_totals(self) -> tuple[int, int]:
+        """(failed, checked) liveness checks over all runs."""
+        failed, checked = self.liveness_per_run()
+        return sum(failed), sum(checked)
+
+    def probe_status(self, kind: str, name: str) -> ProbeStatus | None:
+        for p in self.probes:
+            if p.kind == kind and p.name == name:
+                return p
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "schema_version": self.schema_version,
+            "regress_version": self.regress_version,
+            "created_utc": self.created_utc,
+            "complete": self.complete,
+            "requested_runs": self.requested_runs,
+            "kernel": asdict(self.kernel),
+            "machine": asdict(self.machine),
+            "bcc_version": self.bcc_version,
+            "tracer": asdict(self.tracer),
+            "workload": asdict(self.workload),
+            "probes": [asdict(p) for p in self.probes],
+            "runs": [asdict(r) for r in self.runs],
+            "notes": list(self.notes),
+        }
+        return doc
+
+
+def canonical_json(value: Any) -> str:
+    """Stable JSON text for hashing (sorted keys, no whitespace)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def sha256_of(value: Any) -> str:
+    data = value if isinstance(value, bytes) else canonical_json(value).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a crash leaves either the old or the new file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        # mkstemp creates 0600; give the file the mode open() would (0666 & ~umask) so
+        # captures and reports stay shareable.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):  # disk full, path became a directory, ...
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def dumps_capture(capture: Capture | Mapping[str, Any], *, gzipped: bool = False) -> bytes:
+    doc = capture.to_dict() if isinstance(capture, Capture) else dict(capture)
+    data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+    if gzipped:
+        return gzip.compress(data, mtime=0)
+    return data
+
+
+def save_capture(capture: Capture, path: Path) -> None:
+    """Atomically write a capture; gzip when the name ends in ``.gz``."""
+    path = Path(path)
+    atomic_write_bytes(path, dumps_capture(capture, gzipped=path.name.endswith(".gz")))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_maybe_gzipped(path: Path, *, what: str = "file") -> bytes:
+    """File contents, gunzipped when they start with gzip's magic; one-line errors."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a {what}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise CaptureFormatError(f"{path}: truncated or corrupt gzip ({exc})") from None
+    return raw
+
+
+def read_json_document(path: Path, *, what: str = "file") -> Any:
+    """Read JSON or gzipped JSON from ``path`` with one-line errors."""
+    raw = read_maybe_gzipped(path, what=what)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CaptureFormatError(f"{path}: not JSON (binary data)") from None
+    except json.JSONDecodeError as exc:
+        raise CaptureFormatError(
+            f"{path}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+
+
+def migrate(doc: dict[str, Any], *, source: str = "capture") -> dict[str, Any]:
+    """Bring ``doc`` up to ``SCHEMA_VERSION`` or refuse it with a reason."""
+    version = doc.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CaptureFormatError(f"{source}: missing or non-integer schema_version")
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"{source}: schema_version {version} is newer than this regress understands "
+            f"({SCHEMA_VERSION})",
+            hint="upgrade regress to read it",
+        )
+    if version < 1:
+        raise CaptureFormatError(f"{source}: schema_version {version} is not a valid version")
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise CaptureFormatError(
+                f"{source}: no migration from schema_version {version} to {version + 1}"
+            )
+        doc = step(dict(doc))
+        version += 1
+        doc["schema_version"] = version
+    return doc
+
+
+def load_capture(path: Path) -> Capture:
+    """Read, migrate and validate a capture file."""
+    doc = read_json_document(path, what="capture file")
+    if not isinstance(doc, dict):
+        raise CaptureFormatError(f"{path}: not a regress capture (top level is not an object)")
+    if doc.get("format") != FORMAT_NAME:
+        raise CaptureFormatError(
+            f'{path}: not a regress capture (no "format": "{FORMAT_NAME}")',
+            hint="bpftrace output is read by 'regress diff' directly",
+        )
+    return capture_from_dict(migrate(doc, source=str(path)), source=str(path))
+
+
+class _Checker:
+    """Strict, path-naming type checks for documents read from disk."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, msg: str) -> CaptureFormatError:
+        return CaptureFormatError(f"{self.source}: {where}: {msg}")
+
+    def obj(self, value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, "expected an object")
+        return value
+
+    def get(self, d: Mapping[str, Any], key: str, where: str) -> Any:
+        if key not in d:
+            raise self.fail(f"{where}.{key}" if where else key, "missing")
+        return d[key]
+
+    def str_(self, value: Any, where: str, *, optional: bool = False) -> Any:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(where, "expected a string")
+        return value
+
+    def int_(self, value: Any, where: str, *, optional: bool = False, minimum: int = 0) -> Any:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, "expected an integer")
+        if value < minimum:
+            raise self.fail(where, f"expected an integer >= {minimum}")
+        return value
+
+    def num(self, value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(where, "expected a number")
+        return float(value)
+
+    def counts(self, value: Any, where: str) -> dict[str, int]:
+        d = self.obj(value, where)
+        for k, v in d.items():
+            self.int_(v, f"{where}.{k}")
+        return dict(d)
+
+    def nested_counts(self, value: Any, where: str) -> dict[str, dict[str, int]]:
+        d = self.obj(value, where)
+        out: dict[str, dict[str, int]] = {}
+        for k, v in d.items():
+            inner = self.counts(v, f"{where}.{k}")
+            for ik in inner:
+                try:
+                    int(ik)
+                except ValueError:
+                    raise self.fail(f"{where}.{k}.{ik}", "expected an integer key") from None
+            out[k] = inner
+        return out
+
+
+def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Capture:
+    c = _Checker(source)
+    k = c.obj(c.get(doc, "kernel", ""), "kernel")
+    kernel = KernelInfo(
+        release=c.str_(c.get(k, "release", "kernel"), "kernel.release"),
+        version=c.str_(c.get(k, "version", "kernel"), "kernel.version"),
+        cmdline=c.str_(c.get(k, "cmdline", "kernel"), "kernel.cmdline"),
+        config_hash=c.str_(k.get("config_hash"), "kernel.config_hash", optional=True),
+        config=(
+            {
+                str(a): c.str_(b, f"kernel.config.{a}")
+                for a, b in c.obj(k["config"], "kernel.config").items()
+            }
+            if k.get("config") is not None
+            else None
+        ),
+    )
+    m = c.obj(c.get(doc, "machine", ""), "machine")
+    machine = MachineInfo(
+        backend=c.str_(c.get(m, "backend", "machine"), "machine.backend"),
+        arch=c.str_(c.get(m, "arch", "machine"), "machine.arch"),
+        cpus=c.int_(c.get(m, "cpus", "machine"), "machine.cpus"),
+        mem_mb=c.int_(c.get(m, "mem_mb", "machine"), "machine.mem_mb"),
+        accel=c.str_(m.get("accel"), "machine.accel", optional=True),
+        hostname=c.str_(m.get("hostname", ""), "machine.hostname"),
+    )
+    t = c.obj(c.get(doc, "tracer", ""), "tracer")
+    tracer = TracerInfo(
+        fingerprint=c.str_(c.get(t, "fingerprint", "tracer"), "tracer.fingerprint"),
+        options=c.obj(c.get(t, "options", "tracer"), "tracer.options"),
+        bpf_text=c.str_(c.get(t, "bpf_text", "tracer"), "tracer.bpf_text"),
+    )
+    w = c.obj(c.get(doc, "workload", ""), "workload")
+    workload = WorkloadInfo(
+        name=c.str_(c.get(w, "name", "workload"), "workload.name"),
+        hash=c.str_(c.get(w, "hash", "workload"), "workload.hash"),
+        spec=c.obj(c.get(w, "spec", "workload"), "workload.spec"),
+    )
+    probes: list[ProbeStatus] = []
+    raw_probes = c.get(doc, "probes", "")
+    if not isinstance(raw_probes, list):
+        raise c.fail("probes", "expected a list")
+    for i, p in enumerate(raw_probes):
+        where = f"probes[{i}]"
+        p = c.obj(p, where)
+        kind = c.str_(c.get(p, "kind", where), f"{where}.kind")
+        status = c.str_(c.get(p, "status", where), f"{where}.status")
+        if kind not in PROBE_KINDS:
+            raise c.fail(f"{where}.kind", f"unknown probe kind {kind!r}")
+        if status not in PROBE_STATES:
+            raise c.fail(f"{where}.status", f"unknown probe status {status!r}")
+        probes.append(
+            ProbeStatus(
+                kind=kind,
+                name=c.str_(c.get(p, "name", where), f"{where}.name"),
+                status=status,
+                reason=c.str_(p.get("reason"), f"{where}.reason", optional=True),
+            )
+        )
+    runs: list[Run] = []
+    raw_runs = c.get(doc, "runs", "")
+    if not isinstance(raw_runs, list):
+        raise c.fail("runs", "expected a list")
+    for i, r in enumerate(raw_runs):
+        where = f"runs[{i}]"
+        r = c.obj(r, where)
+        liveness = r.get("liveness", [])
+        if not isinstance(liveness, list) or any(
+            x is not None and not isinstance(x, bool) for x in liveness
+        ):
+            raise c.fail(f"{where}.liveness", "expected a list of true/false/null")
+        exit_codes = r.get("exit_codes", [])
+        if not isinstance(exit_codes, list):
+            raise c.fail(f"{where}.exit_codes", "expected a list of integers")
+        for j, code in enumerate(exit_codes):
+            c.int_(code, f"{where}.exit_codes[{j}]", minimum=-255)
+        runs.append(
+            Run(
+                index=c.int_(c.get(r, "index", where), f"{where}.index"),
+                iterations=c.int_(c.get(r, "iterations", where), f"{where}.iterations", minimum=1),
+                wall_s=c.num(c.get(r, "wall_s", where), f"{where}.wall_s"),
+                started_utc=c.str_(r.get("started_utc", ""), f"{where}.started_utc"),
+                syscalls=c.nested_counts(r.get("syscalls", {}), f"{where}.syscalls"),
+                retvals=c.nested_counts(r.get("retvals", {}), f"{where}.retvals"),
+                tracepoints=c.counts(r.get("tracepoints", {}), f"{where}.tracepoints"),
+                functions=c.counts(r.get("functions", {}), f"{where}.functions"),
+                liveness=list(liveness),
+                exit_codes=list(exit_codes),
+                lost=c.counts(r.get("lost", {}), f"{where}.lost"),
+                boot=c.int_(r.get("boot"), f"{where}.boot", optional=True),
+            )
+        )
+    requested = c.int_(doc.get("requested_runs", len(runs)), "requested_runs")
+    notes = doc.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise c.fail("notes", "expected a list of strings")
+    return Capture(
+        kernel=kernel,
+        machine=machine,
+        tracer=tracer,
+        workload=workload,
+        bcc_version=c.str_(doc.get("bcc_version"), "bcc_version", optional=True),
+        requested_runs=requested,
+        probes=probes,
+        runs=runs,
+        notes=list(notes),
+        regress_version=c.str_(doc.get("regress_version", ""), "regress_version"),
+        created_utc=c.str_(doc.get("created_utc", ""), "created_utc"),
+        schema_version=int(doc["schema_version"]),
+    )

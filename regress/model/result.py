@@ -1,0 +1,318 @@
+"""The differ's result as typed, immutable data: what ``regress diff`` prints and reports render.
+
+This is the contract between the differ (``regress.diff``) and every renderer (terminal
+table, JSON, HTML, text report, CI index, JUnit). Renderers format; they never recompute
+statistics. Values are checked when built (``__post_init__``), so a renderer can rely on
+the invariants below instead of re-deriving them:
+
+* a regression is significant;
+* context rows (return-value buckets) and absent/unchanged rows are never significant;
+* absent rows carry no p, q or ratio (there is no number on one side).
+
+A row names its quantity by ``kind``, ``name`` and ``sub`` -- never by a string that has
+to be split again:
+
+==========  =====================  ===========================  ``key``
+kind        name                   sub
+==========  =====================  ===========================  ==========================
+syscall     openat                 ENOENT / ok (kernel errno)   ``syscall:openat:ENOENT``
+retval      read                   log2 bucket, e.g. "9"        ``retval:read:9``
+tracepoint  sched:sched_switch     ""                           ``tracepoint:sched:...``
+function    find_ge_pid            ""                           ``function:find_ge_pid``
+liveness    liveness               ""                           ``liveness``
+syscall     ``*`` (whole family)   ""                           ``syscall:*`` (absent rows)
+==========  =====================  ===========================  ==========================
+
+Stdlib only (shipped into the guest with the rest of ``regress.model``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, Literal
+
+from regress.errors import UsageError
+
+DivergenceClass = Literal["liveness", "appeared", "vanished", "rate", "absent", "unchanged"]
+MetricKind = Literal["syscall", "retval", "tracepoint", "function", "liveness"]
+
+# Display order of classes and the tie-break order of kinds (the syscall outcome first,
+# derived views last).
+CLASSES: tuple[str, ...] = ("liveness", "appeared", "vanished", "rate", "absent", "unchanged")
+METRIC_KINDS: tuple[str, ...] = ("liveness", "syscall", "tracepoint", "function", "retval")
+CONTEXT_KINDS: frozenset[str] = frozenset({"retval"})  # tested, ranked, never significant
+FAMILY = "*"  # ``name`` of a row that stands for a whole probe family (absent rows)
+_NEVER_SIGNIFICANT = frozenset({"absent", "unchanged"})
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every knob of the differ in one place, recorded in each ``DiffResult``.
+
+    The CLI takes its option defaults from here, so one number means one thing everywhere.
+
+    alpha: FDR level; a key is significant when its BH q <= alpha (and the effect
+        gate passes). Also the level of the liveness Fisher test.
+    min_ratio: effect gate; new/old (or old/new) per-iteration ratio must reach this.
+    min_abs_delta: effect gate; |new - old| per iteration must reach this.
+    min_runs_mwu: runs per side needed for Mann–Whitney U; below it the sides are
+        pooled and tested as Poisson rates.
+    min_runs_exact: runs per side needed before counts that are identical in
+        every run are treated as exact (deterministic) values.
+    confidence: level of the ratio confidence intervals.
+    """
+
+    alpha: float = 0.05
+    min_ratio: float = 1.2
+    min_abs_delta: float = 0.05
+    min_runs_mwu: int = 2
+    min_runs_exact: int = 3
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise UsageError(f"alpha must be between 0 and 1 (got {self.alpha})")
+        if not 1.0 <= self.min_ratio < math.inf:
+            raise UsageError(f"min ratio must be >= 1 and finite (got {self.min_ratio})")
+        if not 0.0 <= self.min_abs_delta < math.inf:
+            raise UsageError(
+                f"min absolute delta must be >= 0 and finite (got {self.min_abs_delta})"
+            )
+        if self.min_runs_mwu < 2:
+            raise UsageError(f"min runs for MWU must be >= 2 (got {self.min_runs_mwu})")
+        if self.min_runs_exact < 2:
+            raise UsageError(f"min runs for exact counts must be >= 2 (got {self.min_runs_exact})")
+        if not 0.5 <= self.confidence < 1.0:
+            raise UsageError(f"confidence must be in [0.5, 1) (got {self.confidence})")
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "alpha": self.alpha,
+            "min_ratio": self.min_ratio,
+            "min_abs_delta": self.min_abs_delta,
+            "min_runs_mwu": self.min_runs_mwu,
+            "min_runs_exact": self.min_runs_exact,
+            "confidence": self.confidence,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SideValues:
+    """One key on one kernel. ``per_iter`` holds one value per run.
+
+    When the probe is not attached on this side (``probe_status`` "absent" or
+    "failed") there is no number: ``per_iter`` and ``raw`` are empty and
+    ``center`` is NaN (``null`` in JSON); render the status, never 0.
+    For the ``liveness`` key ``raw`` holds failures per run, ``trials`` the
+    checked iterations per run, ``per_iter`` failures/trials per run and
+    ``center`` the pooled failure fraction (sum of failures / sum of trials).
+    """
+
+    per_iter: tuple[float, ...]
+    raw: tuple[int, ...]
+    center: float  # median of per_iter (the number shown); NaN when absent
+    probe_status: str = "attached"  # "attached" / "absent" / "failed" / "n/a"
+    probe_reason: str | None = None
+    trials: tuple[int, ...] | None = None  # liveness only: checked iterations per run
+
+    @property
+    def observed(self) -> bool:
+        return self.probe_status not in ("absent", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class TestMethod:
+    """A statistical test as the report states it: its id and the sentence about it."""
+
+    name: str  # stable id stored on rows ("mwu", "exact", ...)
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """One measured quantity, compared across the two kernels."""
+
+    kind: MetricKind
+    name: str
+    sub: str  # errno name / "ok" for syscalls, log2 bucket for retvals, "" otherwise
+    cls: DivergenceClass
+    old: SideValues
+    new: SideValues
+    ratio: float | None  # new.center / old.center; None when old is 0 or absent
+    ratio_ci: tuple[float, float] | None  # CI of the ratio when the test gives one
+    delta: float  # new.center - old.center (per iteration)
+    test: str  # a ``TestMethod.name`` of the result, or "none"
+    p: float | None
+    q: float | None  # Benjamini–Hochberg adjusted (liveness: its own p)
+    significant: bool  # q <= alpha AND effect gate passed (or exact change)
+    regression: bool  # significant and judged a regression (README "Ranking")
+    score: float  # ranking score; higher first
+    notes: tuple[str, ...] = ()  # warning codes / per-row remarks
+
+    def __post_init__(self) -> None:
+        if self.kind not in METRIC_KINDS:
+            raise ValueError(f"unknown metric kind {self.kind!r}")
+        if self.cls not in CLASSES:
+            raise ValueError(f"unknown divergence class {self.cls!r}")
+        if self.regression and not self.significant:
+            raise ValueError(f"{self.key}: a regression must be significant")
+        if self.significant and (self.kind in CONTEXT_KINDS or self.cls in _NEVER_SIGNIFICANT):
+            raise ValueError(f"{self.key}: a {self.kind}/{self.cls} row is never significant")
+        if self.cls == "absent" and (self.p is not None or self.q is not None or self.ratio):
+            raise ValueError(f"{self.key}: an absent row has no p, q or ratio")
+
+    @property
+    def key(self) -> str:
+        """The stable text id: ``syscall:openat:ENOENT``, ``function:find_ge_pid``, ..."""
+        if self.kind == "liveness":
+            return "liveness"
+        if self.sub:
+            return f"{self.kind}:{self.name}:{self.sub}"
+        return f"{self.kind}:{self.name}"
+
+    @property
+    def label(self) -> str:
+        """Human-readable: ``openat ENOENT``, ``find_ge_pid()``, ``read ret bucket 9``."""
+        if self.kind == "liveness":
+            return "liveness check failures"
+        if self.name == FAMILY:
+            return {"syscall": "all syscalls", "retval": "all syscall return values"}.get(
+                self.kind, f"all {self.kind}s"
+            )
+        if self.kind == "syscall":
+            return f"{self.name} {self.sub}"
+        if self.kind == "retval":
+            return f"{self.name} ret bucket {self.sub}"
+        if self.kind == "function":
+            return f"{self.name}()"
+        return self.name
+
+    @property
+    def bucket(self) -> int | None:
+        """The log2 bucket of a ``retval`` row."""
+        if self.kind != "retval" or not self.sub.lstrip("-").isdigit():
+            return None
+        return int(self.sub)
+
+
+@dataclass(frozen=True, slots=True)
+class DiffWarning:
+    """A statement about the whole comparison, printed as a footnote."""
+
+    code: str  # stable id, e.g. "few-runs", "partial-capture", "forced"
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSummary:
+    path: str
+    kernel_release: str
+    kernel_version: str
+    workload: str
+    runs: int
+    iterations_per_run: int | None
+    complete: bool
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    old: CaptureSummary
+    new: CaptureSummary
+    thresholds: Thresholds
+    divergences: tuple[Divergence, ...]  # ranked: significant first by score, then the rest
+    keys_tested: int
+    tests: tuple[TestMethod, ...] = ()  # every test a row names, with its description
+    warnings: tuple[DiffWarning, ...] = ()
+    forced: tuple[str, ...] = ()  # comparability problems overridden
+    aa_false_positives: int | None = None  # from a negative control, when one was run
+
+    def __post_init__(self) -> None:
+        named = {t.name for t in self.tests} | {"none"}
+        unknown = {d.test for d in self.divergences} - named
+        if unknown:
+            raise ValueError(f"rows name tests the result does not describe: {sorted(unknown)}")
+
+    @property
+    def significant(self) -> list[Divergence]:
+        return [d for d in self.divergences if d.significant]
+
+    @property
+    def regressions(self) -> list[Divergence]:
+        return [d for d in self.divergences if d.regression]
+
+    def test_description(self, name: str) -> str:
+        for t in self.tests:
+            if t.name == name:
+                return t.description
+        return "not tested: no number on one side (probe absent or failed)"
+
+    def with_aa(self, false_positives: int | None) -> DiffResult:
+        return replace(self, aa_false_positives=false_positives)
+
+    def with_warning(self, warning: DiffWarning) -> DiffResult:
+        return replace(self, warnings=(*self.warnings, warning))
+
+
+class FailOn(StrEnum):
+    """When a comparison should fail a gate (``--fail-on``)."""
+
+    any = "any"
+    regression = "regression"
+    none = "none"
+
+
+Status = Literal["clean", "divergent", "regression"]
+
+
+def status_of(result: DiffResult) -> Status:
+    if result.regressions:
+        return "regression"
+    if result.significant:
+        return "divergent"
+    return "clean"
+
+
+def fails(result: DiffResult, fail_on: FailOn | str) -> bool:
+    """The one fail-on policy, used by ``diff``, ``ci`` and JUnit."""
+    policy = FailOn(fail_on)
+    status = status_of(result)
+    if policy is FailOn.any:
+        return status != "clean"
+    if policy is FailOn.regression:
+        return status == "regression"
+    return False
+
+
+def plain(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> null (unbounded or no number), tuples -> lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+__all__ = [
+    "CLASSES",
+    "CONTEXT_KINDS",
+    "FAMILY",
+    "METRIC_KINDS",
+    "CaptureSummary",
+    "DiffResult",
+    "DiffWarning",
+    "Divergence",
+    "DivergenceClass",
+    "FailOn",
+    "MetricKind",
+    "SideValues",
+    "Status",
+    "TestMethod",
+    "Thresholds",
+    "fails",
+    "plain",
+    "status_of",
+]

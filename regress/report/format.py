@@ -1,0 +1,127 @@
+"""The one place numbers, p-values, ratios, plurals and captured strings are formatted.
+
+Used by the terminal table, both reports, the CI index and JUnit, so a value reads the
+same everywhere. Outputs for mail and terminals that must stay ASCII pass their text
+through ``ASCII`` (``text.translate(ASCII)``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+MISSING = "—"  # no number: a probe absent on that side, or no test
+ASCII = str.maketrans({"×": "x", "—": "-", "–": "-", "→": "->", "…": "...", "∞": "inf"})
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """Make control characters visible so capture strings cannot drive a terminal."""
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def missing(x: float | None) -> bool:
+    """None and NaN both mean "no number" (the differ uses NaN for absent probes)."""
+    return x is None or x != x
+
+
+def fmt_num(x: float | None) -> str:
+    """A per-iteration value with ~4 significant digits, never scientific for big counts."""
+    if x is None or missing(x):
+        return MISSING
+    if x == 0:
+        return "0"
+    a = abs(x)
+    if a >= 1000:
+        return f"{x:.0f}"
+    if a >= 100:
+        return f"{x:.1f}"
+    if a >= 1:
+        return f"{x:.2f}"
+    if a >= 0.001:
+        return f"{x:.3f}"
+    return f"{x:.2e}"
+
+
+def fmt_signed(x: float | None) -> str:
+    s = fmt_num(x)
+    return s if s.startswith("-") or s in ("0", MISSING) else "+" + s
+
+
+def fmt_pct(x: float) -> str:
+    """A fraction as a percentage: 0.185 -> '18.5%'."""
+    return f"{100.0 * x:.1f}%"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None or missing(p):
+        return MISSING
+    if p == 0:
+        return "0"
+    if p < 0.001:
+        return f"{p:.1e}"
+    return f"{p:.3f}"
+
+
+def _bound(x: float) -> str:
+    return "∞" if math.isinf(x) else f"{x:.3g}"
+
+
+def fmt_ratio(r: float | None) -> str:
+    """new/old as '×0.867' (three significant digits)."""
+    if r is None or missing(r):
+        return MISSING
+    return f"×{_bound(r)}"
+
+
+def fmt_ci(ci: tuple[float, float] | None) -> str:
+    """A ratio interval as '[0.81, 0.93]'; a degenerate one (exact) as 'exact'."""
+    if ci is None:
+        return ""
+    lo, hi = ci
+    if lo == hi:
+        return "exact"
+    return f"[{_bound(lo)}, {_bound(hi)}]"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def fmt_value(v: Any) -> str:
+    """A thresholds/options value as the user would type it."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if v is None:
+        return MISSING
+    if isinstance(v, list | tuple | dict):
+        return json.dumps(v, sort_keys=True)
+    return str(v)
+
+
+def aligned(
+    headers: list[str],
+    rows: list[list[str]],
+    right: set[int],
+    *,
+    indent: str = "",
+    rule: bool = False,
+) -> list[str]:
+    """A fixed-width table; columns in ``right`` are right-aligned (numbers).
+
+    ``rule`` puts a line of dashes under the headers (mail-style text tables).
+    """
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        out = [
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)
+        ]
+        return (indent + "  ".join(out)).rstrip()
+
+    head = [line(headers)] + ([line(["-" * w for w in widths])] if rule else [])
+    return head + [line(r) for r in rows]

@@ -1,0 +1,89 @@
+"""``DiffResult`` -> machine JSON (``regress diff --json``), format ``regress-diff`` v2.
+
+Fields are the model's (``regress.model.result``): each divergence has ``kind``,
+``name`` and ``sub`` plus its ``key`` and ``label``; NaN/inf become null. Keys are
+sorted, the top level indented and one divergence per line, so the output is
+byte-identical for identical input and fast for 50k rows.
+
+Version history: 1 -- first version; 2 -- ``name``/``sub`` per divergence, ``tests``
+(the statistical tests with the sentence the report prints), thresholds typed.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from dataclasses import asdict
+from typing import Any
+
+from regress.model.result import DiffResult, Divergence, SideValues, plain
+
+JSON_FORMAT = "regress-diff"
+JSON_VERSION = 2
+
+
+def _side(sv: SideValues) -> dict[str, Any]:
+    # per_iter and raw are finite by construction (counts / iterations)
+    return {
+        "per_iter": list(sv.per_iter),
+        "raw": list(sv.raw),
+        "center": plain(sv.center),
+        "probe_status": sv.probe_status,
+        "probe_reason": sv.probe_reason,
+        "trials": None if sv.trials is None else list(sv.trials),
+    }
+
+
+def divergence_dict(d: Divergence) -> dict[str, Any]:
+    """Built directly (``asdict`` deep-copies: slow for 50k rows)."""
+    return {
+        "key": d.key,
+        "kind": d.kind,
+        "name": d.name,
+        "sub": d.sub,
+        "label": d.label,
+        "cls": d.cls,
+        "old": _side(d.old),
+        "new": _side(d.new),
+        "ratio": plain(d.ratio),
+        "ratio_ci": None if d.ratio_ci is None else plain(d.ratio_ci),
+        "delta": plain(d.delta),
+        "test": d.test,
+        "p": d.p,
+        "q": d.q,
+        "significant": d.significant,
+        "regression": d.regression,
+        "score": d.score,
+        "notes": list(d.notes),
+    }
+
+
+def to_json(result: DiffResult) -> str:
+    doc = {
+        "format": JSON_FORMAT,
+        "format_version": JSON_VERSION,
+        "old": plain(asdict(result.old)),
+        "new": plain(asdict(result.new)),
+        "thresholds": plain(result.thresholds.as_dict()),
+        "keys_tested": result.keys_tested,
+        "tests": [asdict(t) for t in result.tests],
+        "warnings": [asdict(w) for w in result.warnings],
+        "forced": list(result.forced),
+        "aa_false_positives": result.aa_false_positives,
+        "significant_count": len(result.significant),
+        "regression_count": len(result.regressions),
+    }
+    head = json.dumps(doc, sort_keys=True, indent=1, allow_nan=False)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # many small acyclic dicts: see diff.differ.diff_captures
+    try:
+        rows = [
+            json.dumps(divergence_dict(d), sort_keys=True, allow_nan=False, separators=(",", ":"))
+            for d in result.divergences
+        ]
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    body = ",\n".join(rows)
+    div = '"divergences": [\n' + body + "\n]" if rows else '"divergences": []'
+    return head[:-2] + ",\n " + div + "\n}\n"

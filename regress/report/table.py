@@ -1,0 +1,116 @@
+"""``DiffResult`` -> the benchstat-like ``regress diff`` terminal table.
+
+Pure string formatting (no terminal queries), so the same result always gives
+byte-identical text; golden tests in ``tests/testdata/diff`` depend on it. ASCII only.
+"""
+
+from __future__ import annotations
+
+from regress.model.result import DiffResult, Divergence, SideValues
+from regress.report.format import (
+    ASCII,
+    MISSING,
+    aligned,
+    fmt_ci,
+    fmt_num,
+    fmt_p,
+    fmt_ratio,
+    fmt_signed,
+    plural,
+)
+
+DEFAULT_TOP = 20
+
+
+def _ratio_cell(d: Divergence) -> str:
+    if d.cls == "absent":
+        return MISSING
+    if d.ratio is None:
+        return "new" if d.new.center > 0 else MISSING
+    if d.ratio == 0:
+        return "gone"
+    ci = fmt_ci(d.ratio_ci)
+    return fmt_ratio(d.ratio) + (f" {ci}" if ci else "")
+
+
+def _side_text(d: Divergence, sv: SideValues) -> str:
+    if not sv.observed:
+        return sv.probe_status
+    if d.kind == "liveness" and sv.trials is not None:
+        return f"{sum(sv.raw)}/{sum(sv.trials)}"
+    return fmt_num(sv.center)
+
+
+def _delta_text(d: Divergence) -> str:
+    if d.cls == "absent":
+        return MISSING
+    if d.kind == "liveness":
+        return f"{d.delta * 100:+.1f}%"
+    return fmt_signed(d.delta)
+
+
+def _shown(d: Divergence, show_all: bool) -> bool:
+    return show_all or d.significant or d.cls in ("liveness", "absent")
+
+
+def select_rows(result: DiffResult, *, top: int | None, show_all: bool) -> list[Divergence]:
+    """Rows to print: significant, liveness and absent rows (all rows with ``show_all``)."""
+    rows = [d for d in result.divergences if _shown(d, show_all)]
+    limit = top if top is not None else (None if show_all else DEFAULT_TOP)
+    return rows if limit is None else rows[:limit]
+
+
+def render_table(result: DiffResult, *, top: int | None = None, show_all: bool = False) -> str:
+    """The ``regress diff`` text: header, ranked rows, numbered warning footnotes."""
+    th = result.thresholds
+    lines: list[str] = []
+    for tag, s in (("old", result.old), ("new", result.new)):
+        its = s.iterations_per_run if s.iterations_per_run is not None else "varying"
+        partial = "" if s.complete else ", partial"
+        runs = plural(s.runs, "run")
+        lines.append(f"{tag}: {s.path}  kernel {s.kernel_release}  ({runs} x {its} it{partial})")
+    sig = result.significant
+    reg = result.regressions
+    lines.append(
+        f"workload {result.old.workload}: {plural(result.keys_tested, 'key')} tested, "
+        f"{len(sig)} significant, {plural(len(reg), 'regression')} "
+        f"(q <= {th.alpha:g}, effect >= x{th.min_ratio:g} and "
+        f">= {th.min_abs_delta:g}/iteration)"
+    )
+    lines.append("")
+    footno = {w.code: i + 1 for i, w in reversed(list(enumerate(result.warnings)))}
+    rows = select_rows(result, top=top, show_all=show_all)
+    if not rows:
+        lines.append("no significant divergences")
+    else:
+        header = ["#", "class", "key", "old/iter", "new/iter", "delta", "ratio [95% CI]"]
+        header += ["p", "q", "test", ""]
+        body: list[list[str]] = []
+        for i, d in enumerate(rows, 1):
+            marks = sorted({footno[n] for n in d.notes if n in footno})
+            body.append(
+                [
+                    str(i),
+                    d.cls + ("!" if d.regression else ""),
+                    d.key,
+                    _side_text(d, d.old),
+                    _side_text(d, d.new),
+                    _delta_text(d),
+                    _ratio_cell(d),
+                    fmt_p(d.p),
+                    fmt_p(d.q),
+                    d.test,
+                    "".join(f"[{m}]" for m in marks),
+                ]
+            )
+        lines += aligned(header, body, right={0, 3, 4, 5, 7, 8})
+        hidden = sum(1 for d in result.divergences if _shown(d, show_all)) - len(rows)
+        if hidden > 0:
+            lines.append(f"... {hidden} more rows not shown (--top N, --all)")
+        if any(d.regression for d in rows):
+            lines.append('! = regression (see README "Ranking")')
+    if result.warnings:
+        lines.append("")
+        for i, w in enumerate(result.warnings, 1):
+            lines.append(f"[{i}] {w.message}")
+    return ("\n".join(lines) + "\n").translate(ASCII)
