@@ -29,7 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from regress.gate import pipeline
+from regress.model.result import Thresholds
 from regress.vm import kernels, orchestrate
+from regress.vm.backend import RunOptions
 
 GUEST_PROBE_BENCH = r"""
 import json, os, re, subprocess, sys, time
@@ -231,7 +234,7 @@ def main() -> int:
         # 3. end-to-end default comparison
         if not args.skip_e2e:
             t0 = time.monotonic()
-            outcome = orchestrate.run(orchestrate.RunOptions(out_dir=work / "e2e"))
+            outcome = pipeline.compare(RunOptions(out_dir=work / "e2e"), Thresholds())
             wall = time.monotonic() - t0
             boots = ", ".join(
                 f"{b['side']} {b['wall_s']:.0f} s (ready {b['agent_ready_s']:.1f} s)"

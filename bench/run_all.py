@@ -220,12 +220,14 @@ def bench_differ(keys: int, runs: int) -> list[Result]:
 
 def bench_vm() -> list[Result]:
     from regress.vm import orchestrate
-    from regress.vm.orchestrate import RunOptions
+    from regress.vm.backend import RunOptions
 
     with tempfile.TemporaryDirectory(prefix="regress-bench-vm-") as tmp:
         out = Path(tmp)
         t0 = time.monotonic()
-        outcome = orchestrate.run(RunOptions(runs=1, iterations=1, out_dir=out, parallel=False))
+        outcome = orchestrate.capture_pair(
+            RunOptions(runs=1, iterations=1, out_dir=out, parallel=False)
+        )
         wall = time.monotonic() - t0
         attach: list[float] = []
         for log in sorted((out / "logs").glob("*-boot0.console.log")):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 from regress.errors import UsageError
@@ -98,7 +99,7 @@ class Thresholds:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False)
 class SideValues:
     """One key on one kernel. ``per_iter`` holds one value per run.
 
@@ -117,6 +118,26 @@ class SideValues:
     probe_reason: str | None = None
     trials: tuple[int, ...] | None = None  # liveness only: checked iterations per run
 
+    # Hand-written (frozen dataclasses set each field through object.__setattr__, 2.5x
+    # slower): the differ builds 100k of these for 50k keys (bench/bench_differ.py).
+    def __init__(
+        self,
+        per_iter: tuple[float, ...],
+        raw: tuple[int, ...],
+        center: float,
+        probe_status: str = "attached",
+        probe_reason: str | None = None,
+        trials: tuple[int, ...] | None = None,
+    ) -> None:
+        self.__dict__.update(
+            per_iter=tuple(per_iter),
+            raw=tuple(raw),
+            center=center,
+            probe_status=probe_status,
+            probe_reason=probe_reason,
+            trials=None if trials is None else tuple(trials),
+        )
+
     @property
     def observed(self) -> bool:
         return self.probe_status not in ("absent", "failed")
@@ -130,7 +151,13 @@ class TestMethod:
     description: str
 
 
-@dataclass(frozen=True, slots=True)
+def _key(kind: str, name: str, sub: str) -> str:
+    if kind == "liveness":
+        return "liveness"
+    return f"{kind}:{name}:{sub}" if sub else f"{kind}:{name}"
+
+
+@dataclass(frozen=True, init=False)
 class Divergence:
     """One measured quantity, compared across the two kernels."""
 
@@ -151,26 +178,60 @@ class Divergence:
     score: float  # ranking score; higher first
     notes: tuple[str, ...] = ()  # warning codes / per-row remarks
 
-    def __post_init__(self) -> None:
-        if self.kind not in METRIC_KINDS:
-            raise ValueError(f"unknown metric kind {self.kind!r}")
-        if self.cls not in CLASSES:
-            raise ValueError(f"unknown divergence class {self.cls!r}")
-        if self.regression and not self.significant:
+    def __init__(  # hand-written for speed, as SideValues'; checks the invariants
+        self,
+        kind: MetricKind,
+        name: str,
+        sub: str,
+        cls: DivergenceClass,
+        old: SideValues,
+        new: SideValues,
+        ratio: float | None,
+        ratio_ci: tuple[float, float] | None,
+        delta: float,
+        test: str,
+        p: float | None,
+        q: float | None,
+        significant: bool,
+        regression: bool,
+        score: float,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        self.__dict__.update(
+            kind=kind,
+            name=name,
+            sub=sub,
+            cls=cls,
+            old=old,
+            new=new,
+            ratio=ratio,
+            ratio_ci=ratio_ci,
+            delta=delta,
+            test=test,
+            p=p,
+            q=q,
+            significant=significant,
+            regression=regression,
+            score=score,
+            notes=tuple(notes),
+            # the ``key`` property's value, cached up front: ranking sorts by it
+            key=_key(kind, name, sub),
+        )
+        if kind not in METRIC_KINDS:
+            raise ValueError(f"unknown metric kind {kind!r}")
+        if cls not in CLASSES:
+            raise ValueError(f"unknown divergence class {cls!r}")
+        if regression and not significant:
             raise ValueError(f"{self.key}: a regression must be significant")
-        if self.significant and (self.kind in CONTEXT_KINDS or self.cls in _NEVER_SIGNIFICANT):
-            raise ValueError(f"{self.key}: a {self.kind}/{self.cls} row is never significant")
-        if self.cls == "absent" and (self.p is not None or self.q is not None or self.ratio):
+        if significant and (kind in CONTEXT_KINDS or cls in _NEVER_SIGNIFICANT):
+            raise ValueError(f"{self.key}: a {kind}/{cls} row is never significant")
+        if cls == "absent" and (p is not None or q is not None or ratio):
             raise ValueError(f"{self.key}: an absent row has no p, q or ratio")
 
-    @property
+    @cached_property
     def key(self) -> str:
         """The stable text id: ``syscall:openat:ENOENT``, ``function:find_ge_pid``, ..."""
-        if self.kind == "liveness":
-            return "liveness"
-        if self.sub:
-            return f"{self.kind}:{self.name}:{self.sub}"
-        return f"{self.kind}:{self.name}"
+        return _key(self.kind, self.name, self.sub)
 
     @property
     def label(self) -> str:
