@@ -232,3 +232,18 @@ def test_show_and_diff_name_every_errno_alike(tmp_path: Path) -> None:
         assert f"syscall:ioctl:{name} " in table, name
         assert name in subs
     assert len(subs) == len(errnos)
+
+
+def test_one_cache_rule_for_every_stage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Header trees (guest stage) and kernels/images (VM stage) honour the same variables."""
+    from regress.guest import environment
+    from regress.vm import image, kernels
+
+    monkeypatch.setenv("REGRESS_CACHE", str(tmp_path / "c"))
+    assert environment.cache_dir() == tmp_path / "c" / "headers"
+    assert kernels.kernels_dir() == tmp_path / "c" / "kernels"
+    assert image.images_dir() == tmp_path / "c" / "images"
+    monkeypatch.delenv("REGRESS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert environment.cache_dir() == tmp_path / "x" / "regress" / "headers"
+    assert kernels.kernels_dir() == tmp_path / "x" / "regress" / "kernels"

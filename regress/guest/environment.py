@@ -25,6 +25,7 @@ from pathlib import Path
 
 from regress.errors import EnvironmentProblem
 from regress.model.capture import KernelInfo, MachineInfo
+from regress.model.paths import cache_root
 
 TRACEFS_ENV = "REGRESS_TRACEFS"
 HEADERS_ENV = "REGRESS_KERNEL_HEADERS"
@@ -166,8 +167,8 @@ def _version_key(path: Path) -> tuple[int, ...]:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "regress" / "headers"
+    """Merged Debian header trees (see ``regress.model.paths``)."""
+    return cache_root() / "headers"
 
 
 def _link_tree(src: Path, dst: Path) -> None:

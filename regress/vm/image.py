@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regress.errors import EnvironmentProblem
-from regress.vm.kernels import Kernel, cache_lock, cache_root
+from regress.model.paths import cache_root
+from regress.vm.kernels import Kernel, cache_lock
 
 MIRROR_ENV = "REGRESS_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"

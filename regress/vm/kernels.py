@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from regress.errors import EnvironmentProblem, InputError, UsageError
+from regress.model.paths import cache_root
 
-CACHE_ENV = "REGRESS_CACHE"
 DEBIAN_FLAVOUR = "cloud-amd64"
 ABI_RE = re.compile(r"^(\d+\.\d+\.\d+-\d+)-([a-z0-9-]+)$")  # 6.1.0-56-cloud-amd64
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(-\d+)?(\+[A-Za-z0-9.~+]+)?(-\d+)?$")  # 6.1.192-2
@@ -46,12 +46,6 @@ def cache_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def cache_root() -> Path:
-    """Where kernels and images are cached; outside the repo so nothing big is committed."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "regress"
 
 
 def kernels_dir() -> Path:

@@ -23,6 +23,7 @@ from regress import errors
 from regress.errors import RegressError, VMError
 from regress.model.capture import MachineInfo, save_capture
 from regress.model.events import Event, Progress, ignore
+from regress.model.paths import cache_root
 from regress.model.workload import WorkloadSpec
 from regress.vm import backend, image, kernels, qemu
 from regress.vm.backend import (
@@ -281,7 +282,7 @@ def probe_kvm(kernel: Kernel, root: Path, logs: Path) -> qemu.Accel:
 
     qbin = shutil.which(qemu.QEMU) or qemu.QEMU
     key = hashlib.sha256(f"{os.uname().release}|{qbin}|{Path(qbin).stat().st_mtime}".encode())
-    verdict = kernels.cache_root() / f"kvm-probe-{key.hexdigest()[:12]}.json"
+    verdict = cache_root() / f"kvm-probe-{key.hexdigest()[:12]}.json"
     try:
         doc = json.loads(verdict.read_text())
         return qemu.Accel(str(doc["name"]), str(doc["reason"]))
