@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from regress.errors import InputError
+from regress.model import paths
 from regress.vm import kernels
 
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(kernels.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 

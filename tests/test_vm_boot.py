@@ -130,7 +130,7 @@ def test_kernel_given_as_paths_boots(
     """A 'user build' (the cached Debian kernel's files, given as paths) boots and traces."""
     deb = kernels.fetch_debian(NEW)
     real = image.images_dir() / image.recipe_hash()  # reuse the built root image
-    monkeypatch.setenv(kernels.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
     image.images_dir().mkdir(parents=True)
     (image.images_dir() / image.recipe_hash()).symlink_to(real)
     paths = KernelPaths(
