@@ -15,6 +15,7 @@ import pytest
 from regress.cli.main import run as cli_run
 from regress.errors import VMError, WorkloadRunError
 from regress.gate import pipeline
+from regress.model import paths
 from regress.model.capture import load_capture
 from regress.model.events import Event
 from regress.model.result import Thresholds
