@@ -15,7 +15,7 @@ import pytest
 from regress.cli.main import run as cli_run
 from regress.errors import VMError, WorkloadRunError
 from regress.gate import pipeline
-from regress.model import paths
+from regress.model import paths as model_paths
 from regress.model.capture import load_capture
 from regress.model.events import Event
 from regress.model.result import Thresholds
@@ -131,7 +131,7 @@ def test_kernel_given_as_paths_boots(
     """A 'user build' (the cached Debian kernel's files, given as paths) boots and traces."""
     deb = kernels.fetch_debian(NEW)
     real = image.images_dir() / image.recipe_hash()  # reuse the built root image
-    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(model_paths.CACHE_ENV, str(tmp_path / "cache"))
     image.images_dir().mkdir(parents=True)
     (image.images_dir() / image.recipe_hash()).symlink_to(real)
     paths = KernelPaths(
