@@ -68,6 +68,14 @@ def test_kernel_bump(vm_ready: None, tmp_path: Path) -> None:
         json.loads((out / "ps-loop" / "old.json").read_text())["kernel"]["release"]
         == "6.1.0-47-cloud-amd64"
     )
+    # `regress run` with default VM options on the same host: its captures compare with
+    # ci's without --force (same machine shape, same tracer, same workload).
+    run_dir = tmp_path / "run"
+    argv = ["run", "--old", OLD, "--new", NEW, "--runs", "1", "--iterations", "2"]
+    assert cli_run([*argv, "-o", str(run_dir)]) == 0
+    for side in ("old", "new"):
+        rc = cli_run(["diff", str(run_dir / f"{side}.json"), str(out / "ps-loop" / f"{side}.json")])
+        assert rc in (0, 1), f"{side}: run and ci captures are not comparable"
 
 
 def test_aa_run_exits_zero(vm_ready: None, tmp_path: Path) -> None:
