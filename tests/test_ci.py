@@ -273,7 +273,8 @@ def test_aa_false_positives_are_warned_about(tmp_path: Path) -> None:
     )
     outcome = run_ci(opts)
     w = outcome.workloads[0]
-    assert w.aa is not None and w.aa.false_positives == 0  # 2 vs 2 runs: MWU cannot flag it
+    # even runs 0, odd runs 5/iteration: the QL test sees it even at 2 vs 2 runs
+    assert w.aa is not None and w.aa.false_positives is not None and w.aa.false_positives >= 1
     Alternating({"ps-loop": "clean"})
     six = CiOptions(
         workloads=["ps-loop"],

@@ -25,7 +25,7 @@ GOLDEN = [
     ("fdr", ["fdr.old.json", "fdr.new.json", "--all", "--top", "6"], 1),
     ("effect_gate", ["effect_gate.old.json", "effect_gate.new.json", "--all"], 1),
     ("liveness", ["liveness.old.json", "liveness.new.json"], 1),
-    ("warnings", ["warnings.old.json", "warnings.new.json", "--all"], 0),
+    ("warnings", ["warnings.old.json", "warnings.new.json", "--all"], 1),
     ("forced", ["incomparable.old.json", "incomparable.new.json", "--force"], 1),
     ("bpftrace", ["bt_ps_e.json", "bt_ps_aux.json"], 1),
     ("aa_same", ["mwu.old.json", "mwu.old.json"], 0),
@@ -112,7 +112,7 @@ def test_top_limits_rows(
     rc, out, _ = _run(monkeypatch, capsys, ["bt_ps_e.json", "bt_ps_aux.json", "--top", "2"])
     assert rc == 1
     assert "\n2  rate " in out and "\n3  " not in out
-    assert "... 7 more rows not shown" in out
+    assert "... 10 more rows not shown" in out  # 9 significant + 3 suggestive shown by default
 
 
 BAD = [

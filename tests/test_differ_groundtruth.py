@@ -95,7 +95,7 @@ def test_planted_errno_ranks_first(tmp_path: Path) -> None:
         assert top.key == PLANTED_KEY, [d.key for d in result.significant]
         assert top.cls == "appeared" and top.significant and top.regression
         assert top.q is not None and top.q < 0.01
-        assert top.test == test
+        assert top.test == test, (top.old.raw, top.new.raw)
         assert top.new.center == pytest.approx(12.0)
         assert top.old.raw == (0,) * len(old.runs)
         # nothing else that failed is called significant

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from regress.cli.main import run as cli_run
 from regress.errors import WorkloadRunError
 from regress.guest.runner import run_capture
 from regress.model.capture import load_capture
@@ -148,41 +149,69 @@ def test_liveness_workdir_files_env(tmp_path: Path) -> None:
     assert kinds[-1] == "saved"
 
 
-def test_failure_keeps_finished_runs(tmp_path: Path) -> None:
-    """Run 1 fails: the file holds run 0, complete=false; teardown still ran."""
+def test_failing_iterations_are_outcomes_and_diff_ranks_them_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command starts failing (exit 3) in every 3rd iteration on one side: both sides
+    capture completely, and ``regress diff`` ranks the exit-status row first (exit 1)."""
+    switch = tmp_path / "switch"
+    s = spec(
+        command='if [ -e "$SWITCH" ] && [ $((REGRESS_ITERATION % 3)) -eq 0 ]; then '
+        "echo broken >&2; exit 3; fi; true",
+        iterations=6,
+        tracepoints=[],
+        env={"SWITCH": str(switch)},
+    )
+    good = run_capture(s, runs=4, out=tmp_path / "old.json")
+    switch.touch()
+    bad = run_capture(s, runs=4, out=tmp_path / "new.json")
+    assert good.complete and bad.complete
+    assert [r.exit_codes for r in bad.runs] == [[3, 0, 0, 3, 0, 0]] * 4
+    assert [r.exit_codes for r in good.runs] == [[0] * 6] * 4
+    assert all(r.timed_out == [False] * 6 for r in bad.runs)
+    rc = cli_run(
+        ["diff", str(tmp_path / "old.json"), str(tmp_path / "new.json"), "--fail-on", "regression"]
+    )
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    first = next(line for line in out.splitlines() if line.lstrip().startswith("1 "))
+    assert "exit-status!" in first and "0/24" in first and "8/24" in first, first
+    assert "old: exit 0 x24; new: exit 0 x16, exit 3 x8" in out
+
+
+def test_setup_failure_ends_the_capture_and_keeps_finished_runs(tmp_path: Path) -> None:
+    """Setup failing in run 1 is an infrastructure failure: run 0 stays on disk."""
     counter = tmp_path / "count"
     torn = tmp_path / "teardowns"
     s = spec(
-        command='[ "$(wc -l < "$CNT")" -lt 2 ] || { echo "second run fails" >&2; exit 3; }',
-        setup='echo x >> "$CNT"',
+        command="true",
+        setup='echo x >> "$CNT"; [ "$(wc -l < "$CNT")" -lt 2 ] || { echo nope >&2; exit 7; }',
         teardown='echo x >> "$TORN"',
         iterations=2,
         env={"CNT": str(counter), "TORN": str(torn)},
     )
     out = tmp_path / "c.json.gz"
-    with pytest.raises(WorkloadRunError) as exc:
+    with pytest.raises(WorkloadRunError, match=r"run 1: setup failed with exit code 7: nope"):
         run_capture(s, runs=3, out=out)
-    msg = exc.value.one_line()
-    assert "run 1 iteration 0: command exited with code 3: second run fails" in msg
     c = load_capture(out)
     assert len(c.runs) == 1 and c.runs[0].index == 0 and not c.complete
     assert c.to_dict()["complete"] is False and c.requested_runs == 3
-    assert torn.read_text().count("x") == 2  # teardown ran for both runs
+    assert torn.read_text().count("x") == 1  # the finished run was torn down
 
 
-def test_setup_failure_and_timeout(tmp_path: Path) -> None:
-    with pytest.raises(WorkloadRunError, match=r"run 0: setup failed with exit code 7: nope"):
-        run_capture(
-            spec(command="true", setup="echo nope >&2; exit 7"), runs=1, out=tmp_path / "a.json"
-        )
-    assert len(load_capture(tmp_path / "a.json").runs) == 0
+def test_timeouts_are_recorded_and_three_in_a_row_end_the_run(tmp_path: Path) -> None:
     start = time.monotonic()
-    with pytest.raises(WorkloadRunError, match=r"timed out after 0.5 s"):
-        run_capture(
-            spec(command="sleep 30.25 & sleep 30.5", timeout_s=0.5, iterations=1),
-            runs=1,
-            out=tmp_path / "b.json",
-        )
+    # every 2nd iteration hangs: recorded as timed out, the run goes on
+    s = spec(
+        command="if [ $((REGRESS_ITERATION % 2)) -eq 1 ]; then sleep 30.25 & sleep 30.5; fi",
+        timeout_s=0.5,
+        iterations=4,
+        tracepoints=[],
+    )
+    c = run_capture(s, runs=1, out=tmp_path / "b.json")
+    assert c.complete and c.runs[0].timed_out == [False, True, False, True]
+    assert c.runs[0].exit_codes[0] == 0 and c.runs[0].exit_codes[1] != 0
+    assert c.exit_outcomes()["timed out"] == 2
     assert time.monotonic() - start < 20
     # The whole process group was killed, including the backgrounded sleep.
     deadline = time.monotonic() + 3
@@ -193,6 +222,11 @@ def test_setup_failure_and_timeout(tmp_path: Path) -> None:
             break
         time.sleep(0.05)
     assert alive == []
+    # three timeouts in a row: the machine is stuck, the run is abandoned, runs kept
+    hang = spec(command="sleep 30.5", timeout_s=0.3, iterations=5, tracepoints=[])
+    with pytest.raises(WorkloadRunError, match=r"3 iterations in a row timed out"):
+        run_capture(hang, runs=2, out=tmp_path / "h.json")
+    assert len(load_capture(tmp_path / "h.json").runs) == 0
 
 
 def test_threads_are_tracked(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ size, classify and rank (``rank``), and add the liveness row.
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from regress.diff import tests
 from regress.diff.comparability import comparability, quality_warnings
 from regress.diff.keys import KeyCounts, display_sub
 from regress.diff.probes import absent_rows
-from regress.diff.rank import TIER_LIVENESS, TIER_REST, Classes, ordered, rank_score, tier_score
+from regress.diff.rank import TIER_OUTCOME, TIER_REST, Classes, ordered, rank_score, tier_score
 from regress.errors import IncomparableError, InputError
 from regress.model.capture import Capture, load_capture
 from regress.model.result import (
@@ -86,9 +87,9 @@ def _diff(
     counts = KeyCounts.of(old, new, skip)
     rows, methods, row_warn = _test_keys(counts, th)
     warnings += row_warn + absent_warn
-    live, live_warn = _liveness_row(old, new, th)
-    warnings += live_warn
-    if live is not None:
+    outcomes, outcome_warn = _outcome_rows(old, new, th)
+    warnings += outcome_warn
+    if outcomes:
         methods = (*methods, tests.LIVENESS.method)
 
     gated = sum(1 for d in rows if "effect-gate" in d.notes)
@@ -105,7 +106,7 @@ def _diff(
         old=_summary(old, old_path),
         new=_summary(new, new_path),
         thresholds=th,
-        divergences=ordered(rows + absent + ([live] if live is not None else [])),
+        divergences=ordered(interpret(rows) + absent + outcomes),
         keys_tested=len(rows),
         tests=methods,
         warnings=tuple(warnings),
@@ -138,9 +139,10 @@ def _test_keys(
     q = np.ones(len(counts))
     q[~context] = tests.bh_qvalues(run.p[~context])
     q[context] = tests.bh_qvalues(run.p[context])
-    cl = Classes(counts, q, th)
+    exact = np.array([t == "exact" for t in run.test], dtype=bool)
+    cl = Classes(counts, run.p, q, exact, th)
 
-    warnings = tests.sample_size_warnings(counts.n_old, counts.n_new, int((~context).sum()), th)
+    warnings = tests.sample_size_warnings(counts.n_old, counts.n_new, th)
     n_context = int((cl.would_be & context).sum())
     if n_context:
         warnings.append(
@@ -153,7 +155,7 @@ def _test_keys(
             )
         )
     codes = {w.code for w in warnings}
-    mwu_note = tuple(c for c in ("few-runs", "mwu-power") if c in codes)
+    few_note = ("few-runs",) if "few-runs" in codes else ()
     single_note = ("single-run",) if "single-run" in codes else ()
 
     c_old, c_new = counts.center_old, counts.center_new
@@ -183,7 +185,9 @@ def _test_keys(
         cols
     ):
         kind, name, sub = key
-        notes: tuple[str, ...] = mwu_note if t == "mwu" else single_note if t != "exact" else ()
+        notes: tuple[str, ...] = (
+            few_note if t in ("ql", "mwu") else single_note if t != "exact" else ()
+        )
         if gate_fail:
             notes = (*notes, "effect-gate")
         elif kind == "retval" and qi <= th.alpha:
@@ -211,17 +215,23 @@ def _test_keys(
     return rows, run.methods, warnings
 
 
-def _liveness_row(
-    old: Capture, new: Capture, th: Thresholds
+def _outcome_row(
+    kind: str,
+    old_per_run: tuple[list[int], list[int]],
+    new_per_run: tuple[list[int], list[int]],
+    th: Thresholds,
+    interpretation: str = "",
 ) -> tuple[Divergence | None, list[DiffWarning]]:
-    fo, co = old.liveness_per_run()
-    fn, cn = new.liveness_per_run()
+    """The liveness or exit-status row: failures pooled per side, Fisher at alpha."""
+    fo, co = old_per_run
+    fn, cn = new_per_run
+    what = "liveness" if kind == "liveness" else "the command's exit status"
     if sum(co) == 0 and sum(cn) == 0:
         return None, []
     if sum(co) == 0 or sum(cn) == 0:
         which = "old" if sum(co) == 0 else "new"
         return None, [
-            DiffWarning("liveness-one-side", f"liveness was not checked on the {which} side")
+            DiffWarning(f"{kind}-one-side", f"{what} was not recorded on the {which} side")
         ]
     a, b = sum(fo), sum(co) - sum(fo)
     c, d = sum(fn), sum(cn) - sum(fn)
@@ -236,11 +246,12 @@ def _liveness_row(
 
     delta = rn - ro
     score = rank_score(np.array([p]), np.array([delta]), np.array([ro]), np.array([rn]))[0]
+    changed_cls = "liveness" if kind == "liveness" else "exit-status"
     row = Divergence(
-        kind="liveness",
-        name="liveness",
+        kind=kind,  # type: ignore[arg-type]
+        name=kind,
         sub="",
-        cls="liveness" if differs else "unchanged",
+        cls=changed_cls if differs else "unchanged",  # type: ignore[arg-type]
         old=values(fo, co, ro),
         new=values(fn, cn, rn),
         ratio=rn / ro if ro > 0 else None,
@@ -251,6 +262,59 @@ def _liveness_row(
         q=p,
         significant=significant,
         regression=significant and rn > ro,
-        score=tier_score(TIER_LIVENESS if differs else TIER_REST, float(score)),
+        score=tier_score(TIER_OUTCOME if differs else TIER_REST, float(score)),
+        interpretation=interpretation,
     )
     return row, []
+
+
+def _outcome_rows(
+    old: Capture, new: Capture, th: Thresholds
+) -> tuple[list[Divergence], list[DiffWarning]]:
+    """The liveness row and the exit-status row (the latter says how iterations ended)."""
+
+    def ends(c: Capture) -> str:
+        return ", ".join(f"{k} x{n}" for k, n in c.exit_outcomes().items())
+
+    exit_text = ""
+    if old.exit_outcomes() != new.exit_outcomes() and any(
+        sum(f) for f in (old.exit_per_run()[0], new.exit_per_run()[0])
+    ):
+        exit_text = f"old: {ends(old)}; new: {ends(new)}"
+    rows: list[Divergence] = []
+    warnings: list[DiffWarning] = []
+    for kind, fo, fn, text in (
+        ("liveness", old.liveness_per_run(), new.liveness_per_run(), ""),
+        ("exit", old.exit_per_run(), new.exit_per_run(), exit_text),
+    ):
+        row, warn = _outcome_row(kind, fo, fn, th, text)
+        rows += [row] if row is not None else []
+        warnings += warn
+    return rows, warnings
+
+
+def interpret(rows: list[Divergence]) -> list[Divergence]:
+    """Say what a change means where the kernel's conventions tell (ENOSYS).
+
+    ENOSYS vanishing from a syscall while other outcomes appear reads "now implemented"
+    (not a regression, whatever errno the implementation returns); ENOSYS appearing reads
+    "no longer implemented" (a regression).
+    """
+    enosys = {
+        d.name: d for d in rows if d.kind == "syscall" and d.sub == "ENOSYS" and d.significant
+    }
+    if not enosys:
+        return rows
+    out: list[Divergence] = []
+    for d in rows:
+        e = enosys.get(d.name) if d.kind == "syscall" else None
+        if e is None:
+            out.append(d)
+        elif e.cls == "vanished":
+            note = f"{d.name} is now implemented (ENOSYS vanished)"
+            out.append(replace(d, regression=False, interpretation=note))
+        elif e.cls == "appeared" and d is e:
+            out.append(replace(d, interpretation=f"{d.name} is no longer implemented"))
+        else:
+            out.append(d)
+    return out

@@ -1,14 +1,18 @@
 """Effect gate, classes, the regression rule and the ranking (README "Ranking").
 
-Rows fall in tiers, highest first -- 4 liveness failure rate differs, 3 significant
-appeared/vanished, 2 significant rate change, 1 probe absent on one side, 0 the rest;
+Rows fall in tiers, highest first -- 4 the workload's outcomes (liveness, exit status)
+differ, 3 significant appeared/vanished, 2 significant rate change, 1.75 certain but
+below the effect gate, 1.5 suggestive (past the gate, p <= alpha, not past the FDR),
+1 probe absent on one side, 0 the rest;
 within a tier by ``rank_score`` (significance + effect); ties by kind (liveness,
 syscall, tracepoint, function, retval), then by key, so the same inputs always give
 the same order.
 
-A row is a *regression* when it is significant and one of: liveness failures went
-up; a syscall error (``syscall:X:ERRNO``) appeared or went up; successful calls of a
-syscall (``syscall:X:ok``) vanished. Everything else is a divergence to look at.
+A row is a *regression* when it is significant and one of: liveness failures or
+command failures went up; a syscall error (``syscall:X:ERRNO``) appeared or went up;
+successful calls of a syscall (``syscall:X:ok``) vanished -- except on a syscall whose
+ENOSYS vanished (it is now implemented: ``differ.interpret``). Certain-small and
+suggestive rows are shown, never regressions, never significant.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import numpy as np
 from regress.diff.keys import BoolArray, FloatArray, KeyCounts
 from regress.model.result import METRIC_KINDS, Divergence, Thresholds
 
-TIER_LIVENESS = 4
+TIER_OUTCOME = 4
 TIER_APPEAR = 3
 TIER_RATE = 2
+TIER_CERTAIN_SMALL = 1.75
+TIER_SUGGESTIVE = 1.5
 TIER_ABSENT = 1
 TIER_REST = 0
 TIER_WEIGHT = 1000.0
@@ -65,16 +71,32 @@ def tier_score(tier: float, score: float) -> float:
 class Classes:
     """Per key: significant, class, regression, score (vectorised over ``KeyCounts``)."""
 
-    def __init__(self, counts: KeyCounts, q: FloatArray, th: Thresholds) -> None:
+    def __init__(
+        self, counts: KeyCounts, p: FloatArray, q: FloatArray, exact: BoolArray, th: Thresholds
+    ) -> None:
         c_old, c_new = counts.center_old, counts.center_new
         self.gate = effect_gate(c_old, c_new, th)
         self.would_be = (q <= th.alpha) & self.gate
         self.significant = self.would_be & ~counts.context
         self.gated = (q <= th.alpha) & ~self.gate
+        finding = ~counts.context
+        # Certain (constant counts on both sides, different) yet below the effect gate:
+        # shown as such, because nothing certain may read as "unchanged".
+        self.certain_small = finding & exact & (p == 0.0) & ~self.gate
+        # Past the gate and nominally significant, not past the FDR: worth a look.
+        self.suggestive = finding & ~self.significant & self.gate & (p <= th.alpha) & ~exact
         appeared = (counts.total_old == 0) & (counts.total_new > 0)
         vanished = (counts.total_new == 0) & (counts.total_old > 0)
         sig = self.significant
-        tier = np.where(sig, np.where(appeared | vanished, TIER_APPEAR, TIER_RATE), TIER_REST)
+        tier = np.where(
+            sig,
+            np.where(appeared | vanished, TIER_APPEAR, TIER_RATE),
+            np.where(
+                self.certain_small,
+                TIER_CERTAIN_SMALL,
+                np.where(self.suggestive, TIER_SUGGESTIVE, TIER_REST),
+            ),
+        )
         self.score = np.round(tier * TIER_WEIGHT + rank_score(q, c_new - c_old, c_old, c_new), 6)
         is_sys = counts.column("kind") == "syscall"
         is_ok = counts.column("sub") == "0"
@@ -82,7 +104,11 @@ class Classes:
         self.cls = np.where(
             sig,
             np.where(appeared, "appeared", np.where(vanished, "vanished", "rate")),
-            "unchanged",
+            np.where(
+                self.certain_small,
+                "certain-small",
+                np.where(self.suggestive, "suggestive", "unchanged"),
+            ),
         )
 
 

@@ -28,7 +28,15 @@ from regress.gate.junit import junit_xml
 from regress.gate.selftest import SelftestOptions, run_selftest
 from regress.model.capture import atomic_write_text
 from regress.model.events import Event, Progress, ignore
-from regress.model.result import DiffResult, Divergence, FailOn, Thresholds, fails, status_of
+from regress.model.result import (
+    OUTCOME_KINDS,
+    DiffResult,
+    Divergence,
+    FailOn,
+    Thresholds,
+    fails,
+    status_of,
+)
 from regress.report.format import fmt_num, fmt_pct
 from regress.report.html import render_ci_index
 from regress.vm.backend import DEFAULT_NEW, DEFAULT_OLD, DEFAULT_WORKLOAD, RunOptions
@@ -180,9 +188,9 @@ def validate(opts: CiOptions) -> list[str]:
 
 def row_summary(d: Divergence) -> str:
     mark = " REGRESSION" if d.regression else ""
-    if d.kind == "liveness":
+    if d.kind in OUTCOME_KINDS:
         return (
-            f"liveness failures {fmt_pct(d.old.center)} -> {fmt_pct(d.new.center)} of "
+            f"{d.kind} failures {fmt_pct(d.old.center)} -> {fmt_pct(d.new.center)} of "
             f"iterations{mark}"
         )
     return f"{d.key} {d.cls} {fmt_num(d.old.center)} -> {fmt_num(d.new.center)}/it{mark}"

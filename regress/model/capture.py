@@ -15,6 +15,8 @@ Schema history (``schema_version``):
        ``complete`` so a partial capture is never mistaken for a whole one.
   2 -- 2026-11-29: probe kinds use the differ's vocabulary (``syscall``, ``retval``,
        ``tracepoint``, ``function``) instead of ``syscalls``/``retvals``.
+  3 -- 2026-11-29: per-iteration ``timed_out`` next to ``exit_codes``: a non-zero exit or
+       a timeout is an outcome of the iteration (the run goes on), not an abort.
 
 To change the schema: bump ``SCHEMA_VERSION``, add a history line above, write
 ``migrate_vN_to_vN+1(doc) -> doc`` and register it in ``MIGRATIONS``.
@@ -35,7 +37,7 @@ from typing import Any, Literal
 
 from regress.errors import CaptureFormatError, InputError, SchemaTooNewError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FORMAT_NAME = "regress-capture"
 
 # One vocabulary with the differ's row kinds (``regress.model.result.MetricKind``):
@@ -62,9 +64,22 @@ def migrate_v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def migrate_v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    """v2 aborted a run at the first failing iteration: nothing it recorded timed out."""
+    runs = doc.get("runs")
+    if isinstance(runs, list):
+        doc["runs"] = [
+            {**r, "timed_out": [False] * len(r.get("exit_codes") or [])}
+            if isinstance(r, dict)
+            else r
+            for r in runs
+        ]
+    return doc
+
+
 # Migrations: MIGRATIONS[n] turns a version-n document into a version-(n+1) one.
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
-MIGRATIONS: dict[int, Migration] = {1: migrate_v1_to_v2}
+MIGRATIONS: dict[int, Migration] = {1: migrate_v1_to_v2, 2: migrate_v2_to_v3}
 
 
 @dataclass
@@ -141,8 +156,13 @@ class Run:
     functions: dict[str, int] = field(default_factory=dict)  # normalised name -> n
     liveness: list[bool | None] = field(default_factory=list)  # per iteration
     exit_codes: list[int] = field(default_factory=list)  # per iteration (-N: signal N)
+    timed_out: list[bool] = field(default_factory=list)  # per iteration: killed at timeout
     lost: dict[str, int] = field(default_factory=dict)  # counter -> n
     boot: int | None = None  # which VM boot produced this run, when in a VM
+
+    def __post_init__(self) -> None:
+        if not self.timed_out and self.exit_codes:  # built without timeouts: none happened
+            self.timed_out = [False] * len(self.exit_codes)
 
 
 @dataclass
@@ -186,6 +206,28 @@ class Capture:
         failed = [sum(1 for x in r.liveness if x is False) for r in self.runs]
         checked = [sum(1 for x in r.liveness if x is not None) for r in self.runs]
         return failed, checked
+
+    def exit_per_run(self) -> tuple[list[int], list[int]]:
+        """(failed, recorded) iterations per run: non-zero exit or timed out."""
+        failed = [
+            sum(
+                1
+                for i, code in enumerate(r.exit_codes)
+                if code != 0 or (i < len(r.timed_out) and r.timed_out[i])
+            )
+            for r in self.runs
+        ]
+        return failed, [len(r.exit_codes) for r in self.runs]
+
+    def exit_outcomes(self) -> dict[str, int]:
+        """How iterations ended, over all runs: ``{"exit 0": 247, "exit 3": 2, ...}``."""
+        out: dict[str, int] = {}
+        for r in self.runs:
+            for i, code in enumerate(r.exit_codes):
+                late = i < len(r.timed_out) and r.timed_out[i]
+                label = "timed out" if late else f"exit {code}" if code >= 0 else f"signal {-code}"
+                out[label] = out.get(label, 0) + 1
+        return dict(sorted(out.items()))
 
     def liveness_totals(self) -> tuple[int, int]:
         """(failed, checked) liveness checks over all runs."""
@@ -487,6 +529,11 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
             raise c.fail(f"{where}.exit_codes", "expected a list of integers")
         for j, code in enumerate(exit_codes):
             c.int_(code, f"{where}.exit_codes[{j}]", minimum=-255)
+        timed_out = r.get("timed_out", [])
+        if not isinstance(timed_out, list) or not all(isinstance(x, bool) for x in timed_out):
+            raise c.fail(f"{where}.timed_out", "expected a list of true/false")
+        if len(timed_out) != len(exit_codes):
+            raise c.fail(f"{where}.timed_out", "expected one entry per exit code")
         runs.append(
             Run(
                 index=c.int_(c.get(r, "index", where), f"{where}.index"),
@@ -499,6 +546,7 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
                 functions=c.counts(r.get("functions", {}), f"{where}.functions"),
                 liveness=list(liveness),
                 exit_codes=list(exit_codes),
+                timed_out=list(timed_out),
                 lost=c.counts(r.get("lost", {}), f"{where}.lost"),
                 boot=c.int_(r.get("boot"), f"{where}.boot", optional=True),
             )

@@ -36,16 +36,45 @@ from typing import Any, Literal
 
 from regress.errors import UsageError
 
-DivergenceClass = Literal["liveness", "appeared", "vanished", "rate", "absent", "unchanged"]
-MetricKind = Literal["syscall", "retval", "tracepoint", "function", "liveness"]
+DivergenceClass = Literal[
+    "liveness",  # the workload's own check fails at a different rate
+    "exit-status",  # the workload's command fails (non-zero exit, timeout) at a different rate
+    "appeared",  # zero on old, present on new, beyond noise
+    "vanished",  # present on old, zero on new, beyond noise
+    "rate",  # present on both, rate changed beyond noise and the effect gate
+    "certain-small",  # an exact (constant-count) change below the effect gate: shown, not gated
+    "suggestive",  # a change past the effect gate whose p passes alpha but not the FDR
+    "absent",  # probe could not be attached on one side: no number to compare
+    "unchanged",  # tested, nothing to report (only listed with --all)
+]
+MetricKind = Literal["liveness", "exit", "syscall", "retval", "tracepoint", "function"]
 
-# Display order of classes and the tie-break order of kinds (the syscall outcome first,
-# derived views last).
-CLASSES: tuple[str, ...] = ("liveness", "appeared", "vanished", "rate", "absent", "unchanged")
-METRIC_KINDS: tuple[str, ...] = ("liveness", "syscall", "tracepoint", "function", "retval")
+# Display order of classes and the tie-break order of kinds (the user-visible outcomes
+# first, then the syscall outcome, derived views last).
+CLASSES: tuple[str, ...] = (
+    "liveness",
+    "exit-status",
+    "appeared",
+    "vanished",
+    "rate",
+    "certain-small",
+    "suggestive",
+    "absent",
+    "unchanged",
+)
+METRIC_KINDS: tuple[str, ...] = (
+    "liveness",
+    "exit",
+    "syscall",
+    "tracepoint",
+    "function",
+    "retval",
+)
 CONTEXT_KINDS: frozenset[str] = frozenset({"retval"})  # tested, ranked, never significant
+OUTCOME_KINDS: frozenset[str] = frozenset({"liveness", "exit"})  # one row each, per workload
 FAMILY = "*"  # ``name`` of a row that stands for a whole probe family (absent rows)
-_NEVER_SIGNIFICANT = frozenset({"absent", "unchanged"})
+_NEVER_SIGNIFICANT = frozenset({"absent", "unchanged", "certain-small", "suggestive"})
+SHOWN_CLASSES = frozenset(CLASSES) - {"unchanged"}  # listed by default (not only with --all)
 
 
 @dataclass(frozen=True)
@@ -62,6 +91,8 @@ class Thresholds:
         pooled and tested as Poisson rates.
     min_runs_exact: runs per side needed before counts that are identical in
         every run are treated as exact (deterministic) values.
+    max_chance_constancy: ...and only when Poisson noise of that size would make all
+        runs equal with at most this probability (small counts are equal by chance).
     confidence: level of the ratio confidence intervals.
     """
 
@@ -70,6 +101,7 @@ class Thresholds:
     min_abs_delta: float = 0.05
     min_runs_mwu: int = 2
     min_runs_exact: int = 3
+    max_chance_constancy: float = 1e-3
     confidence: float = 0.95
 
     def __post_init__(self) -> None:
@@ -85,6 +117,10 @@ class Thresholds:
             raise UsageError(f"min runs for MWU must be >= 2 (got {self.min_runs_mwu})")
         if self.min_runs_exact < 2:
             raise UsageError(f"min runs for exact counts must be >= 2 (got {self.min_runs_exact})")
+        if not 0.0 < self.max_chance_constancy <= 1.0:
+            raise UsageError(
+                f"max chance constancy must be in (0, 1] (got {self.max_chance_constancy})"
+            )
         if not 0.5 <= self.confidence < 1.0:
             raise UsageError(f"confidence must be in [0.5, 1) (got {self.confidence})")
 
@@ -95,6 +131,7 @@ class Thresholds:
             "min_abs_delta": self.min_abs_delta,
             "min_runs_mwu": self.min_runs_mwu,
             "min_runs_exact": self.min_runs_exact,
+            "max_chance_constancy": self.max_chance_constancy,
             "confidence": self.confidence,
         }
 
@@ -154,6 +191,8 @@ class TestMethod:
 def _key(kind: str, name: str, sub: str) -> str:
     if kind == "liveness":
         return "liveness"
+    if kind == "exit":
+        return "exit-status"
     return f"{kind}:{name}:{sub}" if sub else f"{kind}:{name}"
 
 
@@ -177,6 +216,7 @@ class Divergence:
     regression: bool  # significant and judged a regression (README "Ranking")
     score: float  # ranking score; higher first
     notes: tuple[str, ...] = ()  # warning codes / per-row remarks
+    interpretation: str = ""  # what the change means, when the differ can say
 
     def __init__(  # hand-written for speed, as SideValues'; checks the invariants
         self,
@@ -196,6 +236,7 @@ class Divergence:
         regression: bool,
         score: float,
         notes: tuple[str, ...] = (),
+        interpretation: str = "",
     ) -> None:
         self.__dict__.update(
             kind=kind,
@@ -214,6 +255,7 @@ class Divergence:
             regression=regression,
             score=score,
             notes=tuple(notes),
+            interpretation=interpretation,
             # the ``key`` property's value, cached up front: ranking sorts by it
             key=_key(kind, name, sub),
         )
@@ -238,6 +280,8 @@ class Divergence:
         """Human-readable: ``openat ENOENT``, ``find_ge_pid()``, ``read ret bucket 9``."""
         if self.kind == "liveness":
             return "liveness check failures"
+        if self.kind == "exit":
+            return "workload command failures (non-zero exit or timeout)"
         if self.name == FAMILY:
             return {"syscall": "all syscalls", "retval": "all syscall return values"}.get(
                 self.kind, f"all {self.kind}s"
@@ -298,6 +342,12 @@ class DiffResult:
     @property
     def significant(self) -> list[Divergence]:
         return [d for d in self.divergences if d.significant]
+
+    @property
+    def shown(self) -> list[Divergence]:
+        """Rows every output lists by default: significant, certain-small, suggestive,
+        outcome and absent rows (``unchanged`` ones only on request)."""
+        return [d for d in self.divergences if d.significant or d.cls in SHOWN_CLASSES]
 
     @property
     def regressions(self) -> list[Divergence]:
@@ -362,6 +412,8 @@ __all__ = [
     "CONTEXT_KINDS",
     "FAMILY",
     "METRIC_KINDS",
+    "OUTCOME_KINDS",
+    "SHOWN_CLASSES",
     "CaptureSummary",
     "DiffResult",
     "DiffWarning",

@@ -6,7 +6,8 @@ sorted, the top level indented and one divergence per line, so the output is
 byte-identical for identical input and fast for 50k rows.
 
 Version history: 1 -- first version; 2 -- ``name``/``sub`` per divergence, ``tests``
-(the statistical tests with the sentence the report prints), thresholds typed.
+(the statistical tests with the sentence the report prints), thresholds typed; the
+``exit`` kind, ``certain-small``/``suggestive`` classes and ``interpretation``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def divergence_dict(d: Divergence) -> dict[str, Any]:
         "regression": d.regression,
         "score": d.score,
         "notes": list(d.notes),
+        "interpretation": d.interpretation,
     }
 
 

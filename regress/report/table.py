@@ -6,7 +6,7 @@ byte-identical text; golden tests in ``tests/testdata/diff`` depend on it. ASCII
 
 from __future__ import annotations
 
-from regress.model.result import DiffResult, Divergence, SideValues
+from regress.model.result import OUTCOME_KINDS, SHOWN_CLASSES, DiffResult, Divergence, SideValues
 from regress.report.format import (
     ASCII,
     MISSING,
@@ -36,7 +36,7 @@ def _ratio_cell(d: Divergence) -> str:
 def _side_text(d: Divergence, sv: SideValues) -> str:
     if not sv.observed:
         return sv.probe_status
-    if d.kind == "liveness" and sv.trials is not None:
+    if d.kind in OUTCOME_KINDS and sv.trials is not None:
         return f"{sum(sv.raw)}/{sum(sv.trials)}"
     return fmt_num(sv.center)
 
@@ -44,13 +44,13 @@ def _side_text(d: Divergence, sv: SideValues) -> str:
 def _delta_text(d: Divergence) -> str:
     if d.cls == "absent":
         return MISSING
-    if d.kind == "liveness":
+    if d.kind in OUTCOME_KINDS:
         return f"{d.delta * 100:+.1f}%"
     return fmt_signed(d.delta)
 
 
 def _shown(d: Divergence, show_all: bool) -> bool:
-    return show_all or d.significant or d.cls in ("liveness", "absent")
+    return show_all or d.significant or d.cls in SHOWN_CLASSES
 
 
 def select_rows(result: DiffResult, *, top: int | None, show_all: bool) -> list[Divergence]:
@@ -109,6 +109,9 @@ def render_table(result: DiffResult, *, top: int | None = None, show_all: bool =
             lines.append(f"... {hidden} more rows not shown (--top N, --all)")
         if any(d.regression for d in rows):
             lines.append('! = regression (see README "Ranking")')
+        for d in rows:
+            if d.interpretation:
+                lines.append(f"{d.key}: {d.interpretation}")
     if result.warnings:
         lines.append("")
         for i, w in enumerate(result.warnings, 1):

@@ -115,16 +115,22 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
     subject = fold_subject(f"{tag} {v.workload}: {v.subject_summary} ({rng})")
 
     top = v.rows[:TOP_ROWS]
+    lead = (
+        f"{v.n_significant} significant divergence(s)"
+        if v.n_significant
+        else "No divergence is significant under the thresholds below"
+    )
     intro = wrap(
-        f"Top {len(top)} of {v.n_significant} significant divergences, per workload "
-        "iteration (median over runs); ratio is new/old, q the Benjamini-Hochberg "
-        "adjusted p-value, * marks rows judged regressions:"
+        f"{lead}; the top {len(top)} rows, per workload iteration (median over runs), "
+        "also listing changes that are certain but small or suggestive, the workload's "
+        "own outcomes and probes absent on one side; ratio is new/old, q the "
+        "Benjamini-Hochberg adjusted p-value, * marks rows judged regressions:"
         if top
-        else "No divergence is significant under the thresholds below."
+        else f"{lead}."
     )
     more = ""
-    if v.n_significant > len(top):
-        more = f"  ({v.n_significant - len(top)} more in the attached HTML report.)"
+    if len(v.rows) > len(top):
+        more = f"  ({len(v.rows) - len(top)} more in the attached HTML report.)"
 
     notes: list[str] = []
     for f in v.footnotes:

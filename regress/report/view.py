@@ -20,7 +20,7 @@ from typing import Any
 
 from regress.model.capture import Capture
 from regress.model.names import bucket_range
-from regress.model.result import DiffResult, Divergence, SideValues
+from regress.model.result import OUTCOME_KINDS, DiffResult, Divergence, SideValues
 from regress.report.format import (
     clean,
     fmt_ci,
@@ -34,6 +34,9 @@ from regress.report.format import (
 
 CLASS_LABELS: dict[str, str] = {
     "liveness": "liveness",
+    "exit-status": "exit status",
+    "certain-small": "certain, small",
+    "suggestive": "suggestive",
     "appeared": "appeared",
     "vanished": "vanished",
     "rate": "rate change",
@@ -209,7 +212,16 @@ def _direction(d: Divergence) -> str:
 
 def _sentence(d: Divergence) -> str:
     """One clause describing a divergence, for headlines and summaries."""
+    text = _clause(d)
+    return f"{text} ({clean(d.interpretation)})" if d.interpretation else text
+
+
+def _clause(d: Divergence) -> str:
     label = clean(d.label)
+    if d.kind in OUTCOME_KINDS:
+        fo, no = sum(d.old.raw), sum(d.old.trials or ())
+        fn, nn = sum(d.new.raw), sum(d.new.trials or ())
+        return f"{label} went from {fo} of {no} iterations to {fn} of {nn}"
     if d.kind == "function" and label.endswith(")"):
         label += " calls"
     elif d.kind == "tracepoint":
@@ -264,7 +276,7 @@ def _shown(d: Divergence, side: SideValues, c: Capture) -> str:
     """The table cell for one side: liveness as failures/iterations, else per iteration."""
     if side.probe_status in ("absent", "failed"):
         return side.probe_status
-    if d.kind == "liveness":
+    if d.kind in OUTCOME_KINDS:
         trials = sum(side.trials) if side.trials is not None else c.total_iterations
         return f"{sum(side.raw)}/{trials}"
     return fmt_num(side.center)
@@ -510,6 +522,7 @@ class _Facts:
     fn: int
     cn: int
     live: Divergence | None  # the significant liveness row, if any
+    exit: Divergence | None  # the significant exit-status row, if any
     top: RowView | None  # the top significant kernel-side row
     n_sig: int
 
@@ -535,6 +548,13 @@ def _headline(f: _Facts, keys_tested: int) -> tuple[str, str]:
         )
         headline += f"; the top kernel-side change: {f.top.sentence}." if f.top else "."
         return headline, f"liveness check fails in {f.fn}/{f.cn} iterations"
+    if f.exit is not None and f.exit.regression:
+        headline = f"After upgrading from {f.ok} to {f.nk}, {f.workload}'s {_sentence(f.exit)}"
+        headline += f"; the top kernel-side change: {f.top.sentence}." if f.top else "."
+        return (
+            headline,
+            f"command fails in {sum(f.exit.new.raw)}/{sum(f.exit.new.trials or ())} iterations",
+        )
     if f.top is not None:
         return (
             f"From {f.ok} to {f.nk}, {f.n_sig} of {keys_tested} traced quantities of "
@@ -600,6 +620,8 @@ def _impact(f: _Facts) -> str:
             f"User-visible impact: the workload's own correctness check fails on {f.nk} "
             f"in {f.fn} of {f.cn} iterations ({pct:.1f}%)."
         )
+    if f.exit is not None and f.exit.regression:
+        return f"User-visible impact: the workload's command fails on {f.nk}: {_sentence(f.exit)}."
     if f.has_liveness:
         return (
             "No user-visible failure: the workload's liveness check behaves the same on "
@@ -647,13 +669,14 @@ def build_view(
     footnotes = _footnotes(result, old, new)
     codes = {f.code: f.number for f in footnotes}
     sig = [d for d in result.divergences if d.significant]
-    rest = [d for d in result.divergences if not d.significant]
-    rows = [_row(i + 1, d, result, old, new, codes) for i, d in enumerate(sig[:max_rows])]
+    shown = result.shown  # significant, then certain-small/suggestive/outcome/absent rows
+    rest = [d for d in result.divergences if d not in set(shown)]
+    rows = [_row(i + 1, d, result, old, new, codes) for i, d in enumerate(shown[:max_rows])]
     extra = [
         _row(len(rows) + i + 1, d, result, old, new, codes) for i, d in enumerate(rest[:more_rows])
     ]
-    hidden = max(0, len(sig) - max_rows) + max(0, len(rest) - more_rows)
-    kernel_rows = [r for r in rows if r.cls != "liveness"]
+    hidden = max(0, len(shown) - max_rows) + max(0, len(rest) - more_rows)
+    kernel_rows = [r for r in rows if r.significant and r.kind not in OUTCOME_KINDS]
     fo, co = old.liveness_totals()
     fn, cn = new.liveness_totals()
     facts = _Facts(
@@ -667,6 +690,7 @@ def build_view(
         fn=fn,
         cn=cn,
         live=next((d for d in sig if d.cls == "liveness"), None),
+        exit=next((d for d in sig if d.cls == "exit-status"), None),
         top=kernel_rows[0] if kernel_rows else None,
         n_sig=len(sig),
     )
