@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 
 from regress.diff.differ import diff_captures
@@ -22,6 +23,7 @@ from regress.model.capture import (
 )
 from regress.model.result import Thresholds
 from regress.report.json import to_json
+from regress.report.table import render_table
 
 IT = 10
 
@@ -46,6 +48,8 @@ def make(release: str, runs: list[dict[str, Any]], **kw: Any) -> Capture:
                 tracepoints=r.get("tracepoints", {}),
                 functions=r.get("functions", {}),
                 liveness=r.get("liveness", []),
+                exit_codes=r.get("exit_codes", []),
+                timed_out=r.get("timed_out", []),
             )
             for i, r in enumerate(runs)
         ],
@@ -267,3 +271,87 @@ def test_errno_only_syscall_is_tested_as_a_rate() -> None:
     new = make("b", same(1, syscalls={"kill": {"3": 200}, "read": {"0": 50}}))
     d = rows(diff_captures(old, new))["syscall:kill:ESRCH"]
     assert d.test == "poisson" and d.significant and d.regression
+
+
+def test_certain_small_change_is_shown_not_hidden() -> None:
+    """x0.87, constant within each side (read 47 -> 41 per iteration): certain, below the
+    effect gate -- shown by default as its own class, never "unchanged", never gating."""
+    old = make("a", same(5, syscalls={"read": {"0": 47 * IT}, "openat": {"0": 68 * IT}}))
+    new = make("b", same(5, syscalls={"read": {"0": 41 * IT}, "openat": {"0": 64 * IT}}))
+    res = diff_captures(old, new)
+    r = rows(res)
+    for key in ("syscall:read:ok", "syscall:openat:ok"):
+        d = r[key]
+        assert d.cls == "certain-small" and d.test == "exact" and d.p == 0.0, d
+        assert not d.significant and not d.regression
+        assert d in res.shown
+    table = render_table(res)
+    assert "certain-small" in table and "syscall:read:ok" in table
+
+
+def test_suggestive_rows_are_shown_below_and_never_regressions() -> None:
+    rng = np.random.default_rng(3)
+    base = {f"k{i}": 1000 + 50 * i for i in range(40)}
+
+    def runs(scale: dict[str, float]) -> list[dict[str, Any]]:
+        out = []
+        for _ in range(4):
+            noise = rng.normal(1, 0.2, size=len(base))
+            out.append(
+                {
+                    "syscalls": {
+                        k: {"0": int(v * scale.get(k, 1.0) * n)}
+                        for (k, v), n in zip(base.items(), noise, strict=True)
+                    }
+                }
+            )
+        return out
+
+    res = diff_captures(make("a", runs({})), make("b", runs({"k7": 1.45})))
+    sug = [d for d in res.divergences if d.cls == "suggestive"]
+    for d in sug:
+        assert not d.significant and not d.regression and d.p is not None and d.p <= 0.05
+        assert d.q is not None and d.q > 0.05
+    shown = res.shown
+    if sug:
+        assert all(shown.index(s) > shown.index(x) for s in sug for x in res.significant)
+
+
+def test_enosys_vanishing_reads_now_implemented() -> None:
+    old = make("a", same(3, syscalls={"close_range": {"38": 2 * IT}, "read": {"0": 9 * IT}}))
+    new = make("b", same(3, syscalls={"close_range": {"0": IT, "9": IT}, "read": {"0": 9 * IT}}))
+    r = rows(diff_captures(old, new))
+    gone = r["syscall:close_range:ENOSYS"]
+    assert gone.cls == "vanished" and "now implemented" in gone.interpretation
+    ebadf = r["syscall:close_range:EBADF"]
+    assert ebadf.cls == "appeared" and ebadf.significant and not ebadf.regression
+    assert "now implemented" in ebadf.interpretation
+    # ...and the reverse: ENOSYS appearing is a regression, "no longer implemented"
+    back = rows(diff_captures(new, old))["syscall:close_range:ENOSYS"]
+    assert back.cls == "appeared" and back.regression
+    assert back.interpretation == "close_range is no longer implemented"
+
+
+def test_exit_status_row_ranks_first_when_failures_rise() -> None:
+    ok = [0] * IT
+    bad = [3 if i % 4 == 0 else 0 for i in range(IT)]
+    old = make("a", same(4, syscalls={"read": {"0": 9 * IT}}, exit_codes=ok))
+    new = make("b", same(4, syscalls={"read": {"0": 9 * IT}}, exit_codes=bad))
+    res = diff_captures(old, new)
+    top = res.divergences[0]
+    assert top.key == "exit-status" and top.cls == "exit-status", top
+    assert top.significant and top.regression and top.test == "fisher-outcome"
+    assert sum(top.new.raw) == 4 * sum(1 for c in bad if c) and sum(top.old.raw) == 0
+    assert "exit 3 x" in top.interpretation
+    # a timed-out iteration is a failure too
+    late = make(
+        "b",
+        same(
+            4,
+            syscalls={"read": {"0": 9 * IT}},
+            exit_codes=[-9, *ok[1:]],
+            timed_out=[True] + [False] * (IT - 1),
+        ),
+    )
+    d = rows(diff_captures(old, late))["exit-status"]
+    assert sum(d.new.raw) == 4 and "timed out x4" in d.interpretation
