@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from regress.diff.differ import diff_captures
-from regress.gate.controls import AAControl, aa_control
+from regress.gate.controls import MIN_AA_RUNS, AAControl, aa_control
 from regress.model.capture import Capture, load_capture
 from regress.model.events import Event, Progress, ignore
 from regress.model.result import DiffResult, Thresholds
@@ -60,11 +60,22 @@ def judge_captures(
     old_path: str = "old",
     new_path: str = "new",
 ) -> Judged:
-    """The one diff of a comparison, plus the A/A split of the old side."""
+    """The one diff of a comparison, plus the A/A split of the old side (>= 4 runs)."""
     result = diff_captures(
         old, new, thresholds=thresholds, force=force, old_path=old_path, new_path=new_path
     )
-    aa = aa_control(old, thresholds)
+    n = len(old.runs)
+    if n >= MIN_AA_RUNS:
+        aa = aa_control(old, thresholds)
+    else:  # halves of 1 run are pooled-rate tests: a "false positive level" would mislead
+        aa = AAControl(
+            old.kernel.release,
+            n,
+            0,
+            None,
+            0,
+            warnings=[f"A/A control needs >= {MIN_AA_RUNS} runs of the old kernel (has {n})"],
+        )
     return Judged(result.with_aa(aa.false_positives), old, new, aa)
 
 

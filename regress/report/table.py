@@ -112,6 +112,12 @@ def render_table(result: DiffResult, *, top: int | None = None, show_all: bool =
         for d in rows:
             if d.interpretation:
                 lines.append(f"{d.key}: {d.interpretation}")
+    if result.aa_false_positives is not None:
+        lines.append(
+            f"A/A control: the old runs split even/odd gave "
+            f"{plural(result.aa_false_positives, 'significant row')} under the same "
+            "thresholds (the measured false-positive level)"
+        )
     if result.warnings:
         lines.append("")
         for i, w in enumerate(result.warnings, 1):

@@ -15,8 +15,9 @@ import typer
 
 from regress.cli import options as o
 from regress.cli.app import app
-from regress.diff.differ import diff_captures, load_side
+from regress.diff.differ import load_side
 from regress.errors import UsageError
+from regress.gate.pipeline import judge_captures
 from regress.model.capture import atomic_write_text
 from regress.model.result import FailOn, fails
 from regress.report.json import to_json
@@ -54,9 +55,9 @@ def diff_cmd(
         raise UsageError("--top must be >= 1")
     th = o.thresholds(alpha, min_ratio, min_delta)
     old_cap, new_cap = load_side(old), load_side(new)
-    result = diff_captures(
-        old_cap, new_cap, thresholds=th, force=force, old_path=str(old), new_path=str(new)
-    )
+    result = judge_captures(
+        old_cap, new_cap, th, force=force, old_path=str(old), new_path=str(new)
+    ).result
     write_reports(result, old_cap, new_cap, html=html_out, text=text_out)
     if json_out == "-":
         sys.stdout.write(to_json(result))

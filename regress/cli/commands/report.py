@@ -28,11 +28,12 @@ class Format(StrEnum):
 def _diff(
     old: Path, new: Path, *, force: bool, th: Thresholds
 ) -> tuple[DiffResult, Capture, Capture]:
-    from regress.diff.differ import diff_captures, load_side
+    from regress.diff.differ import load_side
+    from regress.gate.pipeline import judge_captures
 
     co, cn = load_side(old), load_side(new)
-    result = diff_captures(co, cn, thresholds=th, force=force, old_path=str(old), new_path=str(new))
-    return result, co, cn
+    judged = judge_captures(co, cn, th, force=force, old_path=str(old), new_path=str(new))
+    return judged.result, co, cn
 
 
 def _verdict(result: DiffResult) -> str:
