@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from regress.cli.main import run as cli_run
-from regress.errors import VMError, WorkloadRunError
+from regress.errors import VMError
 from regress.gate import pipeline
 from regress.model import paths as model_paths
 from regress.model.capture import load_capture
@@ -90,29 +90,27 @@ def test_hang_times_out_and_names_the_console_log(vm_ready: None, tmp_path: Path
     assert not (tmp_path / "r" / "old.json").exists()
 
 
-def test_failing_workload_keeps_finished_captures_only(vm_ready: None, tmp_path: Path) -> None:
-    """Run 2 fails on the new kernel only: old.json complete, new only as a partial capture."""
+def test_failing_workload_is_an_outcome_not_an_abort(vm_ready: None, tmp_path: Path) -> None:
+    """The command fails (exit 3) in the new kernel's second run only: both kernels still
+    capture every run, and the comparison ranks the exit-status row first."""
     spec = tmp_path / "flaky.toml"
     spec.write_text(
-        'name = "flaky"\niterations = 1\ntimeout_s = 20\n'
+        'name = "flaky"\niterations = 2\ntimeout_s = 20\n'
         'command = "if [ -e /tmp/once ] && uname -r | grep -q -- -56-; then exit 3; fi; '
         'touch /tmp/once"\n'
     )
     opts = RunOptions(
         workload=str(spec), runs=2, out_dir=tmp_path / "r", functions=[], tracepoints=[]
     )
-    with pytest.raises(WorkloadRunError) as info:
-        orchestrate.capture_pair(opts)
-    msg = info.value.one_line()
-    assert str(tmp_path / "r" / "logs" / "new-boot0.console.log") in msg, msg
+    outcome = pipeline.compare(opts, Thresholds())
     old = load_capture(tmp_path / "r" / "old.json")
-    assert old.complete and len(old.runs) == 2
-    assert not (tmp_path / "r" / "new.json").exists()
-    partial = tmp_path / "r" / "new.partial.json"
-    assert partial.is_file() and "new.partial.json" in msg
-    doc = json.loads(partial.read_text())
-    assert doc["complete"] is False and len(doc["runs"]) == 1
-    assert not load_capture(partial).complete
+    new = load_capture(tmp_path / "r" / "new.json")
+    assert old.complete and new.complete and len(new.runs) == 2
+    assert [r.exit_codes for r in old.runs] == [[0, 0], [0, 0]]
+    assert new.runs[0].exit_codes[0] == 0 and new.runs[1].exit_codes == [3, 3]
+    assert not (tmp_path / "r" / "new.partial.json").exists()
+    top = outcome.result.divergences[0]
+    assert top.key == "exit-status" and sum(top.new.raw) == 3, top
 
 
 @pytest.mark.slow

@@ -166,7 +166,7 @@ def ql_test(
         if np.isinf(df_total)
         else sst.t.ppf(0.5 + confidence / 2, df_total)
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         beta = np.log(lam_n / lam_o)
         se = np.sqrt(s2_post * (1.0 / tot_o + 1.0 / tot_n))
         ok = (tot_o > 0) & (tot_n > 0)

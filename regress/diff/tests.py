@@ -206,16 +206,10 @@ def fisher_pvalues(a: FloatArray, b: FloatArray, c: FloatArray, d: FloatArray) -
 
 
 def bh_qvalues(p: FloatArray) -> FloatArray:
-    """Benjamini–Hochberg adjusted p-values (q), same order as ``p``."""
-    m = p.size
-    if m == 0:
+    """Benjamini–Hochberg adjusted p-values (q), same order as ``p`` (scipy's)."""
+    if p.size == 0:
         return p.copy()
-    order = np.argsort(p, kind="stable")
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q_sorted = np.minimum.accumulate(ranked[::-1])[::-1]
-    q = np.empty(m, dtype=np.float64)
-    q[order] = np.clip(q_sorted, 0.0, 1.0)
-    return q
+    return np.asarray(sst.false_discovery_control(p, method="bh"), dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- warnings
