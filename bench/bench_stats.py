@@ -57,64 +57,71 @@ PLANT_FRACTION = 0.02  # of the keys, per effect
 @dataclass(frozen=True)
 class NoiseModel:
     name: str
-    rates: FloatArray  # per-iteration rates of real keys (sampled with replacement)
+    const_rates: FloatArray  # per-iteration rates of keys constant in every run
+    vary_rates: FloatArray  # per-iteration rates of keys that vary...
+    vary_sd: FloatArray  # ...and their run-to-run sd in counts (paired with the rate)
     iterations: int
     const_frac: float
-    rel_sd: FloatArray  # relative spread of varying keys
     shared: float  # share of the varying keys' variance that is one per-run factor
-    overdispersion: float = 0.0  # extra gamma-Poisson dispersion (stress profile)
+    overdispersion: float = 0.0  # gamma-Poisson dispersion on every key (stress profile)
 
     def describe(self) -> str:
+        rel = self.vary_sd / np.maximum(self.vary_rates * self.iterations, 1e-9)
         return (
             f"{self.name}: {self.iterations} it/run, {100 * self.const_frac:.0f}% constant "
-            f"keys, varying keys' relative sd median {np.median(self.rel_sd):.3f}, shared "
-            f"factor {100 * self.shared:.0f}%"
-            + (f", gamma-Poisson dispersion {self.overdispersion:g}" if self.overdispersion else "")
+            f"keys; varying keys move by {np.median(self.vary_sd):.1f} counts per run "
+            f"(median; relative {np.median(rel):.3f}), {100 * self.shared:.0f}% of it one "
+            "factor shared by the run"
+            + (f"; gamma-Poisson dispersion {self.overdispersion:g}" if self.overdispersion else "")
         )
 
 
 def fit(name: str, paths: list[Path]) -> NoiseModel:
     """A noise model from real captures (each capture's runs are one sample of noise)."""
-    rates: list[float] = []
-    rel: list[float] = []
+    const_rates: list[float] = []
+    vary_rates: list[float] = []
+    vary_sd: list[float] = []
     shares: list[float] = []
-    const = total = 0
     its = 0
     for path in paths:
         cap = load_capture(path)
         kc = KeyCounts.of(cap, cap, set())
         y = kc.old[~kc.context]
         its = int(cap.iterations_per_run or 1)
-        rates += list(y.mean(axis=1) / its)
         constant = (y == y[:, :1]).all(axis=1)
-        const += int(constant.sum())
-        total += len(y)
+        const_rates += list(y[constant].mean(axis=1) / its)
         v = y[~constant]
         if len(v):
             mean = v.mean(axis=1, keepdims=True)
             sd = v.std(axis=1, ddof=1, keepdims=True)
-            rel += list((sd / mean).ravel())
+            vary_rates += list(mean.ravel() / its)
+            vary_sd += list(sd.ravel())
             z = (v - mean) / sd
             factor = z.mean(axis=0)
             shares.append(float(np.clip(factor.var(ddof=1) / max(z.var(ddof=1), 1e-9), 0, 1)))
+    n_const, n_vary = len(const_rates), len(vary_rates)
     return NoiseModel(
         name=name,
-        rates=np.asarray([r for r in rates if r > 0], dtype=np.float64),
+        const_rates=np.asarray([r for r in const_rates if r > 0] or [1.0], dtype=np.float64),
+        vary_rates=np.asarray(vary_rates or [1.0], dtype=np.float64),
+        vary_sd=np.asarray(vary_sd or [1.0], dtype=np.float64),
         iterations=its,
-        const_frac=const / max(total, 1),
-        rel_sd=np.asarray(rel or [0.05], dtype=np.float64),
+        const_frac=n_const / max(n_const + n_vary, 1),
         shared=float(np.mean(shares)) if shares else 0.0,
     )
 
 
 def stress(base: NoiseModel) -> NoiseModel:
-    """Over-dispersed: no constant keys, gamma-Poisson noise on top, a strong shared factor."""
+    """Over-dispersed: no constant keys, gamma-Poisson noise on every key, twice the
+    spread, half of it shared by the run."""
     return NoiseModel(
         name="stress (over-dispersed)",
-        rates=base.rates,
+        const_rates=base.const_rates,
+        vary_rates=np.concatenate([base.vary_rates, base.const_rates]),
+        vary_sd=np.concatenate([base.vary_sd, base.vary_sd.mean() * np.ones(base.const_rates.size)])
+        * 2,
         iterations=base.iterations,
         const_frac=0.0,
-        rel_sd=base.rel_sd * 2,
         shared=0.5,
         overdispersion=0.05,
     )
@@ -133,9 +140,17 @@ class Pair:
 def generate(
     model: NoiseModel, keys: int, runs: int, rng: np.random.Generator, plant: bool
 ) -> Pair:
-    base = rng.choice(model.rates, size=keys) * model.iterations
     constant = rng.random(keys) < model.const_frac
-    rel = rng.choice(model.rel_sd, size=keys)
+    pick = rng.integers(0, model.vary_rates.size, size=keys)
+    base = (
+        np.where(
+            constant,
+            rng.choice(model.const_rates, size=keys),
+            model.vary_rates[pick],
+        )
+        * model.iterations
+    )
+    sd = np.where(constant, 0.0, model.vary_sd[pick])
     planted = np.full(keys, -1, dtype=np.int_)
     new_base = base.copy()
     old_base = base.copy()
@@ -154,19 +169,18 @@ def generate(
                 new_base[idx] = np.where(up, base[idx] * factor, base[idx] / factor)
 
     def side(b: FloatArray) -> FloatArray:
+        # additive run-to-run noise of the key's own size, part of it shared by the run
         f = rng.standard_normal(runs)[None, :]
         g = rng.standard_normal((keys, runs))
         w = model.shared
-        noise = rel[:, None] * (np.sqrt(w) * f + np.sqrt(1 - w) * g)
-        mean = b[:, None] * np.maximum(1.0 + noise, 0.0)
+        scale = np.where(base > 0, b / np.maximum(base, 1e-9), 0.0)  # planted changes scale it
+        noise = (sd * scale)[:, None] * (np.sqrt(w) * f + np.sqrt(1 - w) * g)
+        mean = np.maximum(b[:, None] + noise, 0.0)
         if model.overdispersion:
             shape = 1.0 / model.overdispersion
             mean = rng.gamma(shape, mean / shape) if mean.size else mean
-            y = rng.poisson(mean).astype(np.float64)
-        else:
-            y = np.round(mean)
-        y[constant] = np.round(b[constant])[:, None]
-        return np.asarray(y, dtype=np.float64)
+            return np.asarray(rng.poisson(mean), dtype=np.float64)
+        return np.asarray(np.round(mean), dtype=np.float64)
 
     old, new = side(old_base), side(new_base)
     observed_constant = (old == old[:, :1]).all(axis=1) & (new == new[:, :1]).all(axis=1)
@@ -193,8 +207,13 @@ def judge(
         np.full(pair.new.shape[1], its),
     )
     run = tests.run_tests(kc, th, multi_run)
-    q = tests.bh_qvalues(run.p)
     exact = np.array([t == "exact" for t in run.test], dtype=bool)
+    # the method before adjusted all findings as one family
+    q = (
+        tests.adjust(run.p, kc.context, exact)
+        if multi_run is tests.MULTI_RUN
+        else (tests.bh_qvalues(run.p))
+    )
     cl = rank.Classes(kc, run.p, q, exact, th)
     # found = reported as a change: significant, or certain but below the effect gate
     # (the "before" method had no such class, so for it this is significance alone)

@@ -136,10 +136,8 @@ def _test_keys(
     # values, which drift between capture sessions of one kernel (ps-loop A/A runs
     # showed read() size buckets moving 1 -> 3 per iteration). They get their own
     # BH family, are shown with --all and are never significant.
-    q = np.ones(len(counts))
-    q[~context] = tests.bh_qvalues(run.p[~context])
-    q[context] = tests.bh_qvalues(run.p[context])
     exact = np.array([t == "exact" for t in run.test], dtype=bool)
+    q = tests.adjust(run.p, context, exact)
     cl = Classes(counts, run.p, q, exact, th)
 
     warnings = tests.sample_size_warnings(counts.n_old, counts.n_new, th)

@@ -205,6 +205,20 @@ def fisher_pvalues(a: FloatArray, b: FloatArray, c: FloatArray, d: FloatArray) -
 # --------------------------------------------------------------------------- FDR
 
 
+def adjust(p: FloatArray, context: BoolArray, exact: BoolArray) -> FloatArray:
+    """BH q-values per family: context rows, exact rows, and the tested findings.
+
+    Exact rows are certain (p is 0 or 1, and a constancy that chance would produce is
+    not taken as exact), so they are their own family: hundreds of keys that are equal in
+    every run would otherwise raise the bar for the few keys whose counts vary.
+    """
+    q = np.ones(p.size)
+    for family in (context, ~context & exact, ~context & ~exact):
+        if family.any():
+            q[family] = bh_qvalues(p[family])
+    return q
+
+
 def bh_qvalues(p: FloatArray) -> FloatArray:
     """Benjamini–Hochberg adjusted p-values (q), same order as ``p`` (scipy's)."""
     if p.size == 0:
