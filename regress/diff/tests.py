@@ -256,23 +256,24 @@ def sample_size_warnings(n_old: int, n_new: int, th: Thresholds) -> list[DiffWar
 # --------------------------------------------------------------------------- test objects
 
 
+EXACT_CONSTANCY_MAX = 30.0  # larger counts: the normal approximation of chance_constancy
+
+
 def chance_constancy(count: FloatArray, runs: int) -> FloatArray:
     """P(``runs`` independent Poisson(count) draws are all equal), per row.
 
-    sum_k pmf(k)^runs, summed exactly for counts up to 400 and by its normal
-    approximation ((2 pi mu)^-(n-1)/2 / sqrt(n)) above. A count of 0 in every run is
-    "constant" with probability 1 -- zero is no evidence of determinism either.
+    sum_k pmf(k)^runs, summed exactly for counts up to 30 and by its normal
+    approximation ((2 pi mu)^-(n-1)/2 / sqrt(n), within a few % there) above. A count
+    of 0 in every run is "constant" with probability 1 -- zero is no evidence either way.
     """
     mu = np.asarray(count, dtype=np.float64)
     out = np.ones(mu.shape, dtype=np.float64)
-    big = mu > 400
+    big = mu > EXACT_CONSTANCY_MAX
     out[big] = (2 * np.pi * mu[big]) ** (-(runs - 1) / 2) / np.sqrt(runs)
     small = (mu > 0) & ~big
     if small.any():
-        m = mu[small][:, None]
-        top = int(np.max(m) + 12 * np.sqrt(np.max(m)) + 20)
-        k = np.arange(top + 1, dtype=np.float64)[None, :]
-        out[small] = np.exp(runs * sst.poisson.logpmf(k, m)).sum(axis=1)
+        k = np.arange(int(EXACT_CONSTANCY_MAX * 4) + 1, dtype=np.float64)[None, :]
+        out[small] = np.exp(runs * sst.poisson.logpmf(k, mu[small][:, None])).sum(axis=1)
     return out
 
 
@@ -324,11 +325,14 @@ class ExactConstant(StatTest):
         # A side that is 0 in every run says nothing either way; the other side must then
         # carry the evidence (an "appeared" key constant at 8 per iteration is certain).
         eps = th.max_chance_constancy
-        lo = chance_constancy(counts.old[:, 0], counts.n_old) <= eps
-        ln = chance_constancy(counts.new[:, 0], counts.n_new) <= eps
-        zo, zn = counts.old[:, 0] == 0, counts.new[:, 0] == 0
-        unlikely = (lo | zo) & (ln | zn) & (lo | ln)
-        return np.asarray(~counts.context & constant & unlikely, dtype=np.bool_)
+        rows = ~counts.context & constant
+        a, b = counts.old[rows, 0], counts.new[rows, 0]
+        lo = chance_constancy(a, counts.n_old) <= eps
+        ln = chance_constancy(b, counts.n_new) <= eps
+        unlikely = (lo | (a == 0)) & (ln | (b == 0)) & (lo | ln)
+        out = np.zeros(len(counts), dtype=np.bool_)
+        out[rows] = unlikely
+        return out
 
     def run(self, counts: KeyCounts, rows: BoolArray, th: Thresholds) -> Outcome:
         a, b = counts.per_iter_old[rows, 0], counts.per_iter_new[rows, 0]
