@@ -14,12 +14,10 @@ from regress.errors import UsageError
 from regress.model.result import Thresholds
 
 
-def test_mwu_min_p_and_runs_needed() -> None:
+def test_mwu_min_p() -> None:
     assert stats.mwu_min_p(3, 3) == pytest.approx(0.1)
     assert stats.mwu_min_p(4, 4) == pytest.approx(2 / 70)
     assert stats.mwu_min_p(5, 5) == pytest.approx(2 / 252)
-    assert stats.runs_needed_for(0.05) == 4
-    assert stats.runs_needed_for(0.05 / 100) == 8
 
 
 def test_mwu_matches_scipy_exact_without_ties() -> None:

@@ -46,14 +46,6 @@ def mwu_min_p(n1: int, n2: int) -> float:
     return min(1.0, 2.0 / math.comb(n1 + n2, n1))
 
 
-def runs_needed_for(p_target: float) -> int:
-    """Smallest n such that n vs n runs can give an exact MWU p <= ``p_target``."""
-    n = 2
-    while mwu_min_p(n, n) > p_target and n < 10_000:
-        n += 1
-    return n
-
-
 def mwu_pvalues(old: FloatArray, new: FloatArray) -> FloatArray:
     """Two-sided MWU p per row of ``old`` (k, n1) vs ``new`` (k, n2).
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 EVENT_PREFIX = "REGRESS-EVENT "
@@ -88,9 +88,6 @@ class Event:
 
     def on_side(self, side: str, **more: Any) -> Event:
         return replace(self, side=side, **more)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 Progress = Callable[[Event], None]

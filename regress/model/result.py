@@ -362,9 +362,6 @@ class DiffResult:
     def with_aa(self, false_positives: int | None) -> DiffResult:
         return replace(self, aa_false_positives=false_positives)
 
-    def with_warning(self, warning: DiffWarning) -> DiffResult:
-        return replace(self, warnings=(*self.warnings, warning))
-
 
 class FailOn(StrEnum):
     """When a comparison should fail a gate (``--fail-on``)."""

@@ -113,11 +113,6 @@ def register(name: str, factory: Callable[[], Backend]) -> None:
     _REGISTRY[name] = factory
 
 
-def names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
 def get(name: str) -> Backend:
     _load_builtin()
     try:
