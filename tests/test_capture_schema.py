@@ -141,8 +141,9 @@ def test_v1_probe_kinds_migrate_to_the_differ_vocabulary(testdata: Path) -> None
     raw = json.loads((testdata / "diff" / "absent.old.json").read_text())
     assert raw["schema_version"] == 1 and raw["probes"][0]["kind"] == "syscalls"
     back = load_capture(testdata / "diff" / "absent.old.json")
-    assert back.schema_version == cap.SCHEMA_VERSION == 3
+    assert back.schema_version == cap.SCHEMA_VERSION == 4
     assert all(r.timed_out == [False] * len(r.exit_codes) for r in back.runs)
+    assert all(r.per_iteration is None for r in back.runs)
     assert back.probes[0].kind == "syscall"
     assert {p.kind for p in back.probes} <= set(cap.PROBE_KINDS)
 
@@ -155,6 +156,17 @@ def test_v1_probe_kinds_migrate_to_the_differ_vocabulary(testdata: Path) -> None
         (lambda d: d["runs"][0]["syscalls"]["openat"].update(x=1), "expected an integer key"),
         (lambda d: d["probes"][0].update(status="maybe"), "unknown probe status"),
         (lambda d: d.update(format="other"), "not a regress capture"),
+        (
+            lambda d: d["runs"][0].update(per_iteration={"syscall": {"openat": {"0": [1]}}}),
+            "values for",
+        ),
+        (
+            lambda d: d["runs"][0].update(
+                per_iteration={"syscall": {"openat": {"0": [0] * d["runs"][0]["iterations"]}}}
+            ),
+            "per-iteration counts add up to 0",
+        ),
+        (lambda d: d["runs"][0].update(per_iteration={"bogus": {}}), "unknown kind"),
     ],
 )
 def test_strict_loading(tmp_path: Path, mutate: Any, fragment: str) -> None:

@@ -3,6 +3,7 @@ prerequisite fails with the reason, so a green run means the kernel was traced."
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import time
@@ -68,6 +69,30 @@ def test_exact_kill_esrch_per_iteration(tmp_path: Path) -> None:
     one = run_capture(spec(command=KILL_LOOP, iterations=1), runs=1, out=tmp_path / "d.json")
     assert one.runs[0].syscalls["kill"] == {ESRCH: N_KILLS}
     assert load_capture(tmp_path / "c.json").to_dict() == c.to_dict()
+
+
+def test_per_iteration_counts_follow_each_iteration(tmp_path: Path) -> None:
+    """Iteration i does i+1 failed opens (ENOENT) and i+1 kill/ESRCH: the per-iteration
+    counts show exactly that, add up to the run's totals and survive a save/load."""
+    cmd = (
+        'for i in $(seq 0 "$REGRESS_ITERATION"); do true < /nonexistent-regress; '
+        "kill -0 2147483647; done 2>/dev/null; true"
+    )
+    c = run_capture(
+        spec(command=cmd, iterations=5, tracepoints=[]), runs=2, out=tmp_path / "c.json"
+    )
+    for r in c.runs:
+        series = r.per_iteration
+        assert series is not None
+        assert series["syscall"]["kill"][ESRCH] == [1, 2, 3, 4, 5]
+        enoent = series["syscall"]["openat"]["2"]
+        # The shell's own start-up may fail opens too, but the same number every time.
+        assert [b - a for a, b in itertools.pairwise(enoent)] == [1, 1, 1, 1], enoent
+        assert r.series_problem() is None
+        for name, subs in series["syscall"].items():
+            for sub, values in subs.items():
+                assert sum(values) == r.syscalls[name][sub]
+    assert load_capture(tmp_path / "c.json").runs[1].per_iteration == c.runs[1].per_iteration
 
 
 def test_children_and_tracepoints_followed(tmp_path: Path) -> None:

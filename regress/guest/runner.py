@@ -37,6 +37,7 @@ from regress.guest.environment import (
     machine_info,
     resolve_kernel_headers,
 )
+from regress.guest.series import IterationSeries, flat_counts
 from regress.guest.tracer import RawCounts, Tracer, bcc_version, import_bcc
 from regress.model import names
 from regress.model.capture import (
@@ -407,6 +408,7 @@ def _one_run(
         liveness: list[bool | None] = []
         exit_codes: list[int] = []
         timed_out: list[bool] = []
+        series = IterationSeries(its)
         try:
             for it in range(its):
                 # A non-zero exit or a timeout is what the kernel did to the workload: it
@@ -424,9 +426,12 @@ def _one_run(
                         "abandoned (finished runs are kept)",
                         hint="raise timeout_s in the spec if the workload is just slow",
                     )
+                # Read between iterations (nothing tracked runs now); the last read is
+                # the run's total.
+                raw = tracer.read()
+                series.add(it, flat_counts(raw))
                 liveness.append(ctx.liveness(it))
                 emit(Event("iteration", run=index, runs=runs, iteration=it, iterations=its))
-            raw = tracer.read()
         except BaseException:
             if spec.teardown:  # always tear down; the first failure is the one reported
                 try:
@@ -440,6 +445,7 @@ def _one_run(
         run.liveness = liveness
         run.exit_codes = exit_codes
         run.timed_out = timed_out
+        run.per_iteration = series.to_series()
         emit(Event("run_done", run=index, runs=runs, iterations=its))
         return run
     finally:

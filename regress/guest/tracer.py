@@ -131,6 +131,7 @@ class Tracer:
         self._addr_map: AddressMap | None = None
         self._raw_names: frozenset[str] = frozenset()
         self._generation = 0
+        self._buffers: dict[int, tuple[Any, Any]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -295,6 +296,7 @@ class Tracer:
                 with contextlib.suppress(Exception):
                     self._bpf.cleanup()
                 self._bpf = None
+                self._buffers.clear()
 
     def __enter__(self) -> Tracer:
         self.load()
@@ -329,18 +331,23 @@ class Tracer:
         except Exception as exc:
             raise TracerError(f"cannot track pid {pid}: {_first_line(exc)}") from None
 
-    @staticmethod
-    def _nonzero(table: Any) -> list[tuple[int, int]]:
+    def _nonzero(self, table: Any, *, keep_buffers: bool = False) -> list[tuple[int, int]]:
         """(index, value) of an array's non-zero entries.
 
         The whole array is read with BPF_MAP_LOOKUP_BATCH into one buffer and
         scanned at C speed: ``tracked`` has pid_max entries (4M on many systems),
-        and bcc's per-element iteration takes seconds for that.
+        and bcc's per-element iteration takes seconds for that. ``keep_buffers``:
+        reuse the buffers on the next read (``okcounts``, read after every iteration).
         """
         lib = import_bcc().lib
         n = int(table.max_entries)
         ksize, vsize = ct.sizeof(table.Key), ct.sizeof(table.Leaf)
-        keys, values = (table.Key * n)(), (table.Leaf * n)()
+        buffers = self._buffers.get(table.map_fd)
+        if buffers is None:
+            buffers = ((table.Key * n)(), (table.Leaf * n)())
+            if keep_buffers:
+                self._buffers[table.map_fd] = buffers
+        keys, values = buffers
         cursor, count = ct.c_uint32(0), ct.c_uint32(0)
         total = 0
         while total < n:
@@ -413,7 +420,7 @@ class Tracer:
                 raw.syscalls[(nr, err)] = raw.syscalls.get((nr, err), 0) + n
                 if self.options.retvals and err == 0:
                     raw.retvals[(nr, int(k.bucket))] = n
-            for i, n in self._nonzero(b[b"okcounts"]):
+            for i, n in self._nonzero(b[b"okcounts"], keep_buffers=True):
                 nr, bucket = split_okcount(self.options, i)
                 raw.syscalls[(nr, 0)] = raw.syscalls.get((nr, 0), 0) + n
                 if self.options.retvals:

@@ -17,6 +17,9 @@ Schema history (``schema_version``):
        ``tracepoint``, ``function``) instead of ``syscalls``/``retvals``.
   3 -- 2026-11-29: per-iteration ``timed_out`` next to ``exit_codes``: a non-zero exit or
        a timeout is an outcome of the iteration (the run goes on), not an abort.
+  4 -- 2026-11-29: optional per-iteration counts ``runs[].per_iteration`` (kind -> name ->
+       sub -> one count per iteration; they add up to the run's totals), read by the
+       tracer after every iteration. Older captures have none (``null``).
 
 To change the schema: bump ``SCHEMA_VERSION``, add a history line above, write
 ``migrate_vN_to_vN+1(doc) -> doc`` and register it in ``MIGRATIONS``.
@@ -37,7 +40,7 @@ from typing import Any, Literal
 
 from regress.errors import CaptureFormatError, InputError, SchemaTooNewError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FORMAT_NAME = "regress-capture"
 
 # One vocabulary with the differ's row kinds (``regress.model.result.MetricKind``):
@@ -77,9 +80,21 @@ def migrate_v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def migrate_v3_to_v4(doc: dict[str, Any]) -> dict[str, Any]:
+    """v3 read the counters once per run: no per-iteration counts."""
+    runs = doc.get("runs")
+    if isinstance(runs, list):
+        doc["runs"] = [{**r, "per_iteration": None} if isinstance(r, dict) else r for r in runs]
+    return doc
+
+
 # Migrations: MIGRATIONS[n] turns a version-n document into a version-(n+1) one.
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
-MIGRATIONS: dict[int, Migration] = {1: migrate_v1_to_v2, 2: migrate_v2_to_v3}
+MIGRATIONS: dict[int, Migration] = {
+    1: migrate_v1_to_v2,
+    2: migrate_v2_to_v3,
+    3: migrate_v3_to_v4,
+}
 
 
 @dataclass
@@ -142,6 +157,12 @@ class ProbeStatus:
             raise ValueError(f"unknown probe status {self.status!r}")
 
 
+# Per-iteration counts: kind ("syscall", "retval", "tracepoint", "function") -> name ->
+# sub (errno / log2 bucket as text, "" for flat counts) -> one count per iteration.
+Series = dict[str, dict[str, dict[str, list[int]]]]
+KeyTotals = dict[tuple[str, str, str], int]
+
+
 @dataclass
 class Run:
     """One tracer session over ``iterations`` iterations of the workload command."""
@@ -159,10 +180,49 @@ class Run:
     timed_out: list[bool] = field(default_factory=list)  # per iteration: killed at timeout
     lost: dict[str, int] = field(default_factory=dict)  # counter -> n
     boot: int | None = None  # which VM boot produced this run, when in a VM
+    per_iteration: Series | None = None  # None: read once per run (schema < 4, imports)
 
     def __post_init__(self) -> None:
         if not self.timed_out and self.exit_codes:  # built without timeouts: none happened
             self.timed_out = [False] * len(self.exit_codes)
+
+    def key_totals(self) -> KeyTotals:
+        """The run's counts by ``(kind, name, sub)``, the differ's key."""
+        out: KeyTotals = {}
+        for kind, table in (("syscall", self.syscalls), ("retval", self.retvals)):
+            for name, inner in table.items():
+                for sub, n in inner.items():
+                    out[(kind, name, sub)] = n
+        for kind, flat in (("tracepoint", self.tracepoints), ("function", self.functions)):
+            for name, n in flat.items():
+                out[(kind, name, "")] = n
+        return out
+
+    def series_problem(self) -> str | None:
+        """Why ``per_iteration`` does not fit the run's totals, or None when it does."""
+        if self.per_iteration is None:
+            return None
+        sums: KeyTotals = {}
+        for kind, names in self.per_iteration.items():
+            if kind not in PROBE_KINDS:
+                return f"unknown kind {kind!r}"
+            for name, subs in names.items():
+                for sub, values in subs.items():
+                    if len(values) != self.iterations:
+                        return (
+                            f"{kind} {name} {sub}: {len(values)} values for "
+                            f"{self.iterations} iterations"
+                        )
+                    sums[(kind, name, sub)] = sum(values)
+        totals = self.key_totals()
+        for key in sums.keys() | totals.keys():
+            if sums.get(key, 0) != totals.get(key, 0):
+                kind, name, sub = key
+                return (
+                    f"{kind} {name} {sub}: per-iteration counts add up to {sums.get(key, 0)}, "
+                    f"the run's total is {totals.get(key, 0)}"
+                )
+        return None
 
 
 @dataclass
@@ -452,6 +512,23 @@ class _Checker:
             out[k] = inner
         return out
 
+    def series(self, value: Any, where: str) -> Series | None:
+        if value is None:
+            return None
+        out: Series = {}
+        for kind, names in self.obj(value, where).items():
+            out[kind] = {}
+            for name, subs in self.obj(names, f"{where}.{kind}").items():
+                out[kind][name] = {}
+                for sub, values in self.obj(subs, f"{where}.{kind}.{name}").items():
+                    at = f"{where}.{kind}.{name}.{sub}"
+                    if not isinstance(values, list):
+                        raise self.fail(at, "expected a list of counts")
+                    for v in values:
+                        self.int_(v, at)
+                    out[kind][name][sub] = list(values)
+        return out
+
 
 def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Capture:
     c = _Checker(source)
@@ -549,8 +626,12 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
                 timed_out=list(timed_out),
                 lost=c.counts(r.get("lost", {}), f"{where}.lost"),
                 boot=c.int_(r.get("boot"), f"{where}.boot", optional=True),
+                per_iteration=c.series(r.get("per_iteration"), f"{where}.per_iteration"),
             )
         )
+        problem = runs[-1].series_problem()
+        if problem:
+            raise c.fail(f"{where}.per_iteration", problem)
     requested = c.int_(doc.get("requested_runs", len(runs)), "requested_runs")
     notes = doc.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
