@@ -141,6 +141,7 @@ def _test_keys(
     cl = Classes(counts, run.p, q, exact, th)
 
     warnings = tests.sample_size_warnings(counts.n_old, counts.n_new, th)
+    warnings += [DiffWarning("run-factor", note) for note in run.notes]
     n_context = int((cl.would_be & context).sum())
     if n_context:
         warnings.append(

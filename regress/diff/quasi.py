@@ -19,10 +19,22 @@ another of similar size. So, per key (vectorised over all keys):
 4. ``F = (D_null - D_alt) / s2_post`` on ``(1, d0 + d)`` degrees of freedom, and a
    Wald interval for the rate ratio with the posterior dispersion.
 
+5. **Shared run factors.** Keys are not independent: in real captures most of the
+   run-to-run movement of the varying keys is one factor shared by the run (how often
+   the shell's ``wait`` is interrupted moves a dozen keys together). Pooling noise over
+   keys then adds no information about *that* factor -- every key saw the same few
+   runs -- and testing on ``d0 + d`` df made whole clusters of keys significant in A/A
+   pairs. So the first principal component of the keys' standardised residuals is
+   measured; the share of each key's residual variation it explains beyond what
+   independent noise would give (``loading``) takes that fraction of the prior's df
+   away from the key: ``df_k = d + d0 (1 - loading_k)``. A key driven by the shared
+   factor is tested on its own ``d`` df, an independent one keeps the full prior.
+
 Keys whose counts never vary carry no information about noise (``s2 = 0``) and are
 left out of the prior fit (they are still tested with the prior). Stated assumptions
-(printed by every report): counts are independent between runs; variance is
-proportional to the mean with a dispersion that varies smoothly with abundance.
+(printed by every report): runs are independent; variance is proportional to the mean
+with a dispersion that varies smoothly with abundance; keys share at most one run
+factor beyond that.
 """
 
 from __future__ import annotations
@@ -78,12 +90,11 @@ class Prior:
     """The shared noise prior: scale per key (trended) and prior degrees of freedom."""
 
     s0_sq: FloatArray  # per key
-    d0: float  # inf: every key's dispersion is the trend's value
+    d0: float  # at most MAX_PRIOR_DF
 
     @property
     def description(self) -> str:
-        df = "infinite" if np.isinf(self.d0) else f"{self.d0:.1f}"
-        return f"prior df {df}"
+        return f"prior df {self.d0:.1f}"
 
 
 def fit_prior(
@@ -108,10 +119,56 @@ def fit_prior(
         special.polygamma(1, d / 2.0)
     )
     trend = np.polyval(coef, np.where(np.isfinite(log_abundance), log_abundance, x.mean()))
-    d0 = float(2.0 * trigamma_inverse(np.array([evar]))[0]) if evar > 0 else float("inf")
+    d0 = float(2.0 * trigamma_inverse(np.array([evar]))[0]) if evar > 0 else MAX_PRIOR_DF
     d0 = min(d0, MAX_PRIOR_DF)
     s0_sq = np.exp(trend + special.digamma(d0 / 2.0) - np.log(d0 / 2.0))
     return Prior(np.asarray(s0_sq, dtype=np.float64), d0)
+
+
+# Simulated residual matrices averaged to know what the first component's loadings
+# would be with independent noise (deterministic: fixed seed).
+NULL_DRAWS = 8
+
+
+def _first_component_loadings(resid: FloatArray) -> FloatArray:
+    """Per row: squared cosine between the row and the matrix's first right singular vector."""
+    norms = np.linalg.norm(resid, axis=1)
+    z = resid[norms > 0] / norms[norms > 0, None]
+    out = np.zeros(resid.shape[0])
+    if z.shape[0] < 2:
+        return out
+    _, _, vt = np.linalg.svd(z, full_matrices=False)
+    out[norms > 0] = (z @ vt[0]) ** 2
+    return out
+
+
+def shared_factor_loading(
+    resid: FloatArray, groups: tuple[int, int], informative: npt.NDArray[np.bool_]
+) -> FloatArray:
+    """Per key, 0..1: how much of its residual variation one factor shared by the runs
+    explains beyond independent noise (0 for keys that are not ``informative``).
+
+    The expected loading under independence is measured on Gaussian matrices of the
+    same shape with the group means removed, as the real residuals have them.
+    """
+    k = resid.shape[0]
+    out = np.zeros(k)
+    use = informative & np.all(np.isfinite(resid), axis=1)
+    if int(use.sum()) < MIN_KEYS_FOR_PRIOR:
+        return out
+    observed = _first_component_loadings(resid[use])
+    n1, n2 = groups
+    rng = np.random.default_rng(0)
+    null = 0.0
+    for _ in range(NULL_DRAWS):
+        g = rng.standard_normal((int(use.sum()), n1 + n2))
+        g[:, :n1] -= g[:, :n1].mean(axis=1, keepdims=True)
+        g[:, n1:] -= g[:, n1:].mean(axis=1, keepdims=True)
+        null += float(_first_component_loadings(g).mean()) / NULL_DRAWS
+    if null >= 1.0:
+        return out
+    out[use] = np.clip((observed - null) / (1.0 - null), 0.0, 1.0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -121,52 +178,212 @@ class QLResult:
     hi: FloatArray
     s2_post: FloatArray
     prior: Prior
-    df_total: float
+    df_total: FloatArray  # per key: d + the prior df left after the shared factor
+    loading: FloatArray  # per key: share of its noise that is the shared run factor
+    factor: RunFactor | None  # the run factor taken out first, when there was one
+
+
+@dataclass(frozen=True)
+class RunFactor:
+    """One factor shared by the runs, fitted from the keys that move together.
+
+    ``log mu_kj = log e_j + log lambda_k,side + b_k f_j``: ``f`` per run (old runs,
+    then new), ``b`` per key (0 for keys the factor does not drive). ``shift`` is the
+    factor's move between the sides (new - old), estimated from the driven keys'
+    log ratios by a weighted median: most keys do not really change, as DESeq2's
+    size factors assume, so what the driven keys share is the runs' doing.
+    """
+
+    b: FloatArray  # per key
+    f: FloatArray  # per run, the between-side shift included
+    shift: float
+    shift_var: float  # sampling variance of ``shift``, added to every driven key's test
+    keys: int  # keys driven by it
+    explained: float  # share of the residual variation of the fitted keys it explains
+
+    @property
+    def ratio(self) -> float:
+        """How much the driven keys moved together, for a key with unit loading."""
+        return float(np.exp(self.shift))
+
+
+# A key is driven by the run factor when the factor explains more than this share of its
+# residual variation (weighted log scale).
+DRIVEN_SHARE = 0.5
+# Keys averaging fewer counts per run than this are too grainy to fit the factor on.
+MIN_FACTOR_COUNTS = 10.0
+
+
+def _weighted_median(x: FloatArray, w: FloatArray) -> float:
+    order = np.argsort(x)
+    cum = np.cumsum(w[order])
+    return float(x[order][int(np.searchsorted(cum, 0.5 * cum[-1]))])
+
+
+def fit_run_factor(
+    y: FloatArray, e: FloatArray, n1: int, informative: npt.NDArray[np.bool_]
+) -> RunFactor | None:
+    """The run factor of ``y`` (keys, runs), or None when there is none to speak of.
+
+    Needs at least 3 residual df (it costs the driven keys one) and
+    ``MIN_KEYS_FOR_PRIOR`` keys with enough counts; the first principal component of
+    their within-side log residuals (weighted by Poisson precision) must explain more
+    than it does in Gaussian noise of the same shape.
+    """
+    k, n = y.shape
+    if n - 2 < 3:
+        return None
+    use = informative & (y.mean(axis=1) >= MIN_FACTOR_COUNTS)
+    if int(use.sum()) < MIN_KEYS_FOR_PRIOR:
+        return None
+    ly = np.log((y[use] + 0.5) / e[use])
+    r = ly.copy()
+    r[:, :n1] -= r[:, :n1].mean(axis=1, keepdims=True)
+    r[:, n1:] -= r[:, n1:].mean(axis=1, keepdims=True)
+    w = np.sqrt(y[use].mean(axis=1))
+    rw = r * w[:, None]
+    _, sv, vt = np.linalg.svd(rw, full_matrices=False)
+    explained = float(sv[0] ** 2 / max(float((sv**2).sum()), 1e-300))
+    rng = np.random.default_rng(0)
+    null = 0.0
+    for _ in range(NULL_DRAWS):
+        g = rng.standard_normal(rw.shape)
+        g[:, :n1] -= g[:, :n1].mean(axis=1, keepdims=True)
+        g[:, n1:] -= g[:, n1:].mean(axis=1, keepdims=True)
+        gs = np.linalg.svd(g, compute_uv=False)
+        null = max(null, float(gs[0] ** 2 / (gs**2).sum()))
+    if explained <= null:
+        return None
+    v = vt[0]
+    b_use = r @ v
+    norms = (rw**2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(norms > 0, (rw @ v) ** 2 / norms, 0.0)
+    driven = share > DRIVEN_SHARE
+    if int(driven.sum()) < 2:
+        return None
+    lr = ly[:, n1:].mean(axis=1) - ly[:, :n1].mean(axis=1)
+    bd = b_use[driven]
+    wd = bd**2 * w[driven] ** 2
+    ratios = lr[driven] / bd
+    shift = _weighted_median(ratios, wd)
+    # Its sampling variance: the weighted MAD of the keys' own estimates, a median's
+    # efficiency (pi/2) and the effective number of keys behind it.
+    mad = 1.4826 * _weighted_median(np.abs(ratios - shift), wd)
+    n_eff = float(wd.sum() ** 2 / max(float((wd**2).sum()), 1e-300))
+    shift_var = mad**2 * (np.pi / 2) / max(n_eff, 1.0)
+    # Every key that varies gets its own loading (smaller keys too: the factor moves
+    # them as well, their counts are just grainier); keys it does not touch get ~0.
+    ly_all = np.log((y[informative] + 0.5) / e[informative])
+    ly_all[:, :n1] -= ly_all[:, :n1].mean(axis=1, keepdims=True)
+    ly_all[:, n1:] -= ly_all[:, n1:].mean(axis=1, keepdims=True)
+    b = np.zeros(k)
+    b[informative] = ly_all @ v
+    f = v.copy()
+    f[n1:] += shift
+    return RunFactor(b, f, shift, shift_var, int(driven.sum()), explained)
 
 
 def ql_test(
     old: FloatArray, new: FloatArray, e_old: FloatArray, e_new: FloatArray, confidence: float
 ) -> QLResult:
-    """QL F-test of equal rates per row of ``old`` (k, n1) vs ``new`` (k, n2) raw counts."""
+    """QL F-test of equal rates per row of ``old`` (k, n1) vs ``new`` (k, n2) raw counts.
+
+    When the keys share a run factor (``fit_run_factor``), the keys it drives get it as
+    a per-run offset (one residual df less) and are tested on what it leaves.
+    """
     n1, n2 = old.shape[1], new.shape[1]
-    d = float(n1 + n2 - 2)
-    tot_o, tot_n = old.sum(axis=1), new.sum(axis=1)
-    exp_o, exp_n = float(e_old.sum()), float(e_new.sum())
+    y = np.concatenate([old, new], axis=1)
+    e_runs = np.concatenate([e_old, e_new])
+    e = np.broadcast_to(e_runs[None, :], y.shape)
+    fit = _fit(y, e, n1)
+    factor = fit_run_factor(y, e, n1, fit.dev_alt > 1e-12)
+    d = np.full(y.shape[0], float(n1 + n2 - 2))
+    if factor is not None:
+        e = e * np.exp(factor.b[:, None] * factor.f[None, :])
+        fit = _fit(y, e, n1)
+        d = d - (factor.b != 0)
+    return _ql_from_fit(y, fit, d, n1, n2, confidence, factor)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    tot_o: FloatArray
+    tot_n: FloatArray
+    lam_o: FloatArray
+    lam_n: FloatArray
+    mu_alt: FloatArray
+    dev_alt: FloatArray
+    dev_null: FloatArray
+
+
+def _fit(y: FloatArray, e: FloatArray, n1: int) -> _Fit:
+    """Poisson MLE of the one- and two-rate models with per-key, per-run exposures."""
+    tot_o, tot_n = y[:, :n1].sum(axis=1), y[:, n1:].sum(axis=1)
+    exp_o, exp_n = e[:, :n1].sum(axis=1), e[:, n1:].sum(axis=1)
     lam_o, lam_n = tot_o / exp_o, tot_n / exp_n
     lam_0 = (tot_o + tot_n) / (exp_o + exp_n)
-    y = np.concatenate([old, new], axis=1)
-    e = np.concatenate([e_old, e_new])[None, :]
     mu_alt = np.concatenate([lam_o[:, None] * e[:, :n1], lam_n[:, None] * e[:, n1:]], axis=1)
     mu_null = lam_0[:, None] * e
-    dev_alt = poisson_deviance(y, mu_alt)
-    dev_null = poisson_deviance(y, mu_null)
-    s2 = dev_alt / d
+    return _Fit(
+        tot_o,
+        tot_n,
+        lam_o,
+        lam_n,
+        mu_alt,
+        poisson_deviance(y, mu_alt),
+        poisson_deviance(y, mu_null),
+    )
+
+
+def _ql_from_fit(
+    y: FloatArray,
+    fit: _Fit,
+    d_keys: FloatArray,
+    n1: int,
+    n2: int,
+    confidence: float,
+    factor: RunFactor | None,
+) -> QLResult:
+    tot_o, tot_n, lam_o, lam_n = fit.tot_o, fit.tot_n, fit.lam_o, fit.lam_n
+    mu_alt, dev_alt, dev_null = fit.mu_alt, fit.dev_alt, fit.dev_null
+    d = float(n1 + n2 - 2)
+    s2 = dev_alt / d_keys
     with np.errstate(divide="ignore"):  # keys never seen: -inf, left out of the prior fit
         abundance = np.log((tot_o + tot_n) / (n1 + n2))
-    prior = fit_prior(s2, d, abundance, informative=dev_alt > 1e-12)
+    informative = dev_alt > 1e-12
+    prior = fit_prior(s2, d, abundance, informative=informative)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resid = np.where(mu_alt > 0, (y - mu_alt) / np.sqrt(mu_alt), 0.0)
+    loading = shared_factor_loading(resid, (n1, n2), informative)
     if prior.d0 == 0:
         s2_post = np.maximum(s2, prior.s0_sq)
-        df_total = d
-    elif np.isinf(prior.d0):
-        s2_post = prior.s0_sq.copy()
-        df_total = float("inf")
+        df_total = d_keys.copy()
     else:
-        s2_post = (prior.d0 * prior.s0_sq + d * s2) / (prior.d0 + d)
-        df_total = prior.d0 + d
+        d0 = prior.d0 * (1.0 - loading)
+        s2_post = (d0 * prior.s0_sq + d_keys * s2) / (d0 + d_keys)
+        df_total = d0 + d_keys
+    # Keys that did not vary within either side (s2 = 0) but were not certain enough for
+    # the exact rule (small counts at few runs): their own zero is rounding luck, not
+    # evidence of less noise than their neighbours', so the prior alone judges them.
+    s2_post = np.where(dev_alt > 1e-12, s2_post, np.maximum(s2_post, prior.s0_sq))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = 1.0 / tot_o + 1.0 / tot_n
+        if factor is not None:
+            # The offset b_k * shift is estimated, not known: the shift's error (shared by
+            # every driven key) and the key's own loading's error (its within-side noise,
+            # on the log scale, extrapolated by the shift) both widen the key's test.
+            per_run = (tot_o + tot_n) / (n1 + n2)
+            var_b = np.where((factor.b != 0) & (per_run > 0), s2_post / per_run, 0.0)
+            extra = factor.b**2 * factor.shift_var + factor.shift**2 * var_b
+            s2_post = s2_post + np.where(np.isfinite(inv) & (inv > 0), extra / inv, 0.0)
     lr = np.maximum(dev_null - dev_alt, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.where(s2_post > 0, lr / s2_post, np.where(lr > 0, np.inf, 0.0))
-    if np.isinf(df_total):
-        p = sst.chi2.sf(f, 1)
-    else:
-        p = sst.f.sf(f, 1, df_total)
+    p = sst.f.sf(f, 1, df_total)
     p = np.where(tot_o + tot_n > 0, p, 1.0)
     # Wald interval of log(lambda_new / lambda_old) with the posterior dispersion
-    quant = (
-        sst.norm.ppf(0.5 + confidence / 2)
-        if np.isinf(df_total)
-        else sst.t.ppf(0.5 + confidence / 2, df_total)
-    )
+    quant = sst.t.ppf(0.5 + confidence / 2, df_total)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         beta = np.log(lam_n / lam_o)
         se = np.sqrt(s2_post * (1.0 / tot_o + 1.0 / tot_n))
@@ -179,5 +396,7 @@ def ql_test(
         np.asarray(hi, dtype=np.float64),
         np.asarray(s2_post, dtype=np.float64),
         prior,
-        df_total,
+        np.asarray(df_total, dtype=np.float64),
+        loading,
+        factor,
     )

@@ -276,6 +276,7 @@ class Outcome:
     p: FloatArray
     lo: FloatArray
     hi: FloatArray
+    notes: tuple[str, ...] = ()  # what the test learned about the data, for the report
 
 
 class StatTest(ABC):
@@ -350,6 +351,9 @@ class MannWhitney(StatTest):
         return Outcome(mwu_pvalues(po, pn), lo, hi)
 
 
+RUN_FACTOR_NOTE_RATIO = 1.05
+
+
 class QuasiLikelihood(StatTest):
     """Counts that vary between runs: QL F-test with a shared, trended noise prior."""
 
@@ -357,8 +361,10 @@ class QuasiLikelihood(StatTest):
         "ql",
         "quasi-likelihood F-test on the per-run counts (two-sided): a log-linear model with "
         "iterations as exposure, quasi-Poisson dispersion per key shrunk toward a prior "
-        "shared by keys of similar size (empirical Bayes), Wald 95% CI of the ratio; "
-        "assumes runs are independent and variance proportional to the mean",
+        "shared by keys of similar size (empirical Bayes), Wald 95% CI of the ratio; keys "
+        "that move together between runs get that run factor as an offset first (its "
+        "estimation error widens their tests); assumes runs are independent apart from "
+        "one shared factor, and variance proportional to the mean",
     )
 
     def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
@@ -373,7 +379,20 @@ class QuasiLikelihood(StatTest):
             counts.old[fit], counts.new[fit], counts.old_iters, counts.new_iters, th.confidence
         )
         pick = rows[fit]
-        return Outcome(res.p[pick], res.lo[pick], res.hi[pick])
+        notes: tuple[str, ...] = ()
+        fac = res.factor
+        moved = float(np.median(np.exp(fac.b[fac.b != 0] * fac.shift))) if fac else 1.0
+        # Said only when the factor moved between the kernels by a visible amount; the
+        # method section always says that it is modelled.
+        if fac is not None and abs(np.log(moved)) >= np.log(RUN_FACTOR_NOTE_RATIO):
+            notes = (
+                f"{fac.keys} keys move together from run to run (one factor shared by the "
+                f"run explains {100 * fac.explained:.0f}% of their spread); it was taken out "
+                "before testing them. Between the kernels it moved them by "
+                f"x{moved:.3g} (median key), which is not counted as a change of "
+                "any key",
+            )
+        return Outcome(res.p[pick], res.lo[pick], res.hi[pick], notes)
 
 
 class FisherShare(StatTest):
@@ -477,6 +496,7 @@ class TestRun:
     hi: FloatArray
     test: list[str]
     methods: tuple[TestMethod, ...]
+    notes: tuple[str, ...] = ()
 
 
 def run_tests(
@@ -488,9 +508,11 @@ def run_tests(
     hi = np.full(k, np.nan)
     names = np.empty(k, dtype=object)
     methods: list[TestMethod] = []
+    notes: list[str] = []
     for test, rows in choose(counts, th, multi_run):
         out = test.run(counts, rows, th)
         p[rows], lo[rows], hi[rows] = out.p, out.lo, out.hi
         names[rows] = test.name
         methods.append(test.method)
-    return TestRun(np.clip(p, 0.0, 1.0), lo, hi, names.tolist(), tuple(methods))
+        notes += out.notes
+    return TestRun(np.clip(p, 0.0, 1.0), lo, hi, names.tolist(), tuple(methods), tuple(notes))

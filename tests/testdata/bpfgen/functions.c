@@ -1,4 +1,4 @@
-// regress tracer, generator v3 (regress/bpfgen.py); do not edit.
+// regress tracer, generator v4 (regress/bpfgen.py); do not edit.
 // Reads only tracepoint arguments and BPF helpers: no kernel structs.
 // syscalls=1 retvals=1 tracepoints=1 functions=2
 
@@ -15,7 +15,7 @@ struct sc_key {
     u16 bucket;
 };
 BPF_HASH(counts, struct sc_key, u64, 16384);
-BPF_ARRAY(okcounts, u64, 33280);
+BPF_F_TABLE("array", int, u64, okcounts, 33280, 1024);
 BPF_ARRAY(tpcounts, u64, 1);
 BPF_HASH(fcounts, u64, u64, 8192);
 

@@ -1,4 +1,4 @@
-// regress tracer, generator v3 (regress/bpfgen.py); do not edit.
+// regress tracer, generator v4 (regress/bpfgen.py); do not edit.
 // Reads only tracepoint arguments and BPF helpers: no kernel structs.
 // syscalls=1 retvals=0 tracepoints=0 functions=0
 
@@ -15,7 +15,7 @@ struct sc_key {
     u16 bucket;
 };
 BPF_HASH(counts, struct sc_key, u64, 16384);
-BPF_ARRAY(okcounts, u64, 512);
+BPF_F_TABLE("array", int, u64, okcounts, 512, 1024);
 
 static __always_inline u32 current_generation(void)
 {
