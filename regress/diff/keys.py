@@ -54,23 +54,48 @@ class KeyIndex:
         return out
 
     def run_entries(self, cap: Capture) -> list[tuple[list[int], list[int]]]:
-        """Per run: (row numbers, counts) for every key the run recorded."""
+        """Per run: (row numbers, counts) for every key the run recorded.
+
+        Runs of one capture almost always record the same keys in the same order, so
+        the row numbers of a name's subs (and of a whole flat table) are remembered by
+        the tuple of their names: one tuple comparison per name instead of one lookup
+        per key and run (50k keys x 20 runs was half the differ's time).
+        """
         per_run: list[tuple[list[int], list[int]]] = []
+        seen: dict[tuple[str, str], tuple[tuple[str, ...], list[int] | None]] = {}
+        flat_seen: dict[str, tuple[tuple[str, ...], list[int], list[bool]]] = {}
         for run in cap.runs:
             rows: list[int] = []
             vals: list[int] = []
             for fam, table in (("syscall", run.syscalls), ("retval", run.retvals)):
                 for name, inner in table.items():
-                    r = self.rows_for(fam, name, inner)
+                    subs = tuple(inner)
+                    hit = seen.get((fam, name))
+                    if hit is not None and hit[0] == subs:
+                        r = hit[1]
+                    else:
+                        r = self.rows_for(fam, name, subs)
+                        seen[(fam, name)] = (subs, r)
                     if r is not None:
                         rows.extend(r)
                         vals.extend(inner.values())
             for fam, flat in (("tracepoint", run.tracepoints), ("function", run.functions)):
-                for name, n in flat.items():
-                    r = self.rows_for(fam, name, ("",))
-                    if r is not None:
-                        rows.extend(r)
-                        vals.append(n)
+                names = tuple(flat)
+                fhit = flat_seen.get(fam)
+                if fhit is None or fhit[0] != names:
+                    frows: list[int] = []
+                    keep: list[bool] = []
+                    for name in names:
+                        r = self.rows_for(fam, name, ("",))
+                        keep.append(r is not None)
+                        if r is not None:
+                            frows.extend(r)
+                    fhit = flat_seen[fam] = (names, frows, keep)
+                rows.extend(fhit[1])
+                if all(fhit[2]):
+                    vals.extend(flat.values())
+                else:
+                    vals.extend(n for n, k in zip(flat.values(), fhit[2], strict=True) if k)
             per_run.append((rows, vals))
         return per_run
 

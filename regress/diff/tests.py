@@ -11,10 +11,11 @@ Tests (README "Statistics"):
 
 * ``exact`` -- counts constant across >= ``min_runs_exact`` runs on each side: p = 0 when
   they differ, p = 1 when equal (never for context rows).
-* ``mwu`` -- >= ``min_runs_mwu`` runs per side: two-sided Mann–Whitney U on per-iteration
-  counts; exact null without ties, tie-corrected normal approximation floored at the
-  exact minimum otherwise. CI: Moses' distribution-free interval for the shift of
-  log(count/iteration), exponentiated; only when every run counted > 0.
+* ``ql`` -- >= ``min_runs_per_side`` runs per side, counts that vary: quasi-likelihood
+  F-test with a shared, trended noise prior and one run factor (``quasi.py``).
+* ``mwu`` -- kept for ``bench/bench_stats.py``'s "before" column: two-sided Mann–Whitney U
+  on per-iteration counts; exact null without ties, tie-corrected normal approximation
+  floored at the exact minimum otherwise; Moses' CI.
 * ``poisson`` -- 1 run on a side: pooled counts, exact conditional binomial test of two
   Poisson rates; Clopper–Pearson CI mapped to a rate ratio.
 * ``fisher`` -- 1 run on a side, an errno row of a syscall that succeeded on both sides:
@@ -223,7 +224,7 @@ def bh_qvalues(p: FloatArray) -> FloatArray:
 
 def sample_size_warnings(n_old: int, n_new: int, th: Thresholds) -> list[DiffWarning]:
     """What the run counts make weak, stated before anyone trusts a silent diff."""
-    if min(n_old, n_new) < th.min_runs_mwu:
+    if min(n_old, n_new) < th.min_runs_per_side:
         return [
             DiffWarning(
                 "single-run",
@@ -342,7 +343,7 @@ class MannWhitney(StatTest):
     )
 
     def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
-        ok = min(counts.n_old, counts.n_new) >= th.min_runs_mwu
+        ok = min(counts.n_old, counts.n_new) >= th.min_runs_per_side
         return np.full(len(counts), ok, dtype=bool)
 
     def run(self, counts: KeyCounts, rows: BoolArray, th: Thresholds) -> Outcome:
@@ -368,7 +369,7 @@ class QuasiLikelihood(StatTest):
     )
 
     def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
-        ok = min(counts.n_old, counts.n_new) >= th.min_runs_mwu
+        ok = min(counts.n_old, counts.n_new) >= th.min_runs_per_side
         return np.full(len(counts), ok, dtype=bool)
 
     def run(self, counts: KeyCounts, rows: BoolArray, th: Thresholds) -> Outcome:
@@ -403,7 +404,7 @@ class FisherShare(StatTest):
     )
 
     def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
-        if min(counts.n_old, counts.n_new) >= th.min_runs_mwu:
+        if min(counts.n_old, counts.n_new) >= th.min_runs_per_side:
             return np.zeros(len(counts), dtype=bool)
         kinds, subs = counts.column("kind"), counts.column("sub")
         _, _, ok_old, ok_new = counts.syscall_totals()
@@ -476,7 +477,7 @@ def choose(
     counts: KeyCounts, th: Thresholds, multi_run: tuple[StatTest, ...] = MULTI_RUN
 ) -> list[tuple[StatTest, BoolArray]]:
     """Which test judges which rows: every row exactly one test."""
-    multi = min(counts.n_old, counts.n_new) >= th.min_runs_mwu
+    multi = min(counts.n_old, counts.n_new) >= th.min_runs_per_side
     free = np.ones(len(counts), dtype=bool)
     plan: list[tuple[StatTest, BoolArray]] = []
     for test in multi_run if multi else SINGLE_RUN:

@@ -200,6 +200,16 @@ def _tp_inc(index: int, indent: str = "    ") -> list[str]:
     ]
 
 
+# BPF_F_MMAPABLE (1 << 10; Linux 5.5, and the batch reads need 5.6 anyway).
+MMAPABLE = 1024
+
+
+def _counter_array(name: str, entries: int) -> str:
+    """A u64 counter array user space reads straight from memory (``mmap``): the
+    counters are read after every iteration, and a map lookup is a syscall each."""
+    return f'BPF_F_TABLE("array", int, u64, {name}, {entries}, {MMAPABLE});'
+
+
 def generate(options: TracerOptions) -> str:
     """The whole BPF program for ``options`` (deterministic: golden-tested)."""
     o = options
@@ -217,7 +227,7 @@ def generate(options: TracerOptions) -> str:
         "",
         f"BPF_ARRAY(tracked, u32, {o.pid_max});",
         "BPF_ARRAY(generation, u32, 1);",
-        f"BPF_ARRAY(lost, u64, {len(LOST_COUNTERS)});",
+        _counter_array("lost", len(LOST_COUNTERS)),
     ]
     if o.syscalls:
         lines += [
@@ -227,12 +237,10 @@ def generate(options: TracerOptions) -> str:
             "    u16 bucket;",
             "};",
             f"BPF_HASH(counts, struct sc_key, u64, {o.max_counts});",
-            # BPF_F_MMAPABLE (1 << 10, Linux 5.5; the batch reads need 5.6 anyway): user
-            # space reads the counters after every iteration straight from memory.
-            f'BPF_F_TABLE("array", int, u64, okcounts, {DENSE_SYSCALLS * o.buckets}, 1024);',
+            _counter_array("okcounts", DENSE_SYSCALLS * o.buckets),
         ]
     if tps:
-        lines.append(f"BPF_ARRAY(tpcounts, u64, {len(tps)});")
+        lines.append(_counter_array("tpcounts", len(tps)))
     if o.functions:
         lines.append(f"BPF_HASH(fcounts, u64, u64, {o.max_functions});")
     lines += [

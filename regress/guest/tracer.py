@@ -14,6 +14,7 @@ import errno
 import mmap
 import os
 import re
+import struct
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -136,7 +137,7 @@ class Tracer:
         self._raw_names: frozenset[str] = frozenset()
         self._generation = 0
         self._buffers: dict[int, tuple[Any, Any]] = {}
-        self._okmap: mmap.mmap | None = None  # okcounts, memory-mapped
+        self._maps: dict[bytes, mmap.mmap] = {}  # counter arrays, memory-mapped
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -161,8 +162,14 @@ class Tracer:
                 hint=f"{hint}; check the kernel headers (--kernel-headers) or {SETUP_HINT}",
             ) from None
         self._bump_generation()
-        if self.options.syscalls:
-            self._okmap = self._map_array(self._bpf[b"okcounts"])
+        for name, wanted in (
+            (b"okcounts", self.options.syscalls),
+            (b"tpcounts", bool(self.options.tracepoints)),
+            (b"lost", True),
+        ):
+            mapped = self._map_array(self._bpf[name]) if wanted else None
+            if mapped is not None:
+                self._maps[name] = mapped
         st: list[ProbeStatus] = []
         self._raw_names = frozenset()
         if self.options.tracepoints:
@@ -299,9 +306,9 @@ class Tracer:
         try:
             self._detach_function_event()
         finally:
-            if self._okmap is not None:
-                self._okmap.close()
-                self._okmap = None
+            for mapped in self._maps.values():
+                mapped.close()
+            self._maps.clear()
             if self._bpf is not None:
                 with contextlib.suppress(Exception):
                     self._bpf.cleanup()
@@ -362,10 +369,11 @@ class Tracer:
         at a time, so the ~50 rows a workload uses are the only ones looked into.
         """
         table = self._need()[b"okcounts"]
-        if self._okmap is None:
+        mapped = self._maps.get(b"okcounts")
+        if mapped is None:
             return self._nonzero(table, keep_buffers=True)
         vsize = ct.sizeof(table.Leaf)
-        data = self._okmap[: int(table.max_entries) * vsize]
+        data = mapped[: int(table.max_entries) * vsize]
         block = self.options.buckets * vsize
         zero = bytes(block)
         out: list[tuple[int, int]] = []
@@ -387,6 +395,16 @@ class Tracer:
         and bcc's per-element iteration takes seconds for that. ``keep_buffers``:
         reuse the buffers on the next read (``okcounts``, read after every iteration).
         """
+        keys, data, _ = self._batch(table, keep_buffers=keep_buffers)
+        vsize = ct.sizeof(table.Leaf)
+        found = sorted({m.start() // vsize for m in _NONZERO.finditer(data)})
+        return [
+            (int(keys[i]), int.from_bytes(data[i * vsize : (i + 1) * vsize], sys.byteorder))
+            for i in found
+        ]
+
+    def _batch(self, table: Any, *, keep_buffers: bool) -> tuple[Any, bytes, int]:
+        """Every entry of a map in one BPF_MAP_LOOKUP_BATCH pass: (keys, values, count)."""
         lib = import_bcc().lib
         n = int(table.max_entries)
         ksize, vsize = ct.sizeof(table.Key), ct.sizeof(table.Leaf)
@@ -414,12 +432,7 @@ class Tracer:
                 raise TracerError(f"reading a BPF array failed: {os.strerror(err)}")
             if res != 0 or count.value == 0:
                 break
-        data = ct.string_at(values, vsize * total)
-        found = sorted({m.start() // vsize for m in re.finditer(rb"[^\x00]", data)})
-        return [
-            (int(keys[i]), int.from_bytes(data[i * vsize : (i + 1) * vsize], sys.byteorder))
-            for i in found
-        ]
+        return keys, ct.string_at(values, vsize * total), total
 
     @staticmethod
     def _zero(table: Any, indices: list[int]) -> None:
@@ -447,27 +460,28 @@ class Tracer:
         small = [b"lost"]  # a few entries: one update each
         hashes = []
         if self.options.syscalls:
-            large.append(b"okcounts")
+            (small if b"okcounts" in self._maps else large).append(b"okcounts")
             hashes.append(b"counts")
         if self.options.tracepoints:
             small.append(b"tpcounts")
         if self.options.functions:
             hashes.append(b"fcounts")
         for name in large:
-            if name == b"okcounts" and self._okmap is not None:
-                self._okmap[:] = bytes(len(self._okmap))
-                continue
             table = b[name]
             self._zero(table, [i for i, _ in self._nonzero(table)])
         for name in small + hashes:
-            b[name].clear()
+            mapped = self._maps.get(name)
+            if mapped is not None:
+                mapped[:] = bytes(len(mapped))
+            else:
+                b[name].clear()
 
     def read(self) -> RawCounts:
         b = self._need()
         raw = RawCounts()
         if self.options.syscalls:
-            for k, v in b[b"counts"].items():
-                nr, err, n = int(k.id), int(k.err), int(v.value)
+            for k, n in self._hash_items(b[b"counts"]):
+                nr, err = int(k.id), int(k.err)
                 raw.syscalls[(nr, err)] = raw.syscalls.get((nr, err), 0) + n
                 if self.options.retvals and err == 0:
                     raw.retvals[(nr, int(k.bucket))] = n
@@ -477,20 +491,40 @@ class Tracer:
                 if self.options.retvals:
                     raw.retvals[(nr, bucket)] = n
         if self.options.tracepoints:
-            table = b[b"tpcounts"]
-            for i, tp in enumerate(self.options.tracepoints):
-                raw.tracepoints[tp] = int(table[ct.c_int(i)].value)
-        hits = b[b"fcounts"].items() if self.options.functions else []
+            values = self._array_values(b"tpcounts", len(self.options.tracepoints))
+            raw.tracepoints = dict(zip(self.options.tracepoints, values, strict=True))
+        hits = self._hash_items(b[b"fcounts"]) if self.options.functions else []
         if hits and self._addr_map is None:  # read once, when first needed, not while attaching
             self._addr_map = AddressMap(read_kallsyms())
         if self._addr_map is not None:
-            for k, v in hits:
+            for k, n in hits:
                 name = self._addr_map.name_at(int(k.value)) or f"0x{int(k.value):x}"
-                raw.functions[name] = raw.functions.get(name, 0) + int(v.value)
-        lost = b[b"lost"]
-        for i, name in enumerate(LOST_COUNTERS):
-            raw.lost[name] = int(lost[ct.c_int(i)].value)
+                raw.functions[name] = raw.functions.get(name, 0) + n
+        lost = self._array_values(b"lost", len(LOST_COUNTERS))
+        raw.lost = dict(zip(LOST_COUNTERS, lost, strict=True))
         return raw
+
+    def _array_values(self, name: bytes, n: int) -> list[int]:
+        """The first ``n`` counters of a u64 array: from its mapping, else one lookup each."""
+        mapped = self._maps.get(name)
+        if mapped is not None:
+            return list(struct.unpack_from(f"={n}Q", mapped, 0))
+        table = self._need()[name]
+        return [int(table[ct.c_int(i)].value) for i in range(n)]
+
+    def _hash_items(self, table: Any) -> list[tuple[Any, int]]:
+        """(key, u64 value) of every hash entry: one batch lookup into kept buffers
+        (bcc's ``items()`` costs two syscalls per entry), or bcc's iteration where the
+        kernel cannot batch-read hashes."""
+        try:
+            keys, data, total = self._batch(table, keep_buffers=True)
+        except TracerError:
+            return [(k, int(v.value)) for k, v in table.items()]
+        vsize = ct.sizeof(table.Leaf)
+        return [
+            (keys[i], int.from_bytes(data[i * vsize : (i + 1) * vsize], sys.byteorder))
+            for i in range(total)
+        ]
 
 
 class LsmProgram:

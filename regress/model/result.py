@@ -87,8 +87,8 @@ class Thresholds:
         gate passes). Also the level of the liveness Fisher test.
     min_ratio: effect gate; new/old (or old/new) per-iteration ratio must reach this.
     min_abs_delta: effect gate; |new - old| per iteration must reach this.
-    min_runs_mwu: runs per side needed for Mann–Whitney U; below it the sides are
-        pooled and tested as Poisson rates.
+    min_runs_per_side: runs per side needed to test run-to-run noise (the QL test);
+        below it the sides are pooled and tested as Poisson rates.
     min_runs_exact: runs per side needed before counts that are identical in
         every run are treated as exact (deterministic) values.
     max_chance_constancy: ...and only when Poisson noise of that size would make all
@@ -99,7 +99,7 @@ class Thresholds:
     alpha: float = 0.05
     min_ratio: float = 1.2
     min_abs_delta: float = 0.05
-    min_runs_mwu: int = 2
+    min_runs_per_side: int = 2
     min_runs_exact: int = 3
     max_chance_constancy: float = 1e-3
     confidence: float = 0.95
@@ -113,8 +113,8 @@ class Thresholds:
             raise UsageError(
                 f"min absolute delta must be >= 0 and finite (got {self.min_abs_delta})"
             )
-        if self.min_runs_mwu < 2:
-            raise UsageError(f"min runs for MWU must be >= 2 (got {self.min_runs_mwu})")
+        if self.min_runs_per_side < 2:
+            raise UsageError(f"min runs per side must be >= 2 (got {self.min_runs_per_side})")
         if self.min_runs_exact < 2:
             raise UsageError(f"min runs for exact counts must be >= 2 (got {self.min_runs_exact})")
         if not 0.0 < self.max_chance_constancy <= 1.0:
@@ -129,7 +129,7 @@ class Thresholds:
             "alpha": self.alpha,
             "min_ratio": self.min_ratio,
             "min_abs_delta": self.min_abs_delta,
-            "min_runs_mwu": self.min_runs_mwu,
+            "min_runs_per_side": self.min_runs_per_side,
             "min_runs_exact": self.min_runs_exact,
             "max_chance_constancy": self.max_chance_constancy,
             "confidence": self.confidence,

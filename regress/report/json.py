@@ -1,4 +1,4 @@
-"""``DiffResult`` -> machine JSON (``regress diff --json``), format ``regress-diff`` v2.
+"""``DiffResult`` -> machine JSON (``regress diff --json``), format ``regress-diff`` v3.
 
 Fields are the model's (``regress.model.result``): each divergence has ``kind``,
 ``name`` and ``sub`` plus its ``key`` and ``label``; NaN/inf become null. Keys are
@@ -7,7 +7,8 @@ byte-identical for identical input and fast for 50k rows.
 
 Version history: 1 -- first version; 2 -- ``name``/``sub`` per divergence, ``tests``
 (the statistical tests with the sentence the report prints), thresholds typed; the
-``exit`` kind, ``certain-small``/``suggestive`` classes and ``interpretation``.
+``exit`` kind, ``certain-small``/``suggestive`` classes and ``interpretation``;
+3 -- threshold ``min_runs_mwu`` renamed ``min_runs_per_side`` (it gates the QL test).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from regress.model.result import DiffResult, Divergence, SideValues, plain
 
 JSON_FORMAT = "regress-diff"
-JSON_VERSION = 2
+JSON_VERSION = 3
 
 
 def _side(sv: SideValues) -> dict[str, Any]:

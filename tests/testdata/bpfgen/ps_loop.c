@@ -8,7 +8,7 @@
 
 BPF_ARRAY(tracked, u32, 32768);
 BPF_ARRAY(generation, u32, 1);
-BPF_ARRAY(lost, u64, 3);
+BPF_F_TABLE("array", int, u64, lost, 3, 1024);
 struct sc_key {
     u32 id;
     u16 err;
@@ -16,7 +16,7 @@ struct sc_key {
 };
 BPF_HASH(counts, struct sc_key, u64, 16384);
 BPF_F_TABLE("array", int, u64, okcounts, 33280, 1024);
-BPF_ARRAY(tpcounts, u64, 5);
+BPF_F_TABLE("array", int, u64, tpcounts, 5, 1024);
 
 static __always_inline u32 current_generation(void)
 {

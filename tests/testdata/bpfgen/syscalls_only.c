@@ -8,7 +8,7 @@
 
 BPF_ARRAY(tracked, u32, 32768);
 BPF_ARRAY(generation, u32, 1);
-BPF_ARRAY(lost, u64, 3);
+BPF_F_TABLE("array", int, u64, lost, 3, 1024);
 struct sc_key {
     u32 id;
     u16 err;
