@@ -328,8 +328,9 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         "document.querySelector('#divtable th[data-sort=ratio]').click();" + ranks + ".join()"
     )
     seen = render_page(page, {"desktop": DESKTOP, "phone": PHONE}, tmp_path, evaluate=sort_by_ratio)
-    # the optional sort script works: ratio ascending (vanished = 0 first), no ratio last
-    assert seen.evaluated == "2,3,1,4", seen.evaluated
+    # the optional sort script works: ratio ascending, the liveness row (no count ratio)
+    # after the counts, the absent row (no ratio at all) last
+    assert seen.evaluated == "2,3,4,5,1,6", seen.evaluated
     assert seen.console_errors == []
     assert seen.external_requests == [] and seen.failed_requests == []
     assert "liveness check failed" in seen.text  # the top divergence row

@@ -308,3 +308,47 @@ def test_reset_forgets_leftover_threads() -> None:
         loop.kill()
         loop.wait()
         t.detach()
+
+
+def test_function_maps_read_back_through_the_batch_path() -> None:
+    """The function maps of a real loaded program, filled from user space (this host
+    cannot attach kprobes; the VM suite does that): ``read()`` batch-reads both hashes
+    and names addresses through kallsyms, return classes included; ``reset()`` empties
+    them and the memory-mapped counters."""
+    import ctypes as ct
+
+    from regress.guest.bpfgen import TracerOptions, read_pid_max
+    from regress.guest.environment import resolve_kernel_headers
+    from regress.guest.probes import FunctionTarget, read_kallsyms
+    from regress.guest.tracer import Tracer
+
+    addr = next(a for a, s in read_kallsyms() if s == "vfs_read")
+    assert addr, "kallsyms addresses are hidden (kptr_restrict): run as root"
+    t = Tracer(
+        TracerOptions(functions=("vfs_read",), pid_max=read_pid_max()),
+        headers=resolve_kernel_headers(),
+        functions=[FunctionTarget("vfs_read", ("vfs_read",))],
+        kprobe_problem="not on this host",
+    )
+    try:
+        statuses = t.load()
+        assert {(s.kind, s.status) for s in statuses if s.name == "vfs_read"} == {
+            ("function", "failed"),
+            ("funcret", "failed"),
+        }
+        b = t._bpf
+        b[b"fcounts"][ct.c_uint64(addr)] = ct.c_uint64(7)
+        fr = b[b"frcounts"]
+        for cls, n in ((0, 2), (-2, 3), (1, 4)):
+            key = fr.Key()
+            key.ip, key.cls = addr, cls
+            fr[key] = ct.c_uint64(n)
+        raw = t.read()
+        assert raw.functions == {"vfs_read": 7}
+        assert raw.funcrets == {("vfs_read", 0): 2, ("vfs_read", -2): 3, ("vfs_read", 1): 4}
+        t.reset()
+        raw = t.read()
+        assert raw.functions == {} and raw.funcrets == {}
+        assert set(raw.lost.values()) == {0}
+    finally:
+        t.detach()

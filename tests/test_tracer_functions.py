@@ -4,6 +4,7 @@ object. The real attach runs in the VM suite."""
 
 from __future__ import annotations
 
+import ctypes as ct
 from typing import Any
 
 from regress.guest.bpfgen import TracerOptions
@@ -17,22 +18,46 @@ class _Val:
         self.value = v
 
 
-class FakeBPF:
-    """Records attach_kprobe calls; refuses symbols listed in ``refuse``."""
+class _RetKey:
+    def __init__(self, ip: int, cls: int) -> None:
+        self.ip, self.cls = ip, cls
 
-    def __init__(self, refuse: set[str], fcounts: dict[int, int]) -> None:
+
+class _Hash(dict[Any, _Val]):
+    """A BPF hash as the tracer sees it; its fd is no map, so the batch read fails with
+    EBADF and the tracer falls back to bcc's per-entry iteration."""
+
+    map_fd = -1
+    max_entries = 16
+    Key = ct.c_uint64
+    Leaf = ct.c_uint64
+
+
+class FakeBPF:
+    """Records attach_kprobe/attach_kretprobe calls; refuses symbols listed in ``refuse``."""
+
+    def __init__(
+        self, refuse: set[str], fcounts: dict[int, int], frcounts: dict[tuple[int, int], int]
+    ) -> None:
         self.refuse = refuse
         self.attached: list[tuple[bytes, bytes]] = []
+        self.returns: list[tuple[bytes, bytes]] = []
         self.fcounts = fcounts
+        self.frcounts = frcounts
 
     def attach_kprobe(self, event: bytes, fn_name: bytes) -> None:
         if event.decode() in self.refuse:
             raise Exception(f"Failed to attach BPF program {fn_name!r} to kprobe {event!r}")
         self.attached.append((event, fn_name))
 
+    def attach_kretprobe(self, event: bytes, fn_name: bytes) -> None:
+        self.returns.append((event, fn_name))
+
     def __getitem__(self, name: bytes) -> Any:
         if name == b"fcounts":
-            return {_Val(k): _Val(v) for k, v in self.fcounts.items()}
+            return _Hash({_Val(k): _Val(v) for k, v in self.fcounts.items()})
+        if name == b"frcounts":
+            return _Hash({_RetKey(*k): _Val(v) for k, v in self.frcounts.items()})
         return _Zeros()  # the ``lost`` array
 
 
@@ -56,17 +81,28 @@ def test_function_statuses_and_clone_aggregation(monkeypatch: Any) -> None:
         (0x4000, "notrace_fn"),
     ]
     monkeypatch.setattr("regress.guest.tracer.read_kallsyms", lambda: kallsyms)
-    fake = FakeBPF({"notrace_fn"}, {0x1000: 3, 0x2004: 2, 0x3000: 7})
+    fake = FakeBPF(
+        {"notrace_fn"},
+        {0x1000: 3, 0x2004: 2, 0x3000: 7},
+        {(0x1000, 0): 1, (0x1000, 1): 2, (0x2000, 1): 2, (0x3000, -2): 7},
+    )
     tracer._bpf = fake
-    st = {p.name: p for p in tracer._attach_functions()}
-    assert st["proc_pid_stat"].status == "attached"
-    assert st["vfs_read"].status == "attached"
-    assert st["notrace_fn"].status == "failed" and "notrace_fn" in (st["notrace_fn"].reason or "")
-    assert [e for e, _ in fake.attached] == [b"proc_pid_stat", b"proc_pid_stat.isra.0", b"vfs_read"]
+    st = {(p.kind, p.name): p for p in tracer._attach_functions()}
+    for kind in ("function", "funcret"):
+        assert st[(kind, "proc_pid_stat")].status == "attached"
+        assert st[(kind, "vfs_read")].status == "attached"
+        failed = st[(kind, "notrace_fn")]
+        assert failed.status == "failed" and "notrace_fn" in (failed.reason or "")
+    attached = [b"proc_pid_stat", b"proc_pid_stat.isra.0", b"vfs_read"]
+    assert [e for e, _ in fake.attached] == attached
     assert {f for _, f in fake.attached} == {b"fn_hit"}  # one shared program
+    # Returns are probed exactly where entries are, with the one return program.
+    assert fake.returns == [(e, b"fn_ret") for e in attached]
 
     # The clone's hits (0x2004: inside proc_pid_stat.isra.0) count as proc_pid_stat.
-    assert tracer.read().functions == {"proc_pid_stat": 5, "vfs_read": 7}
+    raw = tracer.read()
+    assert raw.functions == {"proc_pid_stat": 5, "vfs_read": 7}
+    assert raw.funcrets == {("proc_pid_stat", 0): 1, ("proc_pid_stat", 1): 4, ("vfs_read", -2): 7}
 
 
 def test_kprobes_unavailable_marks_every_function_failed() -> None:
@@ -77,8 +113,9 @@ def test_kprobes_unavailable_marks_every_function_failed() -> None:
         functions=targets,
         kprobe_problem="kprobes unavailable on this kernel",
     )
-    tracer._bpf = FakeBPF(set(), {})
+    tracer._bpf = FakeBPF(set(), {}, {})
     st = tracer._attach_functions()
-    assert [(p.name, p.status, p.reason) for p in st] == [
-        ("vfs_read", "failed", "kprobes unavailable on this kernel")
+    assert [(p.kind, p.name, p.status, p.reason) for p in st] == [
+        ("function", "vfs_read", "failed", "kprobes unavailable on this kernel"),
+        ("funcret", "vfs_read", "failed", "kprobes unavailable on this kernel"),
     ]

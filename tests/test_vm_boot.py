@@ -41,8 +41,17 @@ def test_default_comparison_counts_kernel_functions(vm_ready: None, tmp_path: Pa
         assert st is not None and st.status == "attached", st
         # ps walks /proc once per iteration: find_ge_pid runs exactly 4 times (2 kernels).
         assert cap.runs[0].functions.get("find_ge_pid") == 4 * 3, cap.runs[0].functions
+        # ...and returns exactly as often, some of them NULL (the end of each /proc walk);
+        # per iteration, the counts add up to the run's.
+        rets = cap.runs[0].funcrets.get("find_ge_pid", {})
+        assert sum(rets.values()) == 4 * 3 and rets.get("0", 0) >= 3, rets
+        assert cap.probe_status("funcret", "find_ge_pid") is not None
+        series = cap.runs[0].per_iteration
+        assert series is not None and sum(series["funcret"]["find_ge_pid"]["0"]) == rets["0"]
+        assert cap.runs[0].lost.get("returns_full") == 0
         notes = cap.notes
         assert any("in one kprobe event" in n and "ftrace paused" in n for n in notes), notes
+        assert any("in one kretprobe event" in n for n in notes), notes
         assert cap.runs[0].functions.get("next_tgid", 0) > 0
         missing = cap.probe_status("function", "regress_no_such_function")
         assert missing is not None and missing.status == "absent", missing
@@ -159,7 +168,8 @@ out = {}
 def capture(tag, own_kernel):
     c = run_capture(spec, runs=1, out=Path(f"/tmp/{tag}.json"), functions=fns,
                     own_kernel=own_kernel)
-    out[tag] = {"functions": c.runs[0].functions, "notes": c.notes,
+    out[tag] = {"functions": c.runs[0].functions, "funcrets": c.runs[0].funcrets,
+                "notes": c.notes,
                 "probes": {p.name: [p.status, p.reason] for p in c.probes if p.kind == "function"}}
 
 capture("event", True)
@@ -188,9 +198,16 @@ def test_function_attach_paths_count_the_same(vm_ready: None, tmp_path: Path) ->
     assert any("in one kprobe event" in n and "ftrace paused" in n for n in event["notes"])
     assert any("perf kprobes, one per symbol" in n for n in perf["notes"])
     assert event["functions"]["find_ge_pid"] == 4 * 2, event["functions"]
+    assert any("in one kretprobe event" in n for n in event["notes"]), event["notes"]
+    assert any("perf kretprobes, one per symbol" in n for n in perf["notes"]), perf["notes"]
     for fn in ("find_ge_pid", "next_tgid", "proc_pid_lookup", "proc_pid_instantiate"):
         assert event["probes"][fn] == ["attached", None]
         assert event["functions"][fn] == perf["functions"][fn] > 0, (fn, event, perf)
+        # every call returned once, classed the same way by both attach paths
+        assert event["funcrets"][fn] == perf["funcrets"][fn], (fn, event, perf)
+        assert sum(event["funcrets"][fn].values()) == event["functions"][fn], (fn, event)
+    # the pid walk ends with NULL: find_ge_pid returned NULL at least once per iteration
+    assert event["funcrets"]["find_ge_pid"].get("0", 0) >= 2, event["funcrets"]
     for side in (event, perf):
         status, reason = side["probes"]["oops_begin"]
         assert status == "failed" and "oops_begin" in reason, side["probes"]

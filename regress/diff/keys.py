@@ -25,8 +25,17 @@ KeyTuple = tuple[str, str, str]  # (kind, name, sub as captured): sub = errno / 
 
 
 def display_sub(kind: str, sub: str) -> str:
-    """The ``Divergence.sub`` of a captured key: errno numbers become kernel names."""
-    return errno_name(sub) if kind == "syscall" and sub else sub
+    """The ``Divergence.sub`` of a captured key: errno numbers become kernel names
+    (``openat ENOENT``; a function's ``-2`` return becomes ``-ENOENT``, its ``0``
+    ``NULL/0``)."""
+    if kind == "syscall" and sub:
+        return errno_name(sub)
+    if kind == "funcret":
+        if sub == "0":
+            return "NULL/0"
+        if sub.startswith("-") and sub[1:].isdigit():
+            return "-" + errno_name(sub[1:])
+    return sub
 
 
 class KeyIndex:
@@ -67,7 +76,8 @@ class KeyIndex:
         for run in cap.runs:
             rows: list[int] = []
             vals: list[int] = []
-            for fam, table in (("syscall", run.syscalls), ("retval", run.retvals)):
+            nested = (("syscall", run.syscalls), ("retval", run.retvals), ("funcret", run.funcrets))
+            for fam, table in nested:
                 for name, inner in table.items():
                     subs = tuple(inner)
                     hit = seen.get((fam, name))

@@ -50,6 +50,7 @@ class _ProbeView:
         for run in cap.runs:
             view.counted.setdefault("tracepoint", set()).update(run.tracepoints)
             view.counted.setdefault("function", set()).update(run.functions)
+            view.counted.setdefault("funcret", set()).update(run.funcrets)
         return view
 
     def probed(self, kind: str, name: str) -> bool:
@@ -79,6 +80,8 @@ def _side_counts_for(cap: Capture, kind: str, name: str) -> tuple[list[int], lis
             n = sum(sum(v.values()) for v in run.retvals.values())
         elif kind == "tracepoint":
             n = run.tracepoints.get(name, 0)
+        elif kind == "funcret":
+            n = sum(run.funcrets.get(name, {}).values())
         else:
             n = run.functions.get(name, 0)
         raw.append(n)
@@ -101,7 +104,7 @@ def absent_rows(
         for kind, name in view.missing:
             if name == "*" or not (_GLOB_CHARS & set(name)):
                 candidates.add((kind, name))
-        for kind in ("tracepoint", "function"):
+        for kind in ("tracepoint", "function", "funcret"):
             for name in view.attached.get(kind, set()) | view.counted.get(kind, set()):
                 candidates.add((kind, name))
     rows: list[Divergence] = []

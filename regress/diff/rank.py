@@ -4,8 +4,8 @@ Rows fall in tiers, highest first -- 4 the workload's outcomes (liveness, exit s
 differ, 3 significant appeared/vanished, 2 significant rate change, 1.75 certain but
 below the effect gate, 1.5 suggestive (past the gate, p <= alpha, not past the FDR),
 1 probe absent on one side, 0 the rest;
-within a tier by ``rank_score`` (significance + effect); ties by kind (liveness,
-syscall, tracepoint, function, retval), then by key, so the same inputs always give
+within a tier by ``rank_score`` (significance + effect); ties by kind (liveness, exit,
+syscall, funcret, tracepoint, function, retval), then by key, so the same inputs always give
 the same order.
 
 A row is a *regression* when it is significant and one of: liveness failures or

@@ -32,6 +32,12 @@ array (``pid_max`` raised later) cannot be tracked and is counted in ``lost``.
   kernel has one of that name: cheaper per hit and ~100x cheaper to detach);
 * ``fcounts``: kernel function calls keyed by address (``bpf_get_func_ip``),
   one shared kprobe program for all functions, mapped back through kallsyms;
+* ``frcounts``: with ``function_returns``, what traced functions return, keyed by
+  (address, class): 0 (NULL or 0), ``-errno`` (an ``IS_ERR_VALUE`` -1..-4095 as a long,
+  or as an int with the upper half clear -- int-returning functions), 1 (anything
+  else). One shared kretprobe program reading only the return register from the
+  program's context (``bpf_user_pt_regs_t``, the kprobe ABI: x86_64's uapi
+  ``pt_regs`` has rax in slot 10) -- still no kernel structs;
 * ``lost``: events we could not count (a map was full), so a capture can prove
   it missed nothing.
 
@@ -54,7 +60,18 @@ TRACEPOINT_RE = re.compile(r"^([a-z0-9_]{1,64}):([A-Za-z0-9_]{1,128})$", re.ASCI
 FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", re.ASCII)
 
 # Indices into the ``lost`` array; the names are what captures record.
-LOST_COUNTERS: tuple[str, ...] = ("tracked_full", "counts_full", "functions_full")
+LOST_COUNTERS: tuple[str, ...] = (
+    "tracked_full",
+    "counts_full",
+    "functions_full",
+    "returns_full",
+)
+# Return classes of ``frcounts`` (besides -errno values -1..-4095).
+RET_ZERO, RET_OTHER = 0, 1
+MAX_ERRNO = 4095
+# The return value's slot in the kprobe context on x86_64 (uapi asm/ptrace.h: r15 r14
+# r13 r12 rbp rbx r11 r10 r9 r8 rax ...); regress's syscall table is x86_64's too.
+RC_SLOT = 10
 
 FORK_TP = "sched:sched_process_fork"
 EXIT_TP = "sched:sched_process_exit"
@@ -88,6 +105,7 @@ class TracerOptions:
     retvals: bool = True
     tracepoints: tuple[str, ...] = ()  # resolved "category:event" names
     functions: tuple[str, ...] = ()  # resolved, normalised kernel function names
+    function_returns: bool = True  # also count what each function returns (kretprobes)
     max_counts: int = 16384
     max_functions: int = 8192
     # Size of the ``tracked`` array: this machine's pid_max (``read_pid_max``). Machine
@@ -100,7 +118,7 @@ class TracerOptions:
     requested_functions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("syscalls", "retvals"):
+        for name in ("syscalls", "retvals", "function_returns"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"tracer option {name}: expected true or false")
         if self.retvals and not self.syscalls:
@@ -243,6 +261,14 @@ def generate(options: TracerOptions) -> str:
         lines.append(_counter_array("tpcounts", len(tps)))
     if o.functions:
         lines.append(f"BPF_HASH(fcounts, u64, u64, {o.max_functions});")
+        if o.function_returns:
+            lines += [
+                "struct fr_key {",
+                "    u64 ip;",
+                "    s64 cls;",
+                "};",
+                f"BPF_HASH(frcounts, struct fr_key, u64, {o.max_functions});",
+            ]
     lines += [
         "",
         "static __always_inline u32 current_generation(void)",
@@ -369,6 +395,31 @@ def generate(options: TracerOptions) -> str:
             "    return 0;",
             "}",
         ]
+    if o.functions and o.function_returns:
+        lines += [
+            "",
+            "// One program for every return probe: the function (the kretprobe's own",
+            "// address) and the class of its return value.",
+            "int fn_ret(void *ctx)",
+            "{",
+            "    if (!current_tracked())",
+            "        return 0;",
+            "    struct fr_key k = {};",
+            f"    s64 rc = ((s64 *)ctx)[{RC_SLOT}];  // rax in the kprobe context (pt_regs)",
+            "    s32 low = (s32)rc;",
+            "    k.ip = bpf_get_func_ip(ctx);",
+            "    if (rc == 0)",
+            f"        k.cls = {RET_ZERO};",
+            f"    else if (rc < 0 && rc >= -{MAX_ERRNO})",
+            "        k.cls = rc;",
+            f"    else if (((u64)rc >> 32) == 0 && low < 0 && low >= -{MAX_ERRNO})",
+            "        k.cls = low;",
+            "    else",
+            f"        k.cls = {RET_OTHER};",
+            *_inc("frcounts", "&k", "LOST_RETURNS_FULL"),
+            "    return 0;",
+            "}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -396,6 +447,15 @@ def fingerprint(options: TracerOptions, text: str) -> str:
     doc = {"instrument": options.instrument(), "template": generate(canonical)}
     data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(data).hexdigest()
+
+
+def return_class(cls: int) -> str:
+    """How a capture names ``frcounts`` class ``cls``: "0", "-<errno>" or "other"."""
+    if cls == RET_ZERO:
+        return "0"
+    if -MAX_ERRNO <= cls < 0:
+        return str(cls)
+    return "other"
 
 
 def split_okcount(options: TracerOptions, index: int) -> tuple[int, int]:

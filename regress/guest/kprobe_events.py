@@ -57,11 +57,12 @@ def new_group(pid: int | None = None) -> str:
     return f"{GROUP_PREFIX}{os.getpid() if pid is None else pid}_{next(_serial)}"
 
 
-def probe_line(group: str, symbol: str) -> str:
-    """The ``kprobe_events`` line adding ``symbol`` to ``group``'s event."""
+def probe_line(group: str, symbol: str, *, returns: bool = False) -> str:
+    """The ``kprobe_events`` line adding ``symbol`` (its entry, or with ``returns`` its
+    return: a kretprobe) to ``group``'s event."""
     if not SYMBOL_RE.match(symbol):
         raise TracerError(f"refusing to probe {symbol!r}: not a kernel symbol name")
-    return f"p:{event_name(group)} {symbol}\n"
+    return f"{'r' if returns else 'p'}:{event_name(group)} {symbol}\n"
 
 
 def error_log_reason(text: str) -> str | None:
@@ -129,19 +130,22 @@ class KprobeEvents:
             text += f" (on the kprobes blacklist, {self._blacklist_path})"
         return text
 
-    def register(self, symbols: Sequence[str], group: str | None = None) -> FunctionEvent | None:
+    def register(
+        self, symbols: Sequence[str], group: str | None = None, *, returns: bool = False
+    ) -> FunctionEvent | None:
         """Add one probe per symbol to a new event; None when the kernel cannot do that.
 
         A kernel without multi-probe events (< 5.7) refuses the second line with
         EEXIST; the event is then removed and the caller attaches probes one by one.
         Symbols the kernel refuses (notrace, blacklisted, gone) are listed with the
-        kernel's reason and do not stop the rest.
+        kernel's reason and do not stop the rest. ``returns``: kretprobes (one event
+        holds either kind, never both).
         """
         event = FunctionEvent(group or new_group())
         with contextlib.suppress(OSError):
             (self.tracefs / "error_log").write_text("")  # so a reason is this write's
         for symbol in symbols:
-            line = probe_line(event.group, symbol)
+            line = probe_line(event.group, symbol, returns=returns)
             try:
                 self._write(line)
             except OSError as exc:

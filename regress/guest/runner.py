@@ -30,7 +30,13 @@ import regress
 from regress.errors import EnvironmentProblem, InputError, UsageError, WorkloadRunError
 from regress.guest import probes as _probes
 from regress.guest import syscalls as _syscalls
-from regress.guest.bpfgen import TracerOptions, fingerprint, generate, read_pid_max
+from regress.guest.bpfgen import (
+    TracerOptions,
+    fingerprint,
+    generate,
+    read_pid_max,
+    return_class,
+)
 from regress.guest.environment import (
     ensure_tracefs,
     kernel_info,
@@ -105,6 +111,12 @@ def plan_tracer(
                 traceable = [f for f in functions if _probes.SYMBOL_RE.match(f)]
             targets, absent = _probes.resolve_functions(functions, traceable)
             statuses += absent
+    # What was not probed on entry is not probed on return either: same status, own kind.
+    statuses += [
+        ProbeStatus("funcret", st.name, st.status, st.reason)
+        for st in list(statuses)
+        if st.kind == "function"
+    ]
     options = TracerOptions(
         tracepoints=tuple(tps),
         functions=tuple(t.name for t in targets),
@@ -143,6 +155,9 @@ def counts_to_run(
     retvals: dict[str, dict[str, int]] = {}
     for (nr, bucket), n in sorted(raw.retvals.items()):
         retvals.setdefault(names.name_of(nr), {})[str(bucket)] = n
+    funcrets: dict[str, dict[str, int]] = {}
+    for (fn, cls), n in sorted(raw.funcrets.items()):
+        funcrets.setdefault(fn, {})[return_class(cls)] = n
     return Run(
         index=index,
         iterations=iterations,
@@ -152,6 +167,7 @@ def counts_to_run(
         retvals=retvals,
         tracepoints=dict(raw.tracepoints),
         functions=dict(sorted(raw.functions.items())),
+        funcrets=funcrets,
         lost=dict(raw.lost),
     )
 

@@ -9,6 +9,7 @@ construction. Stdlib-only: runs in the guest.
 
 from __future__ import annotations
 
+from regress.guest.bpfgen import return_class
 from regress.guest.tracer import RawCounts
 from regress.model import names
 from regress.model.capture import KeyTotals, Series
@@ -25,6 +26,8 @@ def flat_counts(raw: RawCounts) -> KeyTotals:
         out[("tracepoint", tp, "")] = n
     for fn, n in raw.functions.items():
         out[("function", fn, "")] = n
+    for (fn, cls), n in raw.funcrets.items():
+        out[("funcret", fn, return_class(cls))] = n
     return out
 
 

@@ -82,6 +82,7 @@ class RawCounts:
     retvals: dict[tuple[int, int], int] = field(default_factory=dict)  # (nr, bucket) -> n
     tracepoints: dict[str, int] = field(default_factory=dict)
     functions: dict[str, int] = field(default_factory=dict)  # normalised name -> n
+    funcrets: dict[tuple[str, int], int] = field(default_factory=dict)  # (name, class) -> n
     lost: dict[str, int] = field(default_factory=dict)
 
 
@@ -102,6 +103,11 @@ def _capture_fd2(sink: list[str]) -> Iterator[None]:
 
 
 _NONZERO = re.compile(rb"[^\x00]")
+
+
+def _scalar(key: Any) -> int:
+    """A u64 map key: an int from a batch read's ctypes array, a ``c_ulong`` from bcc."""
+    return key if isinstance(key, int) else int(key.value)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -131,7 +137,8 @@ class Tracer:
         self.own_kernel = own_kernel
         self.statuses: list[ProbeStatus] = []
         self.attach_note: str | None = None
-        self._fn_event: tuple[kprobe_events.KprobeEvents, str, int] | None = None
+        # Registered multi-probe events (entries, returns): (file, group, perf fd).
+        self._fn_events: list[tuple[kprobe_events.KprobeEvents, str, int]] = []
         self._bpf: Any = None
         self._addr_map: AddressMap | None = None
         self._raw_names: frozenset[str] = frozenset()
@@ -225,25 +232,43 @@ class Tracer:
         if not self.function_targets:
             return []
         if self.kprobe_problem:
+            kinds = ("function", "funcret") if self.options.function_returns else ("function",)
             return [
-                ProbeStatus("function", t.name, "failed", self.kprobe_problem)
+                ProbeStatus(kind, t.name, "failed", self.kprobe_problem)
+                for kind in kinds
                 for t in self.function_targets
             ]
         symbols = [s for t in self.function_targets for s in t.symbols]
         reasons = self._attach_function_event(symbols)
+        one_by_one = reasons is None
         if reasons is None:
             reasons = self._attach_kprobes_one_by_one(symbols)
+        st = self._statuses("function", reasons)
+        if self.options.function_returns:
+            ok = [s for s in symbols if s not in reasons]  # returns only where entries are
+            returns = None if one_by_one else self._attach_function_event(ok, returns=True)
+            if returns is None:
+                returns = self._attach_kprobes_one_by_one(ok, returns=True)
+            returns.update({s: reasons[s] for s in symbols if s in reasons})
+            st += self._statuses("funcret", returns)
+        return st
+
+    def _statuses(self, kind: str, reasons: dict[str, str]) -> list[ProbeStatus]:
+        """One status per function target: attached when any of its symbols was."""
         st: list[ProbeStatus] = []
         for target in self.function_targets:
             errors = [f"{s}: {reasons[s]}" for s in target.symbols if s in reasons]
             if len(errors) < len(target.symbols):
-                st.append(ProbeStatus("function", target.name, "attached"))
+                st.append(ProbeStatus(kind, target.name, "attached"))
             else:
-                st.append(ProbeStatus("function", target.name, "failed", "; ".join(errors)))
+                st.append(ProbeStatus(kind, target.name, "failed", "; ".join(errors)))
         return st
 
-    def _attach_function_event(self, symbols: list[str]) -> dict[str, str] | None:
-        """All symbols as one multi-probe kprobe event with ``fn_hit`` attached once.
+    def _attach_function_event(
+        self, symbols: list[str], *, returns: bool = False
+    ) -> dict[str, str] | None:
+        """All symbols as one multi-probe kprobe event with ``fn_hit`` attached once
+        (``returns``: a kretprobe event with ``fn_ret``).
 
         Returns the refused symbols with the kernel's reasons, or None when this
         kernel cannot do it (no ``kprobe_events``, no multi-probe events, or the
@@ -253,7 +278,9 @@ class Tracer:
         if not events.available():
             return None
         events.remove_stale()
-        event = events.register(symbols)
+        if not symbols:
+            return {}
+        event = events.register(symbols, returns=returns)
         if event is None:
             return None
         if not event.accepted:  # no line was taken, so there is no event to remove
@@ -261,7 +288,7 @@ class Tracer:
         bcc = import_bcc()
         captured: list[str] = []  # libbcc's own complaints; a failure here means fall back
         try:
-            fn = self._bpf.load_func(b"fn_hit", bcc.BPF.KPROBE)
+            fn = self._bpf.load_func(b"fn_ret" if returns else b"fn_hit", bcc.BPF.KPROBE)
             with kprobe_events.ftrace_paused(self.own_kernel) as paused, _capture_fd2(captured):
                 pfd = bcc.lib.bpf_attach_tracepoint(
                     fn.fd, event.group.encode(), kprobe_events.EVENT.encode()
@@ -271,35 +298,48 @@ class Tracer:
         if pfd < 0:
             events.unregister(event.group)
             return None
-        self._fn_event = (events, event.group, pfd)
-        self.attach_note = (
-            f"function probes: {len(event.accepted)} symbols in one kprobe event "
-            f"({event.name})" + ("; ftrace paused while arming" if paused else "")
+        self._fn_events.append((events, event.group, pfd))
+        note = (
+            f"function {'return ' if returns else ''}probes: {len(event.accepted)} symbols in "
+            f"one {'kretprobe' if returns else 'kprobe'} event ({event.name})"
+            + ("; ftrace paused while arming" if paused else "")
         )
+        self.attach_note = f"{self.attach_note}; {note}" if self.attach_note else note
         return event.rejected
 
-    def _attach_kprobes_one_by_one(self, symbols: list[str]) -> dict[str, str]:
-        """One perf kprobe per symbol (kernels without multi-probe kprobe events)."""
+    def _attach_kprobes_one_by_one(
+        self, symbols: list[str], *, returns: bool = False
+    ) -> dict[str, str]:
+        """One perf kprobe (``returns``: kretprobe) per symbol (kernels without
+        multi-probe kprobe events)."""
         reasons: dict[str, str] = {}
         attached = 0
         for sym in symbols:
             try:
-                self._bpf.attach_kprobe(event=sym.encode(), fn_name=b"fn_hit")
+                if returns:
+                    self._bpf.attach_kretprobe(event=sym.encode(), fn_name=b"fn_ret")
+                else:
+                    self._bpf.attach_kprobe(event=sym.encode(), fn_name=b"fn_hit")
                 attached += 1
             except Exception as exc:
                 reasons[sym] = _first_line(exc)
-        self.attach_note = f"function probes: {attached} perf kprobes, one per symbol"
+        kind = "kretprobes" if returns else "kprobes"
+        note = (
+            f"function {'return ' if returns else ''}probes: {attached} perf {kind}, one per symbol"
+        )
+        self.attach_note = f"{self.attach_note}; {note}" if self.attach_note else note
         return reasons
 
     def _detach_function_event(self) -> None:
-        if self._fn_event is None:
+        if not self._fn_events:
             return
-        events, group, pfd = self._fn_event
-        self._fn_event = None
+        registered, self._fn_events = self._fn_events, []
         lib = import_bcc().lib
         with kprobe_events.ftrace_paused(self.own_kernel):
-            lib.bpf_close_perf_event_fd(pfd)
-        events.unregister(group)
+            for _, _, pfd in registered:
+                lib.bpf_close_perf_event_fd(pfd)
+        for events, group, _ in registered:
+            events.unregister(group)
 
     def detach(self) -> None:
         """Remove every probe; raises TracerError only if a kprobe event outlives us."""
@@ -456,8 +496,8 @@ class Tracer:
         """Zero every counter and forget tracked pids (start of a run)."""
         b = self._need()
         self._bump_generation()
-        large = []  # arrays: zero the non-zero entries in two batch calls
-        small = [b"lost"]  # a few entries: one update each
+        large: list[bytes] = []  # arrays: zero the non-zero entries in two batch calls
+        small = [b"lost"]  # memory-mapped (zeroed in place), or a few entries: clear()
         hashes = []
         if self.options.syscalls:
             (small if b"okcounts" in self._maps else large).append(b"okcounts")
@@ -466,6 +506,8 @@ class Tracer:
             small.append(b"tpcounts")
         if self.options.functions:
             hashes.append(b"fcounts")
+            if self.options.function_returns:
+                hashes.append(b"frcounts")
         for name in large:
             table = b[name]
             self._zero(table, [i for i, _ in self._nonzero(table)])
@@ -498,8 +540,14 @@ class Tracer:
             self._addr_map = AddressMap(read_kallsyms())
         if self._addr_map is not None:
             for k, n in hits:
-                name = self._addr_map.name_at(int(k.value)) or f"0x{int(k.value):x}"
+                ip = _scalar(k)
+                name = self._addr_map.name_at(ip) or f"0x{ip:x}"
                 raw.functions[name] = raw.functions.get(name, 0) + n
+        if self._addr_map is not None and self.options.function_returns:
+            for k, n in self._hash_items(b[b"frcounts"]):
+                name = self._addr_map.name_at(int(k.ip)) or f"0x{int(k.ip):x}"
+                key = (name, int(k.cls))
+                raw.funcrets[key] = raw.funcrets.get(key, 0) + n
         lost = self._array_values(b"lost", len(LOST_COUNTERS))
         raw.lost = dict(zip(LOST_COUNTERS, lost, strict=True))
         return raw

@@ -19,7 +19,9 @@ Schema history (``schema_version``):
        a timeout is an outcome of the iteration (the run goes on), not an abort.
   4 -- 2026-11-29: optional per-iteration counts ``runs[].per_iteration`` (kind -> name ->
        sub -> one count per iteration; they add up to the run's totals), read by the
-       tracer after every iteration. Older captures have none (``null``).
+       tracer after every iteration. Older captures have none (``null``). What traced
+       functions return, ``runs[].funcrets`` (name -> "0" | "-<errno>" | "other" -> n),
+       with probe kind ``funcret``; older captures have none (``{}``).
 
 To change the schema: bump ``SCHEMA_VERSION``, add a history line above, write
 ``migrate_vN_to_vN+1(doc) -> doc`` and register it in ``MIGRATIONS``.
@@ -46,9 +48,12 @@ FORMAT_NAME = "regress-capture"
 # One vocabulary with the differ's row kinds (``regress.model.result.MetricKind``):
 # ``syscall`` and ``retval`` probes are whole families (every syscall's exits / return
 # values from ``raw_syscalls:sys_exit``), the others one tracepoint or function each.
-ProbeKind = Literal["syscall", "retval", "tracepoint", "function"]
+ProbeKind = Literal["syscall", "retval", "tracepoint", "function", "funcret"]
 ProbeState = Literal["attached", "absent", "failed"]
-PROBE_KINDS: tuple[str, ...] = ("syscall", "retval", "tracepoint", "function")
+PROBE_KINDS: tuple[str, ...] = ("syscall", "retval", "tracepoint", "function", "funcret")
+# How a function return is classed (``funcrets`` subs): 0/NULL, an errno, anything else.
+RETURN_CLASS_OTHER = "other"
+MAX_ERRNO = 4095
 FAMILY_PROBE_KINDS: frozenset[str] = frozenset({"syscall", "retval"})
 PROBE_STATES: tuple[str, ...] = ("attached", "absent", "failed")
 
@@ -81,10 +86,12 @@ def migrate_v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def migrate_v3_to_v4(doc: dict[str, Any]) -> dict[str, Any]:
-    """v3 read the counters once per run: no per-iteration counts."""
+    """v3 read the counters once per run and did not probe function returns."""
     runs = doc.get("runs")
     if isinstance(runs, list):
-        doc["runs"] = [{**r, "per_iteration": None} if isinstance(r, dict) else r for r in runs]
+        doc["runs"] = [
+            {**r, "per_iteration": None, "funcrets": {}} if isinstance(r, dict) else r for r in runs
+        ]
     return doc
 
 
@@ -175,6 +182,8 @@ class Run:
     retvals: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> log2 bucket -> n
     tracepoints: dict[str, int] = field(default_factory=dict)  # "cat:event" -> n
     functions: dict[str, int] = field(default_factory=dict)  # normalised name -> n
+    # normalised name -> return class ("0", "-<errno>", "other") -> n
+    funcrets: dict[str, dict[str, int]] = field(default_factory=dict)
     liveness: list[bool | None] = field(default_factory=list)  # per iteration
     exit_codes: list[int] = field(default_factory=list)  # per iteration (-N: signal N)
     timed_out: list[bool] = field(default_factory=list)  # per iteration: killed at timeout
@@ -189,7 +198,8 @@ class Run:
     def key_totals(self) -> KeyTotals:
         """The run's counts by ``(kind, name, sub)``, the differ's key."""
         out: KeyTotals = {}
-        for kind, table in (("syscall", self.syscalls), ("retval", self.retvals)):
+        nested = (("syscall", self.syscalls), ("retval", self.retvals), ("funcret", self.funcrets))
+        for kind, table in nested:
             for name, inner in table.items():
                 for sub, n in inner.items():
                     out[(kind, name, sub)] = n
@@ -512,6 +522,22 @@ class _Checker:
             out[k] = inner
         return out
 
+    def return_counts(self, value: Any, where: str) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for name, inner in self.obj(value, where).items():
+            counts = self.counts(inner, f"{where}.{name}")
+            for cls in counts:
+                if cls in ("0", RETURN_CLASS_OTHER):
+                    continue
+                try:
+                    ok = -MAX_ERRNO <= int(cls) < 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise self.fail(f"{where}.{name}.{cls}", 'expected "0", "-<errno>" or "other"')
+            out[name] = counts
+        return out
+
     def series(self, value: Any, where: str) -> Series | None:
         if value is None:
             return None
@@ -621,6 +647,7 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
                 retvals=c.nested_counts(r.get("retvals", {}), f"{where}.retvals"),
                 tracepoints=c.counts(r.get("tracepoints", {}), f"{where}.tracepoints"),
                 functions=c.counts(r.get("functions", {}), f"{where}.functions"),
+                funcrets=c.return_counts(r.get("funcrets", {}), f"{where}.funcrets"),
                 liveness=list(liveness),
                 exit_codes=list(exit_codes),
                 timed_out=list(timed_out),

@@ -47,7 +47,7 @@ DivergenceClass = Literal[
     "absent",  # probe could not be attached on one side: no number to compare
     "unchanged",  # tested, nothing to report (only listed with --all)
 ]
-MetricKind = Literal["liveness", "exit", "syscall", "retval", "tracepoint", "function"]
+MetricKind = Literal["liveness", "exit", "syscall", "retval", "tracepoint", "function", "funcret"]
 
 # Display order of classes and the tie-break order of kinds (the user-visible outcomes
 # first, then the syscall outcome, derived views last).
@@ -66,6 +66,7 @@ METRIC_KINDS: tuple[str, ...] = (
     "liveness",
     "exit",
     "syscall",
+    "funcret",
     "tracepoint",
     "function",
     "retval",
@@ -292,6 +293,8 @@ class Divergence:
             return f"{self.name} ret bucket {self.sub}"
         if self.kind == "function":
             return f"{self.name}()"
+        if self.kind == "funcret":
+            return f"{self.name}() returned {self.sub}" if self.sub else f"{self.name}() returns"
         return self.name
 
     @property

@@ -104,6 +104,14 @@ def _capture(release: str, build: str, new: bool, seed: int) -> Capture:
         }
         if new:
             functions["pid_nr_ns"] = jit(7.5)
+        # What find_ge_pid returns: the walk ends with NULL once per getdents64 pass; on
+        # the new kernel it returns NULL early in some calls (the seed story's culprit).
+        funcrets = {
+            "find_ge_pid": {
+                "0": jit(1.5 if new else 1.0, 0.0),
+                "other": jit(1.1 if new else 3.0, 0.0),
+            }
+        }
         runs.append(
             Run(
                 index=i,
@@ -123,6 +131,7 @@ def _capture(release: str, build: str, new: bool, seed: int) -> Capture:
                     "sched:sched_process_exit": jit(3.0, 0.0),
                 },
                 functions=functions,
+                funcrets=funcrets,
                 liveness=live,
                 exit_codes=[0] * n,
                 lost={"sys_exits_full": 3} if new and i == 3 else {},
@@ -137,6 +146,7 @@ def _capture(release: str, build: str, new: bool, seed: int) -> Capture:
     probes = [
         ProbeStatus("syscall", "raw_syscalls:sys_exit", "attached"),
         ProbeStatus("function", "find_ge_pid", "attached"),
+        ProbeStatus("funcret", "find_ge_pid", "attached"),
         ProbeStatus("function", "next_tgid", "attached"),
         ProbeStatus("function", "proc_pid_readdir", "attached"),
         ProbeStatus("tracepoint", "sched:sched_process_fork", "attached"),

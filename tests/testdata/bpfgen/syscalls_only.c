@@ -5,10 +5,11 @@
 #define LOST_TRACKED_FULL 0
 #define LOST_COUNTS_FULL 1
 #define LOST_FUNCTIONS_FULL 2
+#define LOST_RETURNS_FULL 3
 
 BPF_ARRAY(tracked, u32, 32768);
 BPF_ARRAY(generation, u32, 1);
-BPF_F_TABLE("array", int, u64, lost, 3, 1024);
+BPF_F_TABLE("array", int, u64, lost, 4, 1024);
 struct sc_key {
     u32 id;
     u16 err;
