@@ -330,10 +330,13 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     seen = render_page(page, {"desktop": DESKTOP, "phone": PHONE}, tmp_path, evaluate=sort_by_ratio)
     # the optional sort script works: ratio ascending, the liveness row (no count ratio)
     # after the counts, the absent row (no ratio at all) last
-    assert seen.evaluated == "2,3,4,5,1,6", seen.evaluated
+    assert seen.evaluated == "2,3,4,1,5", seen.evaluated
     assert seen.console_errors == []
     assert seen.external_requests == [] and seen.failed_requests == []
     assert "liveness check failed" in seen.text  # the top divergence row
+    # the failing/passing contrast names the culprit's return class
+    assert "Failing vs passing iterations" in seen.text
+    assert "find_ge_pid() returned NULL/0" in seen.text
     assert "find_ge_pid() calls" in seen.text
     for shot in seen.screenshots:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

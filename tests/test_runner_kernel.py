@@ -202,6 +202,31 @@ def test_failing_iterations_are_outcomes_and_diff_ranks_them_first(
     first = next(line for line in out.splitlines() if line.lstrip().startswith("1 "))
     assert "exit-status!" in first and "0/24" in first and "8/24" in first, first
     assert "old: exit 0 x24; new: exit 0 x16, exit 3 x8" in out
+    # The failing iterations' own mechanism, from the per-iteration counts: they write
+    # "broken" to stderr -- the only keys that differ from the passing iterations of the
+    # same kernel.
+    from regress.diff.differ import diff_captures
+
+    result = diff_captures(good, bad)
+    assert [c.side for c in result.contrasts] == ["new"]
+    c = result.contrasts[0]
+    assert (c.failing, c.passing) == (8, 16)
+    rows = {(r.kind, r.name, r.sub): (r.failing, r.passing) for r in c.rows}
+    # exactly the redirection ``>&2`` (fcntl F_DUPFD to save fd 2, dup2, two closes) and
+    # the 7-byte write of "broken", per failing iteration; nothing else
+    assert rows == {
+        ("syscall", "write", "ok"): (1.0, 0.0),
+        ("syscall", "dup2", "ok"): (2.0, 0.0),
+        ("syscall", "fcntl", "ok"): (2.0, 0.0),
+        ("syscall", "close", "ok"): (4.0, 2.0),
+        ("retval", "write", "3"): (1.0, 0.0),
+        ("retval", "dup2", "1"): (2.0, 0.0),
+        ("retval", "fcntl", "0"): (1.0, 0.0),
+        ("retval", "fcntl", "4"): (1.0, 0.0),
+        ("retval", "close", "0"): (4.0, 2.0),
+    }, rows
+    assert c.rows[0].kind == "syscall"  # syscall rows before their return-value buckets
+    assert "new kernel, 8 failing vs 16 passing iterations: 9 keys differ (of" in out
 
 
 def test_setup_failure_ends_the_capture_and_keeps_finished_runs(tmp_path: Path) -> None:

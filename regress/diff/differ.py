@@ -17,6 +17,7 @@ import numpy as np
 
 from regress.diff import tests
 from regress.diff.comparability import comparability, quality_warnings
+from regress.diff.contrast import contrast
 from regress.diff.keys import KeyCounts, display_sub
 from regress.diff.probes import absent_rows
 from regress.diff.rank import TIER_OUTCOME, TIER_REST, Classes, ordered, rank_score, tier_score
@@ -102,6 +103,12 @@ def _diff(
                 f"x{th.min_ratio:g} or {th.min_abs_delta:g}/iteration: not counted as significant",
             )
         )
+    contrasts = []
+    for side, cap in (("old", old), ("new", new)):
+        found, contrast_warn = contrast(cap, side, th)
+        warnings += contrast_warn
+        if found is not None:
+            contrasts.append(found)
     return DiffResult(
         old=_summary(old, old_path),
         new=_summary(new, new_path),
@@ -111,6 +118,7 @@ def _diff(
         tests=methods,
         warnings=tuple(warnings),
         forced=tuple(forced),
+        contrasts=tuple(contrasts),
     )
 
 

@@ -279,23 +279,28 @@ class Divergence:
     @property
     def label(self) -> str:
         """Human-readable: ``openat ENOENT``, ``find_ge_pid()``, ``read ret bucket 9``."""
-        if self.kind == "liveness":
+        return self.label_of(self.kind, self.name, self.sub)
+
+    @staticmethod
+    def label_of(kind: str, name: str, sub: str) -> str:
+        """The label of a row of ``kind``/``name``/``sub`` (``sub`` as displayed)."""
+        if kind == "liveness":
             return "liveness check failures"
-        if self.kind == "exit":
+        if kind == "exit":
             return "workload command failures (non-zero exit or timeout)"
-        if self.name == FAMILY:
+        if name == FAMILY:
             return {"syscall": "all syscalls", "retval": "all syscall return values"}.get(
-                self.kind, f"all {self.kind}s"
+                kind, f"all {kind}s"
             )
-        if self.kind == "syscall":
-            return f"{self.name} {self.sub}"
-        if self.kind == "retval":
-            return f"{self.name} ret bucket {self.sub}"
-        if self.kind == "function":
-            return f"{self.name}()"
-        if self.kind == "funcret":
-            return f"{self.name}() returned {self.sub}" if self.sub else f"{self.name}() returns"
-        return self.name
+        if kind == "syscall":
+            return f"{name} {sub}"
+        if kind == "retval":
+            return f"{name} ret bucket {sub}"
+        if kind == "function":
+            return f"{name}()"
+        if kind == "funcret":
+            return f"{name}() returned {sub}" if sub else f"{name}() returns"
+        return name
 
     @property
     def bucket(self) -> int | None:
@@ -311,6 +316,40 @@ class DiffWarning:
 
     code: str  # stable id, e.g. "few-runs", "partial-capture", "forced"
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContrastRow:
+    """One key that differs between one kernel's failing and passing iterations."""
+
+    kind: MetricKind
+    name: str
+    sub: str  # as displayed (errno names)
+    label: str
+    failing: float  # mean count per failing iteration
+    passing: float  # mean count per passing iteration
+    p: float
+    q: float
+
+    def __post_init__(self) -> None:
+        for what in ("failing", "passing"):
+            if not math.isfinite(getattr(self, what)) or getattr(self, what) < 0:
+                raise ValueError(f"contrast {what} must be a finite count >= 0")
+        if not (0.0 <= self.p <= 1.0 and 0.0 <= self.q <= 1.0):
+            raise ValueError("contrast p and q must be in [0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class Contrast:
+    """Failing vs passing iterations of one kernel (liveness or exit status failed): the
+    keys that differ between them are the failure's mechanism on that kernel."""
+
+    side: Literal["old", "new"]
+    failing: int  # iterations
+    passing: int
+    rows: tuple[ContrastRow, ...]  # significant at alpha after BH, strongest first
+    keys_tested: int
+    method: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +374,7 @@ class DiffResult:
     warnings: tuple[DiffWarning, ...] = ()
     forced: tuple[str, ...] = ()  # comparability problems overridden
     aa_false_positives: int | None = None  # from a negative control, when one was run
+    contrasts: tuple[Contrast, ...] = ()  # per kernel with failing and passing iterations
 
     def __post_init__(self) -> None:
         named = {t.name for t in self.tests} | {"none"}

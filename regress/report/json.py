@@ -8,7 +8,10 @@ byte-identical for identical input and fast for 50k rows.
 Version history: 1 -- first version; 2 -- ``name``/``sub`` per divergence, ``tests``
 (the statistical tests with the sentence the report prints), thresholds typed; the
 ``exit`` kind, ``certain-small``/``suggestive`` classes and ``interpretation``;
-3 -- threshold ``min_runs_mwu`` renamed ``min_runs_per_side`` (it gates the QL test).
+3 -- threshold ``min_runs_mwu`` renamed ``min_runs_per_side`` (it gates the QL test);
+``funcret`` rows (what a traced function returned); ``contrasts``: per kernel whose
+iterations both failed and passed, the keys that differ between them (side, failing,
+passing, rows of kind/name/sub/label/failing/passing/p/q, keys_tested, method).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ def to_json(result: DiffResult) -> str:
         "warnings": [asdict(w) for w in result.warnings],
         "forced": list(result.forced),
         "aa_false_positives": result.aa_false_positives,
+        "contrasts": [plain(asdict(c)) for c in result.contrasts],
         "significant_count": len(result.significant),
         "regression_count": len(result.regressions),
     }

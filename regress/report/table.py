@@ -60,6 +60,23 @@ def select_rows(result: DiffResult, *, top: int | None, show_all: bool) -> list[
     return rows if limit is None else rows[:limit]
 
 
+def contrast_lines(result: DiffResult) -> list[str]:
+    """Per kernel whose iterations both failed and passed: what differed between them."""
+    lines: list[str] = []
+    for c in result.contrasts:
+        lines.append("")
+        head = (
+            f"{c.side} kernel, {c.failing} failing vs {c.passing} passing iterations: "
+            f"{plural(len(c.rows), 'key')} {'differs' if len(c.rows) == 1 else 'differ'} "
+            f"(of {c.keys_tested} that vary)"
+        )
+        lines.append(head)
+        if c.rows:
+            body = [[r.label, fmt_num(r.failing), fmt_num(r.passing), fmt_p(r.q)] for r in c.rows]
+            lines += aligned(["what", "failing/iter", "passing/iter", "q"], body, right={1, 2, 3})
+    return lines
+
+
 def render_table(result: DiffResult, *, top: int | None = None, show_all: bool = False) -> str:
     """The ``regress diff`` text: header, ranked rows, numbered warning footnotes."""
     th = result.thresholds
@@ -118,6 +135,7 @@ def render_table(result: DiffResult, *, top: int | None = None, show_all: bool =
             f"{plural(result.aa_false_positives, 'significant row')} under the same "
             "thresholds (the measured false-positive level)"
         )
+    lines += contrast_lines(result)
     if result.warnings:
         lines.append("")
         for i, w in enumerate(result.warnings, 1):

@@ -104,6 +104,7 @@ class TextView:
     lost: list[str]
     method: list[str]
     repro: list[str]
+    contrasts: list[str]
 
 
 def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
@@ -194,6 +195,18 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
         indent="  ",
     )
 
+    contrasts: list[str] = []
+    for c in v.contrasts:
+        contrasts += wrap(c.title + ":", indent="  ")
+        if c.rows:
+            contrasts += table(
+                ["what", "failing", "passing", "q"], [list(r) for r in c.rows], {1, 2, 3}
+            )
+        else:
+            contrasts += wrap(c.note, indent="  ")
+    if v.contrasts:
+        contrasts += wrap("Per iteration (mean); " + v.contrasts[0].method + ".", indent="  ")
+
     repro: list[str] = []
     for i, s in enumerate(v.repro):
         repro += wrap(f"{s.title}{':' if s.argv else '.'}", indent=f"  {i + 1}. ", hanging="     ")
@@ -216,6 +229,7 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
         lost=lost,
         method=method,
         repro=repro,
+        contrasts=contrasts,
     )
 
 

@@ -146,6 +146,16 @@ class BpfProgram:
 
 
 @dataclass
+class ContrastView:
+    """One kernel's failing-vs-passing contrast, formatted."""
+
+    title: str  # "new kernel 6.1.0-56: 8 failing vs 16 passing iterations"
+    rows: list[tuple[str, str, str, str]]  # label, failing/iter, passing/iter, q
+    note: str  # what nothing found means, or ""
+    method: str
+
+
+@dataclass
 class ReportView:
     title: str
     workload: str
@@ -178,6 +188,7 @@ class ReportView:
     thresholds: list[EnvRow]
     fdr: str
     aa: str
+    contrasts: list[ContrastView]
     repro: list[ReproStep]
     bpf: list[BpfProgram]
 
@@ -662,6 +673,30 @@ def _programs(old: Capture, new: Capture) -> tuple[list[BpfProgram], list[BpfPro
 # --------------------------------------------------------------------------- public
 
 
+def _contrasts(result: DiffResult) -> list[ContrastView]:
+    out = []
+    for c in result.contrasts:
+        kernel = result.old.kernel_release if c.side == "old" else result.new.kernel_release
+        out.append(
+            ContrastView(
+                title=clean(
+                    f"{c.side} kernel {kernel}: {c.failing} failing vs {c.passing} passing "
+                    "iterations"
+                ),
+                rows=[
+                    (clean(r.label), fmt_num(r.failing), fmt_num(r.passing), fmt_p(r.q))
+                    for r in c.rows
+                ],
+                note=""
+                if c.rows
+                else f"None of the {c.keys_tested} keys that vary between iterations differs "
+                "between the failing and the passing ones.",
+                method=c.method,
+            )
+        )
+    return out
+
+
 def build_view(
     result: DiffResult, old: Capture, new: Capture, *, max_rows: int = 50, more_rows: int = 100
 ) -> ReportView:
@@ -753,6 +788,7 @@ def build_view(
         ],
         fdr=f"{result.thresholds.alpha:g}",
         aa=aa,
+        contrasts=_contrasts(result),
         repro=_repro(result, old, new),
         bpf=bpf,
     )

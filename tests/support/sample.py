@@ -72,6 +72,23 @@ _CONFIG = {
 }
 
 
+def _per_iteration(run: Run, new: bool) -> None:
+    """Per-iteration counts (capture schema 4): every key spread evenly over the
+    iterations, except the culprit on the new kernel -- ``find_ge_pid`` returns NULL a
+    second time (its walk stops early) in exactly the iterations whose liveness failed."""
+    n = run.iterations
+    series: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for (kind, name, sub), total in run.key_totals().items():
+        base, extra = divmod(total, n)
+        values = [base + (1 if i < extra else 0) for i in range(n)]
+        series.setdefault(kind, {}).setdefault(name, {})[sub] = values
+    if new:
+        null = [2 if live is False else 1 for live in run.liveness]
+        series["funcret"]["find_ge_pid"]["0"] = null
+        run.funcrets["find_ge_pid"]["0"] = sum(null)
+    run.per_iteration = series
+
+
 def _capture(release: str, build: str, new: bool, seed: int) -> Capture:
     rng = random.Random(seed)
     failures = [7, 8, 6, 9, 7] if new else [0] * RUNS
@@ -140,6 +157,7 @@ def _capture(release: str, build: str, new: bool, seed: int) -> Capture:
         )
     for r in runs:
         r.retvals = {k: {b: c for b, c in v.items() if c} for k, v in r.retvals.items()}
+        _per_iteration(r, new)
     config = dict(_CONFIG)
     if new:
         config["CONFIG_RANDOMIZE_KSTACK_OFFSET_DEFAULT"] = "y"
