@@ -13,7 +13,6 @@ import ctypes as ct
 import errno
 import mmap
 import os
-import re
 import struct
 import sys
 import tempfile
@@ -102,7 +101,21 @@ def _capture_fd2(sink: list[str]) -> Iterator[None]:
             sink.append(tmp.read().decode(errors="replace"))
 
 
-_NONZERO = re.compile(rb"[^\x00]")
+_NONZERO_BYTE = bytes([0] + [1] * 255)
+
+
+def _nonzero_words(data: bytes, vsize: int) -> list[tuple[int, int]]:
+    """(index, value) of the non-zero ``vsize``-byte words of ``data``, scanned at C speed:
+    every non-zero byte becomes 1 (``translate``), then ``find`` jumps from one non-zero
+    word to the next (~0.2 ms for 33k words natively, 4x less than per-row compares)."""
+    marks = data.translate(_NONZERO_BYTE)
+    out: list[tuple[int, int]] = []
+    i = marks.find(1)
+    while i != -1:
+        start = i - i % vsize
+        out.append((start // vsize, int.from_bytes(data[start : start + vsize], sys.byteorder)))
+        i = marks.find(1, start + vsize)
+    return out
 
 
 def _scalar(key: Any) -> int:
@@ -198,6 +211,10 @@ class Tracer:
                 st.append(ProbeStatus("tracepoint", tp, "failed", _first_line(exc)))
         st += self._attach_functions()
         self.statuses = st
+        if any(p.kind == "function" and p.status == "attached" for p in st):
+            # Addresses are named through kallsyms (~1 s to parse in a TCG guest): once,
+            # now, rather than inside the first iteration's read.
+            self._addr_map = AddressMap(read_kallsyms())
         return st
 
     def _attach_tracepoint(self, tp: str, fn: str) -> None:
@@ -405,27 +422,14 @@ class Tracer:
 
         Read from the mapped memory when there is a mapping: this runs after every
         iteration, and a batch lookup of the ~33k entries costs ~12 ms of syscall on
-        a native CPU (~60 ms in a TCG guest). The entries are scanned a syscall's row
-        at a time, so the ~50 rows a workload uses are the only ones looked into.
+        a native CPU (~60 ms in a TCG guest).
         """
         table = self._need()[b"okcounts"]
         mapped = self._maps.get(b"okcounts")
         if mapped is None:
             return self._nonzero(table, keep_buffers=True)
         vsize = ct.sizeof(table.Leaf)
-        data = mapped[: int(table.max_entries) * vsize]
-        block = self.options.buckets * vsize
-        zero = bytes(block)
-        out: list[tuple[int, int]] = []
-        view = memoryview(data)
-        for start in range(0, len(data), block):
-            if view[start : start + block] == zero:
-                continue
-            chunk = data[start : start + block]
-            for off in sorted({m.start() // vsize * vsize for m in _NONZERO.finditer(chunk)}):
-                word = chunk[off : off + vsize]
-                out.append(((start + off) // vsize, int.from_bytes(word, sys.byteorder)))
-        return out
+        return _nonzero_words(mapped[: int(table.max_entries) * vsize], vsize)
 
     def _nonzero(self, table: Any, *, keep_buffers: bool = False) -> list[tuple[int, int]]:
         """(index, value) of an array's non-zero entries.
@@ -437,11 +441,7 @@ class Tracer:
         """
         keys, data, _ = self._batch(table, keep_buffers=keep_buffers)
         vsize = ct.sizeof(table.Leaf)
-        found = sorted({m.start() // vsize for m in _NONZERO.finditer(data)})
-        return [
-            (int(keys[i]), int.from_bytes(data[i * vsize : (i + 1) * vsize], sys.byteorder))
-            for i in found
-        ]
+        return [(int(keys[i]), value) for i, value in _nonzero_words(data, vsize)]
 
     def _batch(self, table: Any, *, keep_buffers: bool) -> tuple[Any, bytes, int]:
         """Every entry of a map in one BPF_MAP_LOOKUP_BATCH pass: (keys, values, count)."""
