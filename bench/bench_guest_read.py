@@ -6,7 +6,7 @@ ps-loop workload is captured by the real runner, alternating two tracer setups, 
 each:
 
 * ``entries``: function entry probes only (``function_returns`` off);
-* ``returns``: entry and return probes (the default since capture schema 4).
+* ``returns``: entry and return probes (``--function-returns``, spec ``function_returns``).
 
 Both read the counters after every iteration (schema 4). Per setup it reports the mean
 traced iteration wall (what the probes cost the workload), the mean ``Tracer.read()``
@@ -57,13 +57,12 @@ def add(self, it, cum):
         spent["series"] += time.perf_counter() - t
 
 tracer.Tracer.read, series.IterationSeries.add = read, add
-base_options = runner.TracerOptions
 out = {}
 for r in range(rounds):
     for mode in ("entries", "returns"):
-        runner.TracerOptions = lambda **kw: base_options(**kw, function_returns=mode == "returns")
+        variant = dataclasses.replace(spec, function_returns=mode == "returns")
         spent.update(read=0.0, series=0.0, calls=0)
-        c = runner.run_capture(spec, runs=1, out=Path(f"/tmp/{mode}.json"), own_kernel=True)
+        c = runner.run_capture(variant, runs=1, out=Path(f"/tmp/{mode}.json"), own_kernel=True)
         run = c.runs[0]
         rec = out.setdefault(mode, {"wall": [], "read": [], "series": [], "iterations": 0})
         rec["wall"].append(run.wall_s / run.iterations)

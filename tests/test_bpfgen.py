@@ -39,6 +39,9 @@ CASES: dict[str, TracerOptions] = {
     "functions": TracerOptions(
         tracepoints=("block:block_rq_issue",), functions=("vfs_read", "do_sys_openat2")
     ),
+    "function_returns": TracerOptions(
+        functions=("find_ge_pid", "next_tgid"), function_returns=True
+    ),
 }
 
 

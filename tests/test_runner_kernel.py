@@ -350,7 +350,7 @@ def test_function_maps_read_back_through_the_batch_path() -> None:
     addr = next(a for a, s in read_kallsyms() if s == "vfs_read")
     assert addr, "kallsyms addresses are hidden (kptr_restrict): run as root"
     t = Tracer(
-        TracerOptions(functions=("vfs_read",), pid_max=read_pid_max()),
+        TracerOptions(functions=("vfs_read",), pid_max=read_pid_max(), function_returns=True),
         headers=resolve_kernel_headers(),
         functions=[FunctionTarget("vfs_read", ("vfs_read",))],
         kprobe_problem="not on this host",

@@ -72,7 +72,12 @@ def test_function_statuses_and_clone_aggregation(monkeypatch: Any) -> None:
         FunctionTarget("vfs_read", ("vfs_read",)),
         FunctionTarget("notrace_fn", ("notrace_fn",)),
     ]
-    options = TracerOptions(syscalls=False, retvals=False, functions=tuple(t.name for t in targets))
+    options = TracerOptions(
+        syscalls=False,
+        retvals=False,
+        functions=tuple(t.name for t in targets),
+        function_returns=True,
+    )
     tracer = Tracer(options, headers=HeadersChoice(None, "test"), functions=targets)
     kallsyms = [
         (0x1000, "proc_pid_stat"),
@@ -108,7 +113,7 @@ def test_function_statuses_and_clone_aggregation(monkeypatch: Any) -> None:
 def test_kprobes_unavailable_marks_every_function_failed() -> None:
     targets = [FunctionTarget("vfs_read", ("vfs_read",))]
     tracer = Tracer(
-        TracerOptions(functions=("vfs_read",)),
+        TracerOptions(functions=("vfs_read",), function_returns=True),
         headers=HeadersChoice(None, "test"),
         functions=targets,
         kprobe_problem="kprobes unavailable on this kernel",

@@ -30,7 +30,9 @@ OLD, NEW = backend.DEFAULT_OLD, backend.DEFAULT_NEW
 def test_default_comparison_counts_kernel_functions(vm_ready: None, tmp_path: Path) -> None:
     """Both default kernels, 1 run x 3 iterations of ps-loop: captures, diff, report."""
     functions = ["find_ge_pid", "proc_pid_*", "next_tgid", "regress_no_such_function"]
-    opts = RunOptions(runs=1, iterations=3, out_dir=tmp_path / "r", functions=functions)
+    opts = RunOptions(
+        runs=1, iterations=3, out_dir=tmp_path / "r", functions=functions, function_returns=True
+    )
     events: list[Event] = []
     outcome = pipeline.compare(opts, Thresholds(), events.append)
     for side, release in (("old", "6.1.0-47-cloud-amd64"), ("new", "6.1.0-56-cloud-amd64")):
@@ -188,7 +190,8 @@ def test_function_attach_paths_count_the_same(vm_ready: None, tmp_path: Path) ->
     from regress.guest.agent import spec_to_job
     from regress.model.workload import resolve_workload
 
-    job = json.dumps(spec_to_job(resolve_workload("ps-loop").with_iterations(2)))
+    spec = resolve_workload("ps-loop").with_iterations(2).with_function_returns()
+    job = json.dumps(spec_to_job(spec))
     kernel = kernels.fetch_debian(NEW)
     res = orchestrate.boot_command(kernel, ["python3", "-c", GUEST_ATTACH_PATHS, job], tmp_path)
     cmd = (res.result or {}).get("command", {})

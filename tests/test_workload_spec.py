@@ -94,3 +94,24 @@ def test_path_workload(tmp_path: Path) -> None:
     assert resolve_workload(str(tmp_path / "w.toml")).name == "w"
     with pytest.raises(WorkloadError, match="no such workload file"):
         resolve_workload(str(tmp_path / "missing.toml"))
+
+
+def test_function_returns_is_opt_in_and_keeps_old_hashes() -> None:
+    """``function_returns`` defaults off and appears in the spec (and its hash) only when
+    on, so specs and captures from before it existed still compare; on, it is part of the
+    instrument (a different hash) and travels to the guest."""
+    from regress.guest.agent import spec_from_job, spec_to_job
+
+    plain = spec_from_dict({"name": "t", "command": "true"}, source="t.toml", base_dir=None)
+    on = spec_from_dict(
+        {"name": "t", "command": "true", "function_returns": True}, source="t", base_dir=None
+    )
+    assert not plain.function_returns and "function_returns" not in plain.to_dict()
+    assert on.function_returns and on.to_dict()["function_returns"] is True
+    assert on.spec_hash() != plain.spec_hash() == plain.with_iterations(50).spec_hash()
+    assert plain.with_function_returns().spec_hash() == on.spec_hash()
+    assert spec_from_job(spec_to_job(on)).spec_hash() == on.spec_hash()
+    with pytest.raises(WorkloadError, match="function_returns: expected true or false"):
+        spec_from_dict(
+            {"name": "t", "command": "true", "function_returns": "yes"}, source="t", base_dir=None
+        )

@@ -56,6 +56,18 @@ NewCapture = Annotated[
     Path, typer.Argument(help="capture (or bpftrace -f json output) from the new kernel")
 ]
 
+# --------------------------------------------------------------------------- tracer
+
+FunctionReturns = Annotated[
+    bool,
+    typer.Option(
+        "--function-returns",
+        help="also count what the kernel functions return: NULL/0, each -errno, other "
+        "(kretprobes; the workload spec's function_returns)",
+    ),
+]
+FUNCTION_RETURNS = _RUN.function_returns
+
 # --------------------------------------------------------------------------- kernels, VMs
 
 OldKernel = Annotated[

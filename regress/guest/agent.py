@@ -112,6 +112,7 @@ def spec_to_job(spec: Any) -> dict[str, Any]:
         "tracepoints": list(spec.tracepoints),
         "env": dict(spec.env),
         "source": spec.source,
+        "function_returns": spec.function_returns,
     }
 
 
@@ -134,6 +135,7 @@ def spec_from_job(doc: dict[str, Any]) -> Any:
         tracepoints=tuple(doc.get("tracepoints", [])),
         env=dict(doc.get("env", {})),
         source=doc.get("source", "<job>"),
+        function_returns=bool(doc.get("function_returns", False)),
     )
 
 

@@ -105,7 +105,7 @@ class TracerOptions:
     retvals: bool = True
     tracepoints: tuple[str, ...] = ()  # resolved "category:event" names
     functions: tuple[str, ...] = ()  # resolved, normalised kernel function names
-    function_returns: bool = True  # also count what each function returns (kretprobes)
+    function_returns: bool = False  # also count what each function returns (kretprobes)
     max_counts: int = 16384
     max_functions: int = 8192
     # Size of the ``tracked`` array: this machine's pid_max (``read_pid_max``). Machine

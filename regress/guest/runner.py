@@ -82,6 +82,7 @@ def plan_tracer(
     functions: Sequence[str],
     *,
     tracefs: Path | None,
+    function_returns: bool = False,
 ) -> TracerPlan:
     """Resolve probe patterns on this kernel (``tracefs`` None: take exact names as given)."""
     if tracefs is not None:
@@ -111,18 +112,20 @@ def plan_tracer(
                 traceable = [f for f in functions if _probes.SYMBOL_RE.match(f)]
             targets, absent = _probes.resolve_functions(functions, traceable)
             statuses += absent
-    # What was not probed on entry is not probed on return either: same status, own kind.
-    statuses += [
-        ProbeStatus("funcret", st.name, st.status, st.reason)
-        for st in list(statuses)
-        if st.kind == "function"
-    ]
+    if function_returns and functions:
+        # What was not probed on entry is not probed on return either: same status, own kind.
+        statuses += [
+            ProbeStatus("funcret", st.name, st.status, st.reason)
+            for st in list(statuses)
+            if st.kind == "function"
+        ]
     options = TracerOptions(
         tracepoints=tuple(tps),
         functions=tuple(t.name for t in targets),
         requested_tracepoints=tuple(tracepoints),
         requested_functions=tuple(functions),
         pid_max=read_pid_max(),
+        function_returns=function_returns,
     )
     return TracerPlan(
         options=options,
@@ -354,6 +357,7 @@ def run_capture(
         list(spec.tracepoints if tracepoints is None else tracepoints),
         list(spec.functions if functions is None else functions),
         tracefs=tracefs,
+        function_returns=spec.function_returns,
     )
     info = tracer_info(plan)
     notes = [headers.note]

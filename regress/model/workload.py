@@ -17,6 +17,7 @@ Keys (only ``name`` and ``command`` are required)::
     liveness = "..."                 # shell, after each iteration, untraced; exit 0 = behaved
     files = ["helper.sh"]            # auxiliary files next to the spec, copied to the workdir
     functions = ["find_ge_pid"]      # default kernel function probes (VM runs)
+    function_returns = false         # also count what they return (kretprobes; costs more)
     tracepoints = ["sched:sched_process_fork"]  # default tracepoint patterns
     [env]
     NAME = "value"
@@ -60,6 +61,7 @@ _ALLOWED = {
     "liveness": "a string",
     "files": "a list of file names",
     "functions": "a list of function patterns",
+    "function_returns": "true or false",
     "tracepoints": "a list of 'category:event' patterns",
     "env": "a table of strings",
 }
@@ -80,6 +82,7 @@ class WorkloadSpec:
     tracepoints: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     source: str = "<memory>"
+    function_returns: bool = False
 
     def argv(self) -> list[str]:
         """The command as an argument vector (shell strings go through /bin/sh -c)."""
@@ -88,8 +91,11 @@ class WorkloadSpec:
         return list(self.command)
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything that defines behaviour; file contents appear as hashes."""
-        return {
+        """Everything that defines behaviour; file contents appear as hashes.
+
+        ``function_returns`` appears only when on, so specs written before it existed
+        keep their hash (and their captures stay comparable)."""
+        doc: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "command": self.command if isinstance(self.command, str) else list(self.command),
@@ -103,11 +109,19 @@ class WorkloadSpec:
             "tracepoints": list(self.tracepoints),
             "env": dict(sorted(self.env.items())),
         }
+        if self.function_returns:
+            doc["function_returns"] = True
+        return doc
 
     def spec_hash(self) -> str:
         from regress.model.capture import sha256_of
 
         return sha256_of(self.to_dict())
+
+    def with_function_returns(self) -> WorkloadSpec:
+        from dataclasses import replace
+
+        return replace(self, function_returns=True)
 
     def with_iterations(self, iterations: int) -> WorkloadSpec:
         from dataclasses import replace
@@ -228,7 +242,14 @@ def spec_from_dict(data: dict[str, Any], *, source: str, base_dir: Path | None) 
         ),
         env=env,
         source=source,
+        function_returns=_bool(data.get("function_returns", False), source, "function_returns"),
     )
+
+
+def _bool(value: Any, source: str, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise WorkloadError(f"{source}: {key}: expected {_ALLOWED[key]}")
+    return value
 
 
 def load_spec(path: Path) -> WorkloadSpec:

@@ -63,6 +63,7 @@ class RunOptions:
     runs: int = DEFAULT_RUNS
     iterations: int | None = None
     functions: list[str] | None = None
+    function_returns: bool = False  # also count what the functions return (kretprobes)
     tracepoints: list[str] | None = None
     fresh_boot_per_run: bool = False
     timeout_s: float | None = None  # per boot; None: derived from the workload
@@ -143,6 +144,8 @@ def load_workload(opts: RunOptions) -> WorkloadSpec:
     spec = resolve_workload(opts.workload)
     if opts.iterations is not None:
         spec = spec.with_iterations(opts.iterations)
+    if opts.function_returns:
+        spec = spec.with_function_returns()
     return spec
 
 

@@ -21,6 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from regress.cli import options as o
 from regress.cli.app import app, err, out
 from regress.errors import UsageError
 from regress.model.capture import Capture, load_capture
@@ -64,6 +65,7 @@ def capture_cmd(
         list[str] | None,
         typer.Option("--functions", help="Kernel function patterns (kprobes); default: spec's."),
     ] = None,
+    function_returns: o.FunctionReturns = o.FUNCTION_RETURNS,
     kernel_headers: Annotated[
         Path | None,
         typer.Option(
@@ -82,6 +84,8 @@ def capture_cmd(
     spec = resolve_workload(workload)
     if iterations is not None:
         spec = spec.with_iterations(iterations)
+    if function_returns:
+        spec = spec.with_function_returns()
     tps = _split(tracepoints)
     fns = _split(functions)
     if ebpf:
@@ -95,6 +99,7 @@ def capture_cmd(
             list(spec.tracepoints if tps is None else tps),
             list(spec.functions if fns is None else fns),
             tracefs=tracefs if readable else None,
+            function_returns=spec.function_returns,
         )
         out.print(runner.tracer_info(plan).bpf_text, markup=False, end="")
         return

@@ -100,6 +100,7 @@ def run_cmd(
             help="kernel functions to count, comma-separated patterns (default: the workload's)"
         ),
     ] = None,
+    function_returns: o.FunctionReturns = o.FUNCTION_RETURNS,
     tracepoints: Annotated[
         str | None, typer.Option(help="tracepoint patterns, comma-separated")
     ] = None,
@@ -141,6 +142,7 @@ def run_cmd(
             runs=runs,
             iterations=iterations,
             functions=_split(functions),
+            function_returns=function_returns,
             tracepoints=_split(tracepoints),
             fresh_boot_per_run=fresh_boot_per_run,
             out_dir=out_dir,

@@ -19,11 +19,6 @@ BPF_HASH(counts, struct sc_key, u64, 16384);
 BPF_F_TABLE("array", int, u64, okcounts, 33280, 1024);
 BPF_F_TABLE("array", int, u64, tpcounts, 1, 1024);
 BPF_HASH(fcounts, u64, u64, 8192);
-struct fr_key {
-    u64 ip;
-    s64 cls;
-};
-BPF_HASH(frcounts, struct fr_key, u64, 8192);
 
 static __always_inline u32 current_generation(void)
 {
@@ -143,40 +138,6 @@ int fn_hit(void *ctx)
                 __sync_fetch_and_add(v, 1);
             else
                 lost_inc(LOST_FUNCTIONS_FULL);
-        }
-    }
-    return 0;
-}
-
-// One program for every return probe: the function (the kretprobe's own
-// address) and the class of its return value.
-int fn_ret(void *ctx)
-{
-    if (!current_tracked())
-        return 0;
-    struct fr_key k = {};
-    s64 rc = ((s64 *)ctx)[10];  // rax in the kprobe context (pt_regs)
-    s32 low = (s32)rc;
-    k.ip = bpf_get_func_ip(ctx);
-    if (rc == 0)
-        k.cls = 0;
-    else if (rc < 0 && rc >= -4095)
-        k.cls = rc;
-    else if (((u64)rc >> 32) == 0 && low < 0 && low >= -4095)
-        k.cls = low;
-    else
-        k.cls = 1;
-    u64 *v = frcounts.lookup(&k);
-    if (v) {
-        __sync_fetch_and_add(v, 1);
-    } else {
-        u64 one = 1;
-        if (frcounts.insert(&k, &one) != 0) {
-            v = frcounts.lookup(&k);
-            if (v)
-                __sync_fetch_and_add(v, 1);
-            else
-                lost_inc(LOST_RETURNS_FULL);
         }
     }
     return 0;

@@ -1,0 +1,168 @@
+// regress tracer, generator v4 (regress/bpfgen.py); do not edit.
+// Reads only tracepoint arguments and BPF helpers: no kernel structs.
+// syscalls=1 retvals=1 tracepoints=0 functions=2
+
+#define LOST_TRACKED_FULL 0
+#define LOST_COUNTS_FULL 1
+#define LOST_FUNCTIONS_FULL 2
+#define LOST_RETURNS_FULL 3
+
+BPF_ARRAY(tracked, u32, 32768);
+BPF_ARRAY(generation, u32, 1);
+BPF_F_TABLE("array", int, u64, lost, 4, 1024);
+struct sc_key {
+    u32 id;
+    u16 err;
+    u16 bucket;
+};
+BPF_HASH(counts, struct sc_key, u64, 16384);
+BPF_F_TABLE("array", int, u64, okcounts, 33280, 1024);
+BPF_HASH(fcounts, u64, u64, 8192);
+struct fr_key {
+    u64 ip;
+    s64 cls;
+};
+BPF_HASH(frcounts, struct fr_key, u64, 8192);
+
+static __always_inline u32 current_generation(void)
+{
+    u32 zero = 0;
+    u32 *g = generation.lookup(&zero);
+    return g ? *g : 0;
+}
+
+static __always_inline int is_tracked(u32 pid)
+{
+    u32 *t = tracked.lookup(&pid);
+    return t && *t != 0 && *t == current_generation();
+}
+
+static __always_inline int current_tracked(void)
+{
+    return is_tracked((u32)bpf_get_current_pid_tgid());
+}
+
+static __always_inline void lost_inc(u32 i)
+{
+    u64 *v = lost.lookup(&i);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+}
+
+// A tracked thread's child (process or thread) is tracked too.
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    if (!is_tracked(args->parent_pid))
+        return 0;
+    u32 child = args->child_pid;
+    u32 *t = tracked.lookup(&child);
+    if (t)
+        *t = current_generation();
+    else
+        lost_inc(LOST_TRACKED_FULL);  // tid >= pid_max at generation
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u32 pid = args->pid;
+    if (!is_tracked(pid))
+        return 0;
+    u32 *t = tracked.lookup(&pid);
+    if (t)
+        *t = 0;
+    return 0;
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+{
+    if (!current_tracked())
+        return 0;
+    long ret = args->ret;
+    u32 id = (u32)args->id;
+    struct sc_key k = {};
+    if (ret < 0 && ret >= -4095) {
+        k.err = (u16)(-ret);
+    } else {
+        if (ret > 0)
+            k.bucket = (u16)bpf_log2l((unsigned long)ret);
+        if (id < 512) {
+            u32 i = id * 65 + k.bucket;
+            u64 *c = okcounts.lookup(&i);
+            if (c)
+                __sync_fetch_and_add(c, 1);
+            return 0;
+        }
+    }
+    k.id = id;
+    u64 *v = counts.lookup(&k);
+    if (v) {
+        __sync_fetch_and_add(v, 1);
+    } else {
+        u64 one = 1;
+        if (counts.insert(&k, &one) != 0) {
+            v = counts.lookup(&k);
+            if (v)
+                __sync_fetch_and_add(v, 1);
+            else
+                lost_inc(LOST_COUNTS_FULL);
+        }
+    }
+    return 0;
+}
+
+// One program for every function probe, keyed by the probed address.
+int fn_hit(void *ctx)
+{
+    if (!current_tracked())
+        return 0;
+    u64 ip = bpf_get_func_ip(ctx);
+    u64 *v = fcounts.lookup(&ip);
+    if (v) {
+        __sync_fetch_and_add(v, 1);
+    } else {
+        u64 one = 1;
+        if (fcounts.insert(&ip, &one) != 0) {
+            v = fcounts.lookup(&ip);
+            if (v)
+                __sync_fetch_and_add(v, 1);
+            else
+                lost_inc(LOST_FUNCTIONS_FULL);
+        }
+    }
+    return 0;
+}
+
+// One program for every return probe: the function (the kretprobe's own
+// address) and the class of its return value.
+int fn_ret(void *ctx)
+{
+    if (!current_tracked())
+        return 0;
+    struct fr_key k = {};
+    s64 rc = ((s64 *)ctx)[10];  // rax in the kprobe context (pt_regs)
+    s32 low = (s32)rc;
+    k.ip = bpf_get_func_ip(ctx);
+    if (rc == 0)
+        k.cls = 0;
+    else if (rc < 0 && rc >= -4095)
+        k.cls = rc;
+    else if (((u64)rc >> 32) == 0 && low < 0 && low >= -4095)
+        k.cls = low;
+    else
+        k.cls = 1;
+    u64 *v = frcounts.lookup(&k);
+    if (v) {
+        __sync_fetch_and_add(v, 1);
+    } else {
+        u64 one = 1;
+        if (frcounts.insert(&k, &one) != 0) {
+            v = frcounts.lookup(&k);
+            if (v)
+                __sync_fetch_and_add(v, 1);
+            else
+                lost_inc(LOST_RETURNS_FULL);
+        }
+    }
+    return 0;
+}
