@@ -355,3 +355,32 @@ def test_exit_status_row_ranks_first_when_failures_rise() -> None:
     )
     d = rows(diff_captures(old, late))["exit-status"]
     assert sum(d.new.raw) == 4 and "timed out x4" in d.interpretation
+
+
+def test_where_it_diverges_ranks_the_function_whose_returns_differ_when_it_fails() -> None:
+    """The worked example (real differ, generated captures): ``find_ge_pid`` returns NULL a
+    second time in exactly the failing iterations of the new kernel, and its call count
+    fell; ``next_tgid``'s call count fell too. "Where it diverges" puts find_ge_pid first,
+    on the failing/passing contrast of its returns, and next_tgid after it as a call-count
+    change only -- although in the row ranking both call-count rows tie."""
+    from support.sample import sample_captures, sample_result
+
+    old, new = sample_captures()
+    result = sample_result(old, new)
+    names = [c.function for c in result.culprits]
+    assert names == ["find_ge_pid", "next_tgid"], result.culprits
+    first = result.culprits[0]
+    assert first.basis == "its returns differ when the workload fails"
+    contrast = first.evidence[0]
+    assert (contrast.source, contrast.label, contrast.after, contrast.before) == (
+        "contrast",
+        "find_ge_pid() returned NULL/0",
+        2.0,
+        1.0,
+    )
+    assert result.culprits[1].basis == "its call count changed"
+    text = render_table(result)
+    assert text.index("Where it diverges") < text.index("class      key")
+    assert "1. find_ge_pid() -- its returns differ when the workload fails" in text
+    doc = json.loads(to_json(result))
+    assert doc["culprits"][0]["function"] == "find_ge_pid"

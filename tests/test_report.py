@@ -334,6 +334,10 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert seen.console_errors == []
     assert seen.external_requests == [] and seen.failed_requests == []
     assert "liveness check failed" in seen.text  # the top divergence row
+    # "Where it diverges" leads, naming the culprit; the contrast names its return class
+    html = page.read_text()
+    assert html.index('id="where"') < html.index('id="divergences"')
+    assert "find_ge_pid() -- its returns differ when the workload fails" in seen.text
     # the failing/passing contrast names the culprit's return class
     assert "Failing vs passing iterations" in seen.text
     assert "find_ge_pid() returned NULL/0" in seen.text

@@ -21,6 +21,7 @@ from regress.diff.contrast import contrast
 from regress.diff.keys import KeyCounts, display_sub
 from regress.diff.probes import absent_rows
 from regress.diff.rank import TIER_OUTCOME, TIER_REST, Classes, ordered, rank_score, tier_score
+from regress.diff.where import culprits
 from regress.errors import IncomparableError, InputError
 from regress.model.capture import Capture, load_capture
 from regress.model.result import (
@@ -103,6 +104,7 @@ def _diff(
                 f"x{th.min_ratio:g} or {th.min_abs_delta:g}/iteration: not counted as significant",
             )
         )
+    ranked = ordered(interpret(rows) + absent + outcomes)
     contrasts = []
     for side, cap in (("old", old), ("new", new)):
         found, contrast_warn = contrast(cap, side, th)
@@ -113,12 +115,13 @@ def _diff(
         old=_summary(old, old_path),
         new=_summary(new, new_path),
         thresholds=th,
-        divergences=ordered(interpret(rows) + absent + outcomes),
+        divergences=ranked,
         keys_tested=len(rows),
         tests=methods,
         warnings=tuple(warnings),
         forced=tuple(forced),
         contrasts=tuple(contrasts),
+        culprits=culprits(ranked, tuple(contrasts)),
     )
 
 

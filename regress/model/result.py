@@ -353,6 +353,30 @@ class Contrast:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """One finding about a function: a diff row (old -> new per iteration) or a contrast
+    row (passing -> failing iterations of one kernel)."""
+
+    source: Literal["diff", "contrast"]
+    label: str  # the row's label, e.g. "find_ge_pid() returned NULL/0"
+    before: float  # per iteration: old kernel, or the passing iterations
+    after: float  # per iteration: new kernel, or the failing iterations
+    side: str  # the contrast's kernel ("old"/"new"), "" for diff rows
+    q: float | None
+    ratio: float | None
+    cls: str  # the diff row's class, "" for contrast rows
+
+
+@dataclass(frozen=True, slots=True)
+class Culprit:
+    """A kernel function the comparison points at ("Where it diverges"), with why."""
+
+    function: str
+    basis: str  # why it is ranked where it is
+    evidence: tuple[Evidence, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CaptureSummary:
     path: str
     kernel_release: str
@@ -375,6 +399,7 @@ class DiffResult:
     forced: tuple[str, ...] = ()  # comparability problems overridden
     aa_false_positives: int | None = None  # from a negative control, when one was run
     contrasts: tuple[Contrast, ...] = ()  # per kernel with failing and passing iterations
+    culprits: tuple[Culprit, ...] = ()  # "Where it diverges", strongest first
 
     def __post_init__(self) -> None:
         named = {t.name for t in self.tests} | {"none"}

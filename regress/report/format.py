@@ -12,6 +12,8 @@ import math
 import re
 from typing import Any
 
+from regress.model.result import Culprit, Evidence
+
 MISSING = "—"  # no number: a probe absent on that side, or no test
 ASCII = str.maketrans({"×": "x", "—": "-", "–": "-", "→": "->", "…": "...", "∞": "inf"})
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -125,3 +127,27 @@ def aligned(
 
     head = [line(headers)] + ([line(["-" * w for w in widths])] if rule else [])
     return head + [line(r) for r in rows]
+
+
+def evidence_text(e: Evidence) -> str:
+    """One line of "Where it diverges": what was found about a function, in numbers."""
+    if e.source == "contrast":
+        return (
+            f"{e.label}: {fmt_num(e.after)} per failing iteration, {fmt_num(e.before)} per "
+            f"passing one on the {e.side} kernel (q {fmt_p(e.q)})"
+        )
+    ratio = f", {fmt_ratio(e.ratio)}" if e.ratio is not None else ""
+    how = {
+        "certain-small": ", the same in every run",
+        "suggestive": " (suggestive: p <= alpha, not past the FDR)",
+    }.get(e.cls, " (exact: the same in every run)" if e.q == 0 else f" (q {fmt_p(e.q)})")
+    return f"{e.label}: {fmt_num(e.before)} -> {fmt_num(e.after)} per iteration{ratio}{how}"
+
+
+def culprit_lines(culprits: tuple[Culprit, ...], indent: str = "") -> list[str]:
+    """The "Where it diverges" list as plain lines (terminal and mail text)."""
+    lines: list[str] = []
+    for i, c in enumerate(culprits, 1):
+        lines.append(f"{indent}{i}. {c.function}() -- {c.basis}")
+        lines += [f"{indent}   {evidence_text(e)}" for e in c.evidence]
+    return lines

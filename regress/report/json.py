@@ -11,7 +11,9 @@ Version history: 1 -- first version; 2 -- ``name``/``sub`` per divergence, ``tes
 3 -- threshold ``min_runs_mwu`` renamed ``min_runs_per_side`` (it gates the QL test);
 ``funcret`` rows (what a traced function returned); ``contrasts``: per kernel whose
 iterations both failed and passed, the keys that differ between them (side, failing,
-passing, rows of kind/name/sub/label/failing/passing/p/q, keys_tested, method).
+passing, rows of kind/name/sub/label/failing/passing/p/q, keys_tested, method);
+``culprits``: "Where it diverges", per function its basis and evidence (source diff or
+contrast, label, before/after per iteration, side, q, ratio, class).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def to_json(result: DiffResult) -> str:
         "forced": list(result.forced),
         "aa_false_positives": result.aa_false_positives,
         "contrasts": [plain(asdict(c)) for c in result.contrasts],
+        "culprits": [plain(asdict(c)) for c in result.culprits],
         "significant_count": len(result.significant),
         "regression_count": len(result.regressions),
     }

@@ -11,6 +11,7 @@ from regress.report.format import (
     ASCII,
     MISSING,
     aligned,
+    culprit_lines,
     fmt_ci,
     fmt_num,
     fmt_p,
@@ -95,6 +96,10 @@ def render_table(result: DiffResult, *, top: int | None = None, show_all: bool =
         f">= {th.min_abs_delta:g}/iteration)"
     )
     lines.append("")
+    if result.culprits:
+        lines.append("Where it diverges (kernel functions, strongest evidence first):")
+        lines += culprit_lines(result.culprits, indent="  ")
+        lines.append("")
     footno = {w.code: i + 1 for i, w in reversed(list(enumerate(result.warnings)))}
     rows = select_rows(result, top=top, show_all=show_all)
     if not rows:

@@ -105,6 +105,7 @@ class TextView:
     method: list[str]
     repro: list[str]
     contrasts: list[str]
+    where: list[str]
 
 
 def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
@@ -230,6 +231,12 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
         method=method,
         repro=repro,
         contrasts=contrasts,
+        where=[
+            line
+            for c in v.culprits
+            for line in wrap(c.title, indent=f"  {c.number}. ", hanging="     ")
+            + [x for e in c.evidence for x in wrap(e, indent="     - ", hanging="       ")]
+        ],
     )
 
 

@@ -23,6 +23,7 @@ from regress.model.names import bucket_range
 from regress.model.result import OUTCOME_KINDS, DiffResult, Divergence, SideValues
 from regress.report.format import (
     clean,
+    evidence_text,
     fmt_ci,
     fmt_num,
     fmt_p,
@@ -146,6 +147,16 @@ class BpfProgram:
 
 
 @dataclass
+class CulpritView:
+    """One function of "Where it diverges", formatted."""
+
+    number: int
+    function: str
+    title: str  # "find_ge_pid() -- its returns differ when the workload fails"
+    evidence: list[str]
+
+
+@dataclass
 class ContrastView:
     """One kernel's failing-vs-passing contrast, formatted."""
 
@@ -189,6 +200,7 @@ class ReportView:
     fdr: str
     aa: str
     contrasts: list[ContrastView]
+    culprits: list[CulpritView]
     repro: list[ReproStep]
     bpf: list[BpfProgram]
 
@@ -789,6 +801,15 @@ def build_view(
         fdr=f"{result.thresholds.alpha:g}",
         aa=aa,
         contrasts=_contrasts(result),
+        culprits=[
+            CulpritView(
+                i,
+                clean(c.function),
+                clean(f"{c.function}() -- {c.basis}"),
+                [clean(evidence_text(e)) for e in c.evidence],
+            )
+            for i, c in enumerate(result.culprits, 1)
+        ],
         repro=_repro(result, old, new),
         bpf=bpf,
     )
