@@ -97,3 +97,34 @@ def test_run_factor_and_its_shift_are_measured() -> None:
     assert abs(float(np.median(moved[1:])) - np.log(1.2)) < 0.02
     sig = _significant(old, new)
     assert sig[0] and int(sig.sum()) == 1, np.flatnonzero(sig)
+
+
+def _with_neighbours(
+    key_old: list[float], key_new: list[float], spread: float
+) -> tuple[quasi.QLResult, float]:
+    """One key tested among 40 varying neighbours of log-spread ``spread``: (result, q)."""
+    rng = np.random.default_rng(11)
+    n = len(key_old)
+    rate = np.exp(rng.uniform(np.log(0.3), np.log(3.0), 40))[:, None]  # 3-30 per run
+    noisy = np.exp(spread * rng.standard_normal((40, 2 * n)))
+    counts = np.round(rate * 10.0 * noisy)
+    old = np.vstack([counts[:, :n], [key_old]])
+    new = np.vstack([counts[:, n:], [key_new]])
+    e = np.full(n, 10.0)
+    res = quasi.ql_test(old, new, e, e, 0.95)
+    return res, float(sst.false_discovery_control(res.p)[-1])
+
+
+def test_a_key_constant_within_sides_is_judged_at_most_as_noisy_as_poisson() -> None:
+    """The selftest fault's openat EACCES: 0 in every old run, 6 in every new one (4 runs),
+    among neighbours far noisier than Poisson: its constancy counts against their
+    over-dispersion (the usual posterior), so it is significant.
+    Among neighbours quieter than Poisson, such a key gets their scale (its own zero is
+    no evidence of even less noise): [2, 2, 2] -> [3, 3, 3] is then not significant."""
+    res, q = _with_neighbours([0, 0, 0, 0], [12, 12, 12, 12], spread=1.0)
+    # shrunk toward zero by its own constancy (the usual posterior), not held at theirs
+    assert res.prior.s0_sq[-1] > 1.0 and res.s2_post[-1] < res.prior.s0_sq[-1]
+    assert q < 0.01, q
+    res, q = _with_neighbours([2, 2, 2], [3, 3, 3], spread=0.02)
+    assert res.prior.s0_sq[-1] < 1.0 and res.s2_post[-1] == res.prior.s0_sq[-1]
+    assert q > 0.05, q

@@ -374,9 +374,15 @@ def _ql_from_fit(
         s2_post = (d0 * prior.s0_sq + d_keys * s2) / (d0 + d_keys)
         df_total = d0 + d_keys
     # Keys that did not vary within either side (s2 = 0) but were not certain enough for
-    # the exact rule (small counts at few runs): their own zero is rounding luck, not
-    # evidence of less noise than their neighbours', so the prior alone judges them.
-    s2_post = np.where(dev_alt > 1e-12, s2_post, np.maximum(s2_post, prior.s0_sq))
+    # the exact rule (small counts at few runs): identical small counts are what rounding
+    # gives, so their own zero may not pull them below their neighbours' noise -- unless
+    # that is above Poisson's: the posterior is floored at the neighbours' scale, capped
+    # at Poisson. (Without a floor, rounding flips like [2, 2, 2] -> [3, 3, 3] among quiet
+    # neighbours were significant in clusters; flooring at the neighbours' scale alone
+    # let the selftest fault's openat EACCES, 0 -> 6 in every run of 4, drown in noisy
+    # neighbours.)
+    floor = np.minimum(prior.s0_sq, 1.0)
+    s2_post = np.where(dev_alt > 1e-12, s2_post, np.maximum(s2_post, floor))
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = 1.0 / tot_o + 1.0 / tot_n
         if factor is not None:
