@@ -101,6 +101,58 @@ def test_hang_times_out_and_names_the_console_log(vm_ready: None, tmp_path: Path
     assert not (tmp_path / "r" / "old.json").exists()
 
 
+def _guests_writing_to(directory: Path) -> list[str]:
+    """Command lines of running QEMU processes whose arguments name ``directory``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            argv
+            and argv[0].endswith(b"qemu-system-x86_64")
+            and str(directory).encode() in (b" ".join(argv))
+        ):
+            found.append(b" ".join(argv).decode(errors="replace"))
+    return found
+
+
+def test_sigterm_takes_the_guests_down(vm_ready: None, tmp_path: Path) -> None:
+    """``kill`` (SIGTERM, a cancelled CI job) on ``regress run`` while both guests run: it
+    exits 130 saying so, and no QEMU guest outlives it (they run in their own sessions, so
+    the default SIGTERM handler used to orphan them)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regress.cli.main", "run", "--runs", "1", "--iterations", "2",
+         "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not _guests_writing_to(out) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        assert _guests_writing_to(out), "no guest started within 120 s"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert b"regress: interrupted" in stderr, stderr
+    assert _guests_writing_to(out) == []
+
+
 def test_failing_workload_is_an_outcome_not_an_abort(vm_ready: None, tmp_path: Path) -> None:
     """The command fails (exit 3) in the new kernel's second run only: both kernels still
     capture every run, and the comparison ranks the exit-status row first."""

@@ -8,8 +8,10 @@ error (a bug: re-run with REGRESS_DEBUG=1 for the traceback); 130 interrupted.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
+from types import FrameType
 
 import typer
 
@@ -23,13 +25,33 @@ from regress.cli.commands import vm as _vm  # noqa: F401
 from regress.errors import RegressError
 
 INTERNAL_ERROR = 70
+INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a CI job cancelled, ``kill``) unwinds like Ctrl-C, so VM guests -- started in
+    their own sessions -- are killed and finished captures kept, instead of being orphaned
+    by the default handler, which exits without running any cleanup."""
+    raise KeyboardInterrupt
+
+
 def run(argv: list[str] | None = None) -> int:
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (an embedding caller): leave it alone
+        previous = None
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="regress")
     except RegressError as exc:
@@ -39,7 +61,7 @@ def run(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err.print("regress: interrupted", markup=False)
-        return 130
+        return INTERRUPTED
     except typer.TyperException as exc:  # click usage errors: bad option, missing argument
         message = exc.format_message()
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `regress` or `regress kernel`
@@ -56,6 +78,10 @@ def run(argv: list[str] | None = None) -> int:
             markup=False,
         )
         return INTERNAL_ERROR
+    if rc == INTERRUPTED:
+        # typer turns KeyboardInterrupt (Ctrl-C, and SIGTERM via ``_terminate``) into a
+        # silent exit code 130; say what happened.
+        err.print("regress: interrupted", markup=False)
     return rc if isinstance(rc, int) else 0
 
 
