@@ -52,18 +52,14 @@ def _matrix(cap: Capture) -> tuple[list[KeyTuple], np.ndarray] | None:
         return None
     keys: dict[KeyTuple, int] = {}
     for run in cap.runs:
-        for kind, names in (run.per_iteration or {}).items():
-            for name, subs in names.items():
-                for sub in subs:
-                    keys.setdefault((kind, name, sub), len(keys))
+        for key, _ in run.series_items():
+            keys.setdefault(key, len(keys))
     total = sum(r.iterations for r in cap.runs)
     m = np.zeros((len(keys), total))
     col = 0
     for run in cap.runs:
-        for kind, names in (run.per_iteration or {}).items():
-            for name, subs in names.items():
-                for sub, values in subs.items():
-                    m[keys[(kind, name, sub)], col : col + run.iterations] = values
+        for key, values in run.series_items():
+            m[keys[key], col : col + run.iterations] = values
         col += run.iterations
     return list(keys), m
 

@@ -39,6 +39,7 @@ factor beyond that.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,10 +93,6 @@ class Prior:
     s0_sq: FloatArray  # per key
     d0: float  # at most MAX_PRIOR_DF
 
-    @property
-    def description(self) -> str:
-        return f"prior df {self.d0:.1f}"
-
 
 def fit_prior(
     s2: FloatArray, d: float, log_abundance: FloatArray, informative: npt.NDArray[np.bool_]
@@ -131,6 +128,21 @@ def fit_prior(
 # share larger (a factor must stand out more to be fitted).
 NULL_DRAWS = 8
 NULL_ROWS = 4000
+
+
+def _center_within(m: FloatArray, n1: int) -> FloatArray:
+    """``m`` (keys x runs) with each side's mean removed per key (in place; returned)."""
+    m[:, :n1] -= m[:, :n1].mean(axis=1, keepdims=True)
+    m[:, n1:] -= m[:, n1:].mean(axis=1, keepdims=True)
+    return m
+
+
+def _null_draws(rows: int, n: int, n1: int) -> Iterator[FloatArray]:
+    """``NULL_DRAWS`` Gaussian (rows x n) matrices, centred within sides like residuals;
+    fixed seed, at most ``NULL_ROWS`` rows."""
+    rng = np.random.default_rng(0)
+    for _ in range(NULL_DRAWS):
+        yield _center_within(rng.standard_normal((min(rows, NULL_ROWS), n)), n1)
 
 
 def _top_component(m: FloatArray) -> tuple[float, FloatArray]:
@@ -169,13 +181,10 @@ def shared_factor_loading(
         return out
     observed = _first_component_loadings(resid[use])
     n1, n2 = groups
-    rng = np.random.default_rng(0)
-    null = 0.0
-    for _ in range(NULL_DRAWS):
-        g = rng.standard_normal((min(int(use.sum()), NULL_ROWS), n1 + n2))
-        g[:, :n1] -= g[:, :n1].mean(axis=1, keepdims=True)
-        g[:, n1:] -= g[:, n1:].mean(axis=1, keepdims=True)
-        null += float(_first_component_loadings(g).mean()) / NULL_DRAWS
+    null = sum(
+        float(_first_component_loadings(g).mean()) / NULL_DRAWS
+        for g in _null_draws(int(use.sum()), n1 + n2, n1)
+    )
     if null >= 1.0:
         return out
     out[use] = np.clip((observed - null) / (1.0 - null), 0.0, 1.0)
@@ -212,11 +221,6 @@ class RunFactor:
     keys: int  # keys driven by it
     explained: float  # share of the residual variation of the fitted keys it explains
 
-    @property
-    def ratio(self) -> float:
-        """How much the driven keys moved together, for a key with unit loading."""
-        return float(np.exp(self.shift))
-
 
 # A key is driven by the run factor when the factor explains more than this share of its
 # residual variation (weighted log scale).
@@ -247,24 +251,19 @@ def fit_run_factor(
     use = informative & (y.mean(axis=1) >= MIN_FACTOR_COUNTS)
     if int(use.sum()) < MIN_KEYS_FOR_PRIOR:
         return None
-    ly = np.log((y[use] + 0.5) / e[use])
-    r = ly.copy()
-    r[:, :n1] -= r[:, :n1].mean(axis=1, keepdims=True)
-    r[:, n1:] -= r[:, n1:].mean(axis=1, keepdims=True)
+    # Log counts of every key that varies, each side's mean removed (within-side residuals).
+    ly = np.log((y[informative] + 0.5) / e[informative])
+    lr_all = ly[:, n1:].mean(axis=1) - ly[:, :n1].mean(axis=1)  # log ratio new/old
+    resid = _center_within(ly, n1)
+    sub = use[informative]  # the keys with enough counts to fit the factor on
+    r = resid[sub]
     w = np.sqrt(y[use].mean(axis=1))
     rw = r * w[:, None]
-    top, vt0 = _top_component(rw)
+    top, v = _top_component(rw)
     explained = top / max(float((rw**2).sum()), 1e-300)
-    rng = np.random.default_rng(0)
-    null = 0.0
-    for _ in range(NULL_DRAWS):
-        g = rng.standard_normal((min(rw.shape[0], NULL_ROWS), rw.shape[1]))
-        g[:, :n1] -= g[:, :n1].mean(axis=1, keepdims=True)
-        g[:, n1:] -= g[:, n1:].mean(axis=1, keepdims=True)
-        null = max(null, _top_component(g)[0] / float((g**2).sum()))
+    null = max(_top_component(g)[0] / float((g**2).sum()) for g in _null_draws(rw.shape[0], n, n1))
     if explained <= null:
         return None
-    v = vt0
     b_use = r @ v
     norms = (rw**2).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -272,7 +271,7 @@ def fit_run_factor(
     driven = share > DRIVEN_SHARE
     if int(driven.sum()) < 2:
         return None
-    lr = ly[:, n1:].mean(axis=1) - ly[:, :n1].mean(axis=1)
+    lr = lr_all[sub]
     bd = b_use[driven]
     wd = bd**2 * w[driven] ** 2
     ratios = lr[driven] / bd
@@ -284,11 +283,8 @@ def fit_run_factor(
     shift_var = mad**2 * (np.pi / 2) / max(n_eff, 1.0)
     # Every key that varies gets its own loading (smaller keys too: the factor moves
     # them as well, their counts are just grainier); keys it does not touch get ~0.
-    ly_all = np.log((y[informative] + 0.5) / e[informative])
-    ly_all[:, :n1] -= ly_all[:, :n1].mean(axis=1, keepdims=True)
-    ly_all[:, n1:] -= ly_all[:, n1:].mean(axis=1, keepdims=True)
     b = np.zeros(k)
-    b[informative] = ly_all @ v
+    b[informative] = resid @ v
     f = v.copy()
     f[n1:] += shift
     return RunFactor(b, f, shift, shift_var, int(driven.sum()), explained)

@@ -335,16 +335,20 @@ class ExactConstant(StatTest):
         return Outcome(np.where(a != b, 0.0, 1.0), r, r.copy())
 
 
-class MannWhitney(StatTest):
+class _PerRunTest(StatTest):
+    """A test of run-to-run noise: applies to every key once both sides have enough runs."""
+
+    def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
+        ok = min(counts.n_old, counts.n_new) >= th.min_runs_per_side
+        return np.full(len(counts), ok, dtype=bool)
+
+
+class MannWhitney(_PerRunTest):
     method = TestMethod(
         "mwu",
         "Mann–Whitney U test on the per-run values (two-sided; exact null without ties), "
         "median ratio with Moses' distribution-free 95% CI",
     )
-
-    def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
-        ok = min(counts.n_old, counts.n_new) >= th.min_runs_per_side
-        return np.full(len(counts), ok, dtype=bool)
 
     def run(self, counts: KeyCounts, rows: BoolArray, th: Thresholds) -> Outcome:
         po, pn = counts.per_iter_old[rows], counts.per_iter_new[rows]
@@ -355,7 +359,7 @@ class MannWhitney(StatTest):
 RUN_FACTOR_NOTE_RATIO = 1.05
 
 
-class QuasiLikelihood(StatTest):
+class QuasiLikelihood(_PerRunTest):
     """Counts that vary between runs: QL F-test with a shared, trended noise prior."""
 
     method = TestMethod(
@@ -367,10 +371,6 @@ class QuasiLikelihood(StatTest):
         "estimation error widens their tests); assumes runs are independent apart from "
         "one shared factor, and variance proportional to the mean",
     )
-
-    def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
-        ok = min(counts.n_old, counts.n_new) >= th.min_runs_per_side
-        return np.full(len(counts), ok, dtype=bool)
 
     def run(self, counts: KeyCounts, rows: BoolArray, th: Thresholds) -> Outcome:
         # The prior is fitted on every non-context key (the noise is shared), then the

@@ -35,7 +35,7 @@ import json
 import os
 import tempfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -58,41 +58,35 @@ FAMILY_PROBE_KINDS: frozenset[str] = frozenset({"syscall", "retval"})
 PROBE_STATES: tuple[str, ...] = ("attached", "absent", "failed")
 
 
+def _each(
+    doc: dict[str, Any], key: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """``doc[key]`` with ``change`` applied to every object in it; anything malformed is
+    left for the strict loader to refuse with its path."""
+    items = doc.get(key)
+    if isinstance(items, list):
+        doc[key] = [change(x) if isinstance(x, dict) else x for x in items]
+    return doc
+
+
 def migrate_v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     """v1 named the family probes ``syscalls``/``retvals``."""
     rename = {"syscalls": "syscall", "retvals": "retval"}
-    probes = doc.get("probes")
-    if isinstance(probes, list):
-        doc["probes"] = [
-            {**p, "kind": rename.get(str(p.get("kind")), p.get("kind"))}
-            if isinstance(p, dict)
-            else p
-            for p in probes
-        ]
-    return doc
+    return _each(
+        doc, "probes", lambda p: {**p, "kind": rename.get(str(p.get("kind")), p.get("kind"))}
+    )
 
 
 def migrate_v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
     """v2 aborted a run at the first failing iteration: nothing it recorded timed out."""
-    runs = doc.get("runs")
-    if isinstance(runs, list):
-        doc["runs"] = [
-            {**r, "timed_out": [False] * len(r.get("exit_codes") or [])}
-            if isinstance(r, dict)
-            else r
-            for r in runs
-        ]
-    return doc
+    return _each(
+        doc, "runs", lambda r: {**r, "timed_out": [False] * len(r.get("exit_codes") or [])}
+    )
 
 
 def migrate_v3_to_v4(doc: dict[str, Any]) -> dict[str, Any]:
     """v3 read the counters once per run and did not probe function returns."""
-    runs = doc.get("runs")
-    if isinstance(runs, list):
-        doc["runs"] = [
-            {**r, "per_iteration": None, "funcrets": {}} if isinstance(r, dict) else r for r in runs
-        ]
-    return doc
+    return _each(doc, "runs", lambda r: {**r, "per_iteration": None, "funcrets": {}})
 
 
 # Migrations: MIGRATIONS[n] turns a version-n document into a version-(n+1) one.
@@ -208,22 +202,26 @@ class Run:
                 out[(kind, name, "")] = n
         return out
 
+    def series_items(self) -> Iterator[tuple[tuple[str, str, str], list[int]]]:
+        """``((kind, name, sub), per-iteration counts)`` of every key in ``per_iteration``."""
+        for kind, names in (self.per_iteration or {}).items():
+            for name, subs in names.items():
+                for sub, values in subs.items():
+                    yield (kind, name, sub), values
+
     def series_problem(self) -> str | None:
         """Why ``per_iteration`` does not fit the run's totals, or None when it does."""
         if self.per_iteration is None:
             return None
+        unknown = set(self.per_iteration) - set(PROBE_KINDS)
+        if unknown:
+            return f"unknown kind {sorted(unknown)[0]!r}"
         sums: KeyTotals = {}
-        for kind, names in self.per_iteration.items():
-            if kind not in PROBE_KINDS:
-                return f"unknown kind {kind!r}"
-            for name, subs in names.items():
-                for sub, values in subs.items():
-                    if len(values) != self.iterations:
-                        return (
-                            f"{kind} {name} {sub}: {len(values)} values for "
-                            f"{self.iterations} iterations"
-                        )
-                    sums[(kind, name, sub)] = sum(values)
+        for key, values in self.series_items():
+            if len(values) != self.iterations:
+                kind, name, sub = key
+                return f"{kind} {name} {sub}: {len(values)} values for {self.iterations} iterations"
+            sums[key] = sum(values)
         totals = self.key_totals()
         for key in sums.keys() | totals.keys():
             if sums.get(key, 0) != totals.get(key, 0):
