@@ -384,3 +384,36 @@ def test_where_it_diverges_ranks_the_function_whose_returns_differ_when_it_fails
     assert "1. find_ge_pid() -- its returns differ when the workload fails" in text
     doc = json.loads(to_json(result))
     assert doc["culprits"][0]["function"] == "find_ge_pid"
+
+
+def test_quiet_rows_are_built_on_demand_and_rank_as_if_all_were_built() -> None:
+    """The lazy ``Rows``: notable rows eager, unchanged ones built when read, in the
+    documented order (score, kind, key) over all rows together."""
+    from regress.diff.rank import KIND_ORDER
+    from regress.model.rows import Rows
+
+    rng = np.random.default_rng(3)
+    old_runs: list[dict[str, Any]] = []
+    new_runs: list[dict[str, Any]] = []
+    for side_runs in (old_runs, new_runs):
+        for _ in range(5):
+            sysc = {f"s{i}": {"0": int(rng.poisson(40)), "2": 7} for i in range(60)}
+            side_runs.append({"syscalls": sysc, "functions": {f"f{i}": 3 for i in range(30)}})
+    for r in new_runs:  # one certain change, one appeared key
+        r["syscalls"]["s0"]["2"] = 30
+        r["functions"]["f_new"] = 5
+    for r in old_runs:
+        r["functions"]["f_new"] = 0
+    res = diff_captures(make("a", old_runs), make("b", new_runs))
+    rows = res.divergences
+    assert isinstance(rows, Rows)
+    assert 2 <= len(rows.notable()) < res.keys_tested <= len(rows)
+    assert {d.key for d in rows.notable()} >= {"syscall:s0:ENOENT", "function:f_new"}
+    assert all(d.cls == "unchanged" for d in rows if d not in rows.notable())
+    built = list(rows)
+    assert built == sorted(built, key=lambda d: (-d.score, KIND_ORDER.get(d.kind, 9), d.key))
+    assert rows[0] is built[0] and rows[-1] is built[-1] and rows[1:3] == tuple(built[1:3])
+    assert rows == tuple(built) and rows != tuple(built[:-1])
+    # a result made from a plain tuple behaves the same (every row eager)
+    plain = dataclasses.replace(res, divergences=tuple(built))
+    assert plain.significant == res.significant and plain.shown == res.shown

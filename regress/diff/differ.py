@@ -18,9 +18,10 @@ import numpy as np
 from regress.diff import tests
 from regress.diff.comparability import comparability, quality_warnings
 from regress.diff.contrast import contrast
-from regress.diff.keys import KeyCounts, display_sub
+from regress.diff.keys import KeyCounts
 from regress.diff.probes import absent_rows
-from regress.diff.rank import TIER_OUTCOME, TIER_REST, Classes, ordered, rank_score, tier_score
+from regress.diff.rank import TIER_OUTCOME, TIER_REST, Classes, rank_score, tier_score
+from regress.diff.rowtable import RowTable, ranked_rows
 from regress.diff.where import culprits
 from regress.errors import IncomparableError, InputError
 from regress.model.capture import Capture, load_capture
@@ -87,14 +88,14 @@ def _diff(
 
     absent, skip, absent_warn = absent_rows(old, new)
     counts = KeyCounts.of(old, new, skip)
-    rows, methods, row_warn = _test_keys(counts, th)
+    table, methods, row_warn = _test_keys(counts, th)
     warnings += row_warn + absent_warn
     outcomes, outcome_warn = _outcome_rows(old, new, th)
     warnings += outcome_warn
     if outcomes:
         methods = (*methods, tests.LIVENESS.method)
 
-    gated = sum(1 for d in rows if "effect-gate" in d.notes)
+    gated = int(table.classes.gated.sum())
     if gated:
         warnings.append(
             DiffWarning(
@@ -104,7 +105,9 @@ def _diff(
                 f"x{th.min_ratio:g} or {th.min_abs_delta:g}/iteration: not counted as significant",
             )
         )
-    ranked = ordered(interpret(rows) + absent + outcomes)
+    notable = table.notable()
+    tested = interpret(table.rows(np.flatnonzero(notable).tolist()))
+    ranked = ranked_rows(table, tested + absent + outcomes, np.flatnonzero(~notable))
     contrasts = []
     for side, cap in (("old", old), ("new", new)):
         found, contrast_warn = contrast(cap, side, th)
@@ -116,12 +119,12 @@ def _diff(
         new=_summary(new, new_path),
         thresholds=th,
         divergences=ranked,
-        keys_tested=len(rows),
+        keys_tested=len(counts),
         tests=methods,
         warnings=tuple(warnings),
         forced=tuple(forced),
         contrasts=tuple(contrasts),
-        culprits=culprits(ranked, tuple(contrasts)),
+        culprits=culprits(ranked.notable(), tuple(contrasts)),
     )
 
 
@@ -139,8 +142,8 @@ def _summary(cap: Capture, path: str) -> CaptureSummary:
 
 def _test_keys(
     counts: KeyCounts, th: Thresholds
-) -> tuple[list[Divergence], tuple[TestMethod, ...], list[DiffWarning]]:
-    """Choose, run, adjust: every key's row (unsorted), the tests used, sample warnings."""
+) -> tuple[RowTable, tuple[TestMethod, ...], list[DiffWarning]]:
+    """Choose, run, adjust: every key's results as columns, the tests used, warnings."""
     run = tests.run_tests(counts, th)
     context = counts.context
     # Return-value buckets are context, not findings: they track data sizes and PID
@@ -165,64 +168,8 @@ def _test_keys(
             )
         )
     codes = {w.code for w in warnings}
-    few_note = ("few-runs",) if "few-runs" in codes else ()
-    single_note = ("single-run",) if "single-run" in codes else ()
-
-    c_old, c_new = counts.center_old, counts.center_new
-    ci_ok = (~np.isnan(run.lo) & (c_old != 0)).tolist()
-    po_l, pn_l = counts.per_iter_old.tolist(), counts.per_iter_new.tolist()
-    ro_l = counts.old.astype(np.int64).tolist()
-    rn_l = counts.new.astype(np.int64).tolist()
-    cols = zip(
-        counts.keys,
-        c_old.tolist(),
-        c_new.tolist(),
-        cl.cls.tolist(),
-        run.test,
-        run.p.tolist(),
-        q.tolist(),
-        cl.significant.tolist(),
-        cl.regression.tolist(),
-        cl.score.tolist(),
-        run.lo.tolist(),
-        run.hi.tolist(),
-        ci_ok,
-        cl.gated.tolist(),
-        strict=True,
-    )
-    rows: list[Divergence] = []
-    for i, (key, co, cn, cls, t, pi, qi, s, reg, sc, lo_i, hi_i, has_ci, gate_fail) in enumerate(
-        cols
-    ):
-        kind, name, sub = key
-        notes: tuple[str, ...] = (
-            few_note if t in ("ql", "mwu") else single_note if t != "exact" else ()
-        )
-        if gate_fail:
-            notes = (*notes, "effect-gate")
-        elif kind == "retval" and qi <= th.alpha:
-            notes = (*notes, "retval-context")
-        rows.append(
-            Divergence(
-                kind=kind,  # type: ignore[arg-type]
-                name=name,
-                sub=display_sub(kind, sub),
-                cls=cls,
-                old=SideValues(tuple(po_l[i]), tuple(ro_l[i]), co),
-                new=SideValues(tuple(pn_l[i]), tuple(rn_l[i]), cn),
-                ratio=cn / co if co > 0 else None,
-                ratio_ci=(lo_i, hi_i) if has_ci else None,
-                delta=cn - co,
-                test=t,
-                p=pi,
-                q=qi,
-                significant=s,
-                regression=reg,
-                score=sc,
-                notes=notes,
-            )
-        )
-    return rows, run.methods, warnings
+    table = RowTable(counts, run, q, cl, th, "few-runs" in codes, "single-run" in codes)
+    return table, run.methods, warnings
 
 
 def _outcome_row(

@@ -68,7 +68,8 @@ def _xlogy(y: FloatArray, x: FloatArray) -> FloatArray:
 def poisson_deviance(y: FloatArray, mu: FloatArray) -> FloatArray:
     """Row sums of the Poisson unit deviance 2 [y log(y/mu) - (y - mu)]."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        unit = 2.0 * (_xlogy(y, y) - _xlogy(y, mu) - (y - mu))
+        ratio = np.divide(y, mu, out=np.ones_like(y), where=mu > 0)
+        unit = 2.0 * (_xlogy(y, ratio) - (y - mu))
     unit = np.where(mu > 0, unit, 0.0)
     return np.asarray(np.maximum(unit, 0.0).sum(axis=1), dtype=np.float64)
 
@@ -395,7 +396,9 @@ def _ql_from_fit(
     p = sst.f.sf(f, 1, df_total)
     p = np.where(tot_o + tot_n > 0, p, 1.0)
     # Wald interval of log(lambda_new / lambda_old) with the posterior dispersion
-    quant = sst.t.ppf(0.5 + confidence / 2, df_total)
+    # df_total takes few distinct values (prior df + residual df): the quantile once each
+    df_u, df_at = np.unique(np.broadcast_to(df_total, lam_n.shape), return_inverse=True)
+    quant = sst.t.ppf(0.5 + confidence / 2, df_u)[df_at.reshape(lam_n.shape)]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         beta = np.log(lam_n / lam_o)
         se = np.sqrt(s2_post * (1.0 / tot_o + 1.0 / tot_n))

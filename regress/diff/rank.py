@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from regress.diff.keys import BoolArray, FloatArray, KeyCounts
-from regress.model.result import METRIC_KINDS, Divergence, Thresholds
+from regress.model.result import METRIC_KINDS, Thresholds
 
 TIER_OUTCOME = 4
 TIER_APPEAR = 3
@@ -110,8 +110,3 @@ class Classes:
                 np.where(self.suggestive, "suggestive", "unchanged"),
             ),
         )
-
-
-def ordered(rows: list[Divergence]) -> tuple[Divergence, ...]:
-    """Highest score first; ties by kind, then key."""
-    return tuple(sorted(rows, key=lambda d: (-d.score, KIND_ORDER.get(d.kind, 9), d.key)))

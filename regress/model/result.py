@@ -29,12 +29,14 @@ Stdlib only (shipped into the guest with the rest of ``regress.model``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
 
 from regress.errors import UsageError
+from regress.model.rows import Rows
 
 DivergenceClass = Literal[
     "liveness",  # the workload's own check fails at a different rate
@@ -392,7 +394,9 @@ class DiffResult:
     old: CaptureSummary
     new: CaptureSummary
     thresholds: Thresholds
-    divergences: tuple[Divergence, ...]  # ranked: significant first by score, then the rest
+    # ranked: significant first by score, then the rest; a ``Rows`` once built (a tuple
+    # or list given here is wrapped), whose quiet "unchanged" rows are built on demand
+    divergences: Sequence[Divergence]
     keys_tested: int
     tests: tuple[TestMethod, ...] = ()  # every test a row names, with its description
     warnings: tuple[DiffWarning, ...] = ()
@@ -402,24 +406,32 @@ class DiffResult:
     culprits: tuple[Culprit, ...] = ()  # "Where it diverges", strongest first
 
     def __post_init__(self) -> None:
+        if not isinstance(self.divergences, Rows):  # a plain sequence: every row eager
+            object.__setattr__(self, "divergences", Rows(tuple(self.divergences)))
         named = {t.name for t in self.tests} | {"none"}
-        unknown = {d.test for d in self.divergences} - named
+        unknown = ({d.test for d in self.rows.notable()} | self.rows.quiet_tests) - named
         if unknown:
             raise ValueError(f"rows name tests the result does not describe: {sorted(unknown)}")
 
     @property
+    def rows(self) -> Rows:
+        """``divergences`` as the lazy ``Rows`` it always is after construction."""
+        assert isinstance(self.divergences, Rows)
+        return self.divergences
+
+    @property
     def significant(self) -> list[Divergence]:
-        return [d for d in self.divergences if d.significant]
+        return [d for d in self.rows.notable() if d.significant]
 
     @property
     def shown(self) -> list[Divergence]:
         """Rows every output lists by default: significant, certain-small, suggestive,
         outcome and absent rows (``unchanged`` ones only on request)."""
-        return [d for d in self.divergences if d.significant or d.cls in SHOWN_CLASSES]
+        return [d for d in self.rows.notable() if d.significant or d.cls in SHOWN_CLASSES]
 
     @property
     def regressions(self) -> list[Divergence]:
-        return [d for d in self.divergences if d.regression]
+        return [d for d in self.rows.notable() if d.regression]
 
     def test_description(self, name: str) -> str:
         for t in self.tests:

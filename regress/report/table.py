@@ -6,7 +6,7 @@ byte-identical text; golden tests in ``tests/testdata/diff`` depend on it. ASCII
 
 from __future__ import annotations
 
-from regress.model.result import OUTCOME_KINDS, SHOWN_CLASSES, DiffResult, Divergence, SideValues
+from regress.model.result import OUTCOME_KINDS, DiffResult, Divergence, SideValues
 from regress.report.format import (
     ASCII,
     MISSING,
@@ -50,13 +50,9 @@ def _delta_text(d: Divergence) -> str:
     return fmt_signed(d.delta)
 
 
-def _shown(d: Divergence, show_all: bool) -> bool:
-    return show_all or d.significant or d.cls in SHOWN_CLASSES
-
-
 def select_rows(result: DiffResult, *, top: int | None, show_all: bool) -> list[Divergence]:
     """Rows to print: significant, liveness and absent rows (all rows with ``show_all``)."""
-    rows = [d for d in result.divergences if _shown(d, show_all)]
+    rows = list(result.divergences) if show_all else result.shown
     limit = top if top is not None else (None if show_all else DEFAULT_TOP)
     return rows if limit is None else rows[:limit]
 
@@ -126,7 +122,7 @@ def render_table(result: DiffResult, *, top: int | None = None, show_all: bool =
                 ]
             )
         lines += aligned(header, body, right={0, 3, 4, 5, 7, 8})
-        hidden = sum(1 for d in result.divergences if _shown(d, show_all)) - len(rows)
+        hidden = (len(result.divergences) if show_all else len(result.shown)) - len(rows)
         if hidden > 0:
             lines.append(f"... {hidden} more rows not shown (--top N, --all)")
         if any(d.regression for d in rows):

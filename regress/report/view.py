@@ -15,7 +15,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
-from itertools import zip_longest
+from itertools import islice, zip_longest
 from typing import Any
 
 from regress.model.capture import Capture
@@ -715,14 +715,17 @@ def build_view(
     """Everything both reports show, formatted and decided, from the differ's result."""
     footnotes = _footnotes(result, old, new)
     codes = {f.code: f.number for f in footnotes}
-    sig = [d for d in result.divergences if d.significant]
+    sig = result.significant
     shown = result.shown  # significant, then certain-small/suggestive/outcome/absent rows
-    rest = [d for d in result.divergences if d not in set(shown)]
+    # the rows not shown are the unchanged ones: only the first more_rows are built
+    listed = set(shown)
+    rest = list(islice((d for d in result.divergences if d not in listed), more_rows))
+    n_rest = len(result.divergences) - len(shown)
     rows = [_row(i + 1, d, result, old, new, codes) for i, d in enumerate(shown[:max_rows])]
     extra = [
         _row(len(rows) + i + 1, d, result, old, new, codes) for i, d in enumerate(rest[:more_rows])
     ]
-    hidden = max(0, len(shown) - max_rows) + max(0, len(rest) - more_rows)
+    hidden = max(0, len(shown) - max_rows) + max(0, n_rest - more_rows)
     kernel_rows = [r for r in rows if r.significant and r.kind not in OUTCOME_KINDS]
     fo, co = old.liveness_totals()
     fn, cn = new.liveness_totals()
