@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine (as root) for regress. Idempotent: every step
 # checks first and says what it did. Installs: bcc + bpftrace (tracing), qemu +
-# debootstrap + busybox (VM runner), chromium (report screenshot tests), kernel
+# debootstrap + busybox (VM runner), chromium (report screenshot tests), gcc-12 +
+# make (the selftest's fault modules), kernel
 # headers when the running kernel has none; the package itself into .venv with
 # the system's bcc module made importable.
 set -euo pipefail
@@ -19,6 +20,7 @@ APT_PACKAGES=(
   debootstrap busybox-static cpio kmod e2fsprogs dpkg-dev  # guest image, initramfs, module deps
   util-linux procps python3-venv              # unshare/nsenter, ps, venv for a system python
   chromium                                    # headless screenshot test of the HTML report
+  gcc-12 make                                 # selftest's fault modules, built against cached headers
 )
 
 missing=()

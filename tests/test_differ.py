@@ -370,18 +370,24 @@ def test_where_it_diverges_ranks_the_function_whose_returns_differ_when_it_fails
     names = [c.function for c in result.culprits]
     assert names == ["find_ge_pid", "next_tgid"], result.culprits
     first = result.culprits[0]
-    assert first.basis == "its returns differ when the workload fails"
-    contrast = first.evidence[0]
-    assert (contrast.source, contrast.label, contrast.after, contrast.before) == (
+    assert first.basis == "what it returns differs when the workload fails"
+    # first the share of its returns that are NULL (failing vs passing iterations), then
+    # the count of NULL returns per iteration (2 vs 1)
+    share = first.evidence[0]
+    assert (share.source, share.measure, share.label) == (
         "contrast",
+        "share",
         "find_ge_pid() returned NULL/0",
-        2.0,
-        1.0,
     )
+    assert share.after > share.before + 0.1 and share.q is not None and share.q < 1e-6
+    counts = [e for e in first.evidence if e.source == "contrast" and e.measure == "count"]
+    assert [(e.label, e.after, e.before) for e in counts] == [
+        ("find_ge_pid() returned NULL/0", 2.0, 1.0)
+    ]
     assert result.culprits[1].basis == "its call count changed"
     text = render_table(result)
     assert text.index("Where it diverges") < text.index("class      key")
-    assert "1. find_ge_pid() -- its returns differ when the workload fails" in text
+    assert "1. find_ge_pid() -- what it returns differs when the workload fails" in text
     doc = json.loads(to_json(result))
     assert doc["culprits"][0]["function"] == "find_ge_pid"
 

@@ -14,6 +14,9 @@ import pytest
 
 from regress.errors import UsageError
 from regress.guest.faults import FAULT_ERRNOS, FaultSpec, generate
+from regress.guest.modfault import ReturnFault, stats_of
+from regress.guest.modfault import generate as generate_module
+from regress.guest.modfault import stats_note as module_stats_note
 
 GOLDEN = Path(__file__).resolve().parent / "testdata" / "faults"
 CASES = {
@@ -88,3 +91,54 @@ def test_description_and_expected_key() -> None:
     job = f.to_job()
     assert job["bpf_text"] == generate(f) and job["description"] == f.describe()
     assert set(FAULT_ERRNOS) >= {"EACCES", "EPERM"}
+
+
+# --------------------------------------------------------------------------- module faults
+
+MODULE_CASES = {
+    "module_null_find_ge_pid.c": ReturnFault("find_ge_pid", "null"),
+    "module_eacces_proc_pid_permission.c": ReturnFault("proc_pid_permission", "EACCES", every=3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODULE_CASES))
+def test_module_golden_text(name: str) -> None:
+    text = generate_module(MODULE_CASES[name])
+    path = GOLDEN / name
+    if os.environ.get("REGRESS_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_module_rewrites_only_matching_returns() -> None:
+    null = generate_module(ReturnFault("find_ge_pid", "null", every=8))
+    assert '.kp.symbol_name = "find_ge_pid"' in null
+    assert "if (rv == 0 || IS_ERR_VALUE(rv))\n\t\treturn 0;" in null  # only real pointers
+    assert "regs_set_return_value(regs, 0);" in null and "#define REGRESS_FAULT_EVERY 8" in null
+    eacces = generate_module(ReturnFault("proc_pid_permission", "EACCES"))
+    assert "if (rv != 0)\n\t\treturn 0;" in eacces  # only successes become errors
+    assert "#define REGRESS_FAULT_ERRNO 13 /* EACCES */" in eacces
+    assert ReturnFault("f", "null").return_class == "NULL/0"
+    assert ReturnFault("f", "EIO").return_class == "-EIO"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"function": "find_ge_pid\n", "mode": "null"},  # trailing newline: never pasted
+        {"function": "a;b", "mode": "null"},
+        {"function": "1abc", "mode": "null"},
+        {"function": "f", "mode": "ENOSUCH"},
+        {"function": "f", "mode": "null", "comm": 'p"s'},
+        {"function": "f", "mode": "null", "every": 0},
+        {"function": "f", "mode": "null", "every": True},
+    ],
+)
+def test_module_fault_rejects_bad_values(kwargs: dict[str, object]) -> None:
+    with pytest.raises(UsageError):
+        ReturnFault(**kwargs)  # type: ignore[arg-type]
+
+
+def test_module_stats_note_round_trips() -> None:
+    assert stats_of(["x", module_stats_note(40, 5)]) == (40, 5)
+    assert stats_of(["fault program saw 3 matching open(s) and denied 1"]) is None

@@ -337,7 +337,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     # "Where it diverges" leads, naming the culprit; the contrast names its return class
     html = page.read_text()
     assert html.index('id="where"') < html.index('id="divergences"')
-    assert "find_ge_pid() -- its returns differ when the workload fails" in seen.text
+    assert "find_ge_pid() -- what it returns differs when the workload fails" in seen.text
     # the failing/passing contrast names the culprit's return class
     assert "Failing vs passing iterations" in seen.text
     assert "find_ge_pid() returned NULL/0" in seen.text

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as sst
 
+from regress.diff import returnmix
 from regress.diff.keys import KeyTuple, display_sub
 from regress.diff.rank import KIND_ORDER, effect_gate
 from regress.model.capture import Capture
@@ -129,6 +130,7 @@ def contrast(cap: Capture, side: str, th: Thresholds) -> tuple[Contrast | None, 
             rows=tuple(rows),
             keys_tested=int(varies.sum()),
             method=METHOD,
+            mix=tuple(returnmix.in_contrast(cap, failed, th)),
         ),
         [],
     )

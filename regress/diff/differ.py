@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regress.diff import tests
+from regress.diff import returnmix, tests
 from regress.diff.comparability import comparability, quality_warnings
 from regress.diff.contrast import contrast
 from regress.diff.keys import KeyCounts
@@ -114,6 +114,7 @@ def _diff(
         warnings += contrast_warn
         if found is not None:
             contrasts.append(found)
+    mix = tuple(returnmix.between_kernels(old, new, th))
     return DiffResult(
         old=_summary(old, old_path),
         new=_summary(new, new_path),
@@ -124,7 +125,8 @@ def _diff(
         warnings=tuple(warnings),
         forced=tuple(forced),
         contrasts=tuple(contrasts),
-        culprits=culprits(ranked.notable(), tuple(contrasts)),
+        culprits=culprits(ranked.notable(), tuple(contrasts), mix),
+        return_mix=mix,
     )
 
 

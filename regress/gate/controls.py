@@ -8,11 +8,13 @@ is ``DiffResult.aa_false_positives``, shown in each report's method section. It
 measures run-to-run noise inside one boot; boot-to-boot noise (pid numbers,
 memory layout) is only covered by a full A/A run (``regress ci --old X --new X``).
 
-Positive control: ``evaluate_canary`` decides, as a pure function of a diff and
+Positive controls: ``evaluate_canary`` decides, as a pure function of a diff and
 the fault that was injected (``regress.guest.faults``), whether the differ ranked the
 fault's symptom -- the injected ``openat`` errno row and the liveness row -- at
-the top. ``regress selftest`` runs the VMs and calls it; tests call it on
-captures with thresholds that must make it fail.
+the top; ``evaluate_culprit`` decides, for a kernel module that makes a known function
+misbehave (``regress.guest.modfault``), whether that function leads "Where it diverges".
+``regress selftest`` runs the VMs and calls them; tests call them on captures with
+thresholds that must make them fail.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from regress.diff.differ import diff_captures
 from regress.errors import UsageError
 from regress.guest.faults import FaultSpec
+from regress.guest.modfault import ReturnFault, stats_of
 from regress.model.capture import Capture
 from regress.model.result import DiffResult, Thresholds
 
@@ -225,4 +228,51 @@ def evaluate_canary(
         top=top,
         problems=problems,
         denied=denied,
+    )
+
+
+def evaluate_culprit(
+    result: DiffResult, fault: ReturnFault, *, faulted: Capture | None = None
+) -> CanaryVerdict:
+    """Pass only if the fault's function is *first* in "Where it diverges", with the
+    return class the fault adds among its evidence (the narrowing canaries)."""
+    expected = f"culprit:{fault.function}"
+    names = [c.function for c in result.culprits]
+    rank = names.index(fault.function) + 1 if fault.function in names else None
+    problems: list[str] = []
+    rewritten: int | None = None
+    if faulted is not None:
+        injected, _ = fault_figures(faulted)
+        stats = stats_of(list(faulted.notes))
+        rewritten = stats[1] if stats else None
+        if not injected:
+            problems.append("the faulted capture has no 'fault injected' note: no fault was loaded")
+        elif rewritten == 0:
+            problems.append(
+                f"the fault module rewrote 0 returns of {fault.function}(): it never fired, "
+                f"so narrowing was not tested (does the workload run comm {fault.comm!r} "
+                "through that function?)"
+            )
+    if rank is None:
+        problems.append(f"{fault.function}() is not in 'Where it diverges' at all")
+    else:
+        culprit = result.culprits[rank - 1]
+        labels = [e.label for e in culprit.evidence]
+        if not any(fault.return_class in label for label in labels):
+            problems.append(
+                f"{fault.function}(): its evidence does not name the return class "
+                f"{fault.return_class} ({'; '.join(labels)})"
+            )
+        if rank != 1:
+            problems.append(f"{fault.function}() is #{rank} in 'Where it diverges', not first")
+    if problems and names:
+        problems.append("'Where it diverges' was: " + ", ".join(names[:5]))
+    return CanaryVerdict(
+        passed=not problems,
+        expected=[expected],
+        top_n=1,
+        ranks={expected: rank},
+        top=[f"culprit:{n}" for n in names[:5]],
+        problems=problems,
+        denied=rewritten,
     )

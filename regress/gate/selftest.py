@@ -1,8 +1,15 @@
 """``regress selftest``: the positive control -- can this setup see a known regression?
 
-Boots one kernel twice through the pipeline -- control, then with the built-in fault
-(``regress.guest.faults``) in the new side's guests -- and asks
-``controls.evaluate_canary`` whether the differ put the fault's symptom at the top.
+Boots one kernel twice through the pipeline -- control, then with an injected fault in
+the new side's guests -- and judges the result. Canaries (``CANARIES``):
+
+* ``lsm`` (default): a BPF-LSM program denies some /proc/<pid>/stat opens by ps
+  (``regress.guest.faults``); ``controls.evaluate_canary`` asks whether the differ put
+  the symptom (openat EACCES, liveness) at the top;
+* ``null`` / ``errno``: a kernel module makes one function misbehave
+  (``regress.guest.modfault``: ``find_ge_pid()`` returning NULL early, or
+  ``proc_pid_permission()`` returning -EACCES); function returns are traced and
+  ``controls.evaluate_culprit`` asks whether that function leads "Where it diverges".
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from regress.errors import UsageError
 from regress.gate import pipeline
-from regress.gate.controls import AAControl, CanaryVerdict, evaluate_canary
+from regress.gate.controls import AAControl, CanaryVerdict, evaluate_canary, evaluate_culprit
 from regress.guest.faults import FaultSpec
+from regress.guest.modfault import ReturnFault
 from regress.model.capture import Capture, atomic_write_text
 from regress.model.events import Progress, ignore
 from regress.model.result import DiffResult, Thresholds
@@ -22,13 +31,27 @@ from regress.vm.backend import DEFAULT_NEW, DEFAULT_WORKLOAD, KernelPaths, RunOp
 
 SELFTEST_RUNS = 4
 SELFTEST_ITERATIONS = 10
+CANARIES = ("lsm", "null", "errno")
+MODULE_FAULT_EVERY = 8  # every 8th matching return: some iterations fail, others pass
+
+
+def canary_fault(name: str, every: int | None = None) -> FaultSpec | ReturnFault:
+    """The fault of a named canary (``every`` overrides its rate)."""
+    if name == "lsm":
+        return FaultSpec() if every is None else FaultSpec(every=every)
+    n = MODULE_FAULT_EVERY if every is None else every
+    if name == "null":
+        return ReturnFault("find_ge_pid", "null", every=n)
+    if name == "errno":
+        return ReturnFault("proc_pid_permission", "EACCES", every=n)
+    raise UsageError(f"canary {name!r}: expected one of {', '.join(CANARIES)}")
 
 
 @dataclass
 class SelftestOptions:
     kernel: str = DEFAULT_NEW
     workload: str = DEFAULT_WORKLOAD
-    fault: FaultSpec = field(default_factory=FaultSpec)
+    fault: FaultSpec | ReturnFault = field(default_factory=FaultSpec)
     thresholds: Thresholds = field(default_factory=Thresholds)
     top_n: int | None = None
     paths: KernelPaths | None = None  # an own build instead of ``kernel``
@@ -54,10 +77,26 @@ class SelftestOutcome:
     wall_s: float
 
 
+def judge(
+    result: DiffResult,
+    fault: FaultSpec | ReturnFault,
+    faulted: Capture,
+    *,
+    expect_liveness: bool,
+    top_n: int | None,
+) -> CanaryVerdict:
+    """The canary's verdict: the symptom at the top (LSM) or the culprit first (module)."""
+    if isinstance(fault, ReturnFault):
+        return evaluate_culprit(result, fault, faulted=faulted)
+    return evaluate_canary(
+        result, fault, faulted=faulted, expect_liveness=expect_liveness, top_n=top_n
+    )
+
+
 def evaluate_selftest(
     control: Capture,
     faulted: Capture,
-    fault: FaultSpec,
+    fault: FaultSpec | ReturnFault,
     thresholds: Thresholds,
     *,
     top_n: int | None = None,
@@ -69,9 +108,7 @@ def evaluate_selftest(
         control, faulted, thresholds, old_path=control_path, new_path=faulted_path
     )
     expect_liveness = bool(control.workload.spec.get("liveness"))
-    verdict = evaluate_canary(
-        judged.result, fault, faulted=faulted, expect_liveness=expect_liveness, top_n=top_n
-    )
+    verdict = judge(judged.result, fault, faulted, expect_liveness=expect_liveness, top_n=top_n)
     return verdict, judged
 
 
@@ -86,16 +123,14 @@ def run_selftest(opts: SelftestOptions, progress: Progress = ignore) -> Selftest
         new_paths=opts.paths,
         workload=opts.workload,
         fault=opts.fault.to_job(),
+        # a module canary is judged on what its function returns
+        function_returns=opts.run.function_returns or isinstance(opts.fault, ReturnFault),
     )
     comparison = pipeline.compare(ropts, opts.thresholds, progress, backend=opts.backend)
     judged = comparison.judged
     expect_liveness = bool(judged.old.workload.spec.get("liveness"))
-    verdict = evaluate_canary(
-        judged.result,
-        opts.fault,
-        faulted=judged.new,
-        expect_liveness=expect_liveness,
-        top_n=opts.top_n,
+    verdict = judge(
+        judged.result, opts.fault, judged.new, expect_liveness=expect_liveness, top_n=opts.top_n
     )
     atomic_write_text(
         comparison.out_dir / "selftest.json",

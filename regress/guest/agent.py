@@ -159,7 +159,9 @@ def _error_doc(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str, Any]) -> int:
+def _run_capture_job(
+    job: dict[str, Any], writer: ResultWriter, result: dict[str, Any], job_dir: Path
+) -> int:
     from regress.guest.runner import run_capture
     from regress.model.capture import MachineInfo, load_capture
 
@@ -194,7 +196,11 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
             publish()
 
     fault_prog = None
-    if fault:
+    fault_module = None
+    if fault and fault.get("kind") == "module":
+        fault_module = _load_fault_module(fault, job_dir)
+        emit(Event("fault_loaded", message=fault["description"]))
+    elif fault:
         from regress.guest.faults import STAT_DENIED, STAT_MATCHED, STATS_MAP, stats_note
         from regress.guest.tracer import load_lsm_program
 
@@ -213,6 +219,9 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
             own_kernel=True,  # a disposable guest: nothing else traces this kernel
         )
     finally:
+        if fault_module is not None:
+            fault_notes.append(_unload_fault_module(fault_module))
+            last_mtime[0] = -1.0
         if fault_prog is not None:
             try:
                 stats = fault_prog.array_values(STATS_MAP)
@@ -222,6 +231,34 @@ def _run_capture_job(job: dict[str, Any], writer: ResultWriter, result: dict[str
             last_mtime[0] = -1.0  # republish with the fault's figures
         publish()
     return 0
+
+
+def _load_fault_module(fault: dict[str, Any], job_dir: Path) -> str:
+    """insmod the fault module the host built for this kernel (on the job disk)."""
+    from regress.guest.modfault import MODULE_FILE
+
+    name = str(fault["module_name"])
+    proc = subprocess.run(
+        ["insmod", str(job_dir / MODULE_FILE)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"insmod {MODULE_FILE} failed: {proc.stderr.strip()}")
+    return name
+
+
+def _unload_fault_module(name: str) -> str:
+    """rmmod the fault module; its counters, read first, as a capture note."""
+    from regress.guest.modfault import stats_note
+
+    params = Path("/sys/module") / name / "parameters"
+    try:
+        matched = int((params / "matched").read_text())
+        rewritten = int((params / "rewritten").read_text())
+        note = stats_note(matched, rewritten)
+    except (OSError, ValueError) as exc:
+        note = f"fault module counters unreadable: {exc}"
+    subprocess.run(["rmmod", name], capture_output=True, check=False)
+    return note
 
 
 def _run_command_job(job: dict[str, Any], result: dict[str, Any]) -> int:
@@ -266,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = 0
     try:
         if job.get("kind") == "capture":
-            rc = _run_capture_job(job, writer, result)
+            rc = _run_capture_job(job, writer, result, job_dir)
         elif job.get("kind") == "command":
             rc = _run_command_job(job, result)
         else:

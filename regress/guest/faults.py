@@ -95,7 +95,7 @@ class FaultSpec:
 
     def describe(self) -> str:
         """One line for capture notes and reports."""
-        what = "every" if self.every == 1 else f"every {_ordinal(self.every)}"
+        what = "every" if self.every == 1 else f"every {ordinal(self.every)}"
         return (
             f"BPF-LSM file_open denies {what} open of another process's "
             f"/proc/<pid>/{self.name} by comm {self.comm!r} with -{self.errno}"
@@ -110,7 +110,7 @@ class FaultSpec:
         return {"description": self.describe(), "bpf_text": generate(self), "spec": asdict(self)}
 
 
-def _ordinal(n: int) -> str:
+def ordinal(n: int) -> str:
     if 10 <= n % 100 <= 20:
         suffix = "th"
     else:

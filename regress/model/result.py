@@ -352,6 +352,20 @@ class Contrast:
     rows: tuple[ContrastRow, ...]  # significant at alpha after BH, strongest first
     keys_tested: int
     method: str
+    mix: tuple[MixChange, ...] = ()  # return shares that differ, failing vs passing
+
+
+@dataclass(frozen=True, slots=True)
+class MixChange:
+    """A (function, return class) whose share of the function's returns changed
+    (``regress.diff.returnmix``): the seed bug's "NULL too early" shows here, not in counts."""
+
+    function: str
+    sub: str  # the class as displayed: "NULL/0", "-EACCES", "other"
+    before: float  # mean share: old kernel's runs, or the passing iterations
+    after: float  # new kernel's runs, or the failing iterations
+    p: float
+    q: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,11 +376,12 @@ class Evidence:
     source: Literal["diff", "contrast"]
     label: str  # the row's label, e.g. "find_ge_pid() returned NULL/0"
     before: float  # per iteration: old kernel, or the passing iterations
-    after: float  # per iteration: new kernel, or the failing iterations
+    after: float  # per iteration: new kernel, or the failing iterations (shares: 0-1)
     side: str  # the contrast's kernel ("old"/"new"), "" for diff rows
     q: float | None
     ratio: float | None
     cls: str  # the diff row's class, "" for contrast rows
+    measure: Literal["count", "share"] = "count"  # share: of the function's returns
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +419,7 @@ class DiffResult:
     aa_false_positives: int | None = None  # from a negative control, when one was run
     contrasts: tuple[Contrast, ...] = ()  # per kernel with failing and passing iterations
     culprits: tuple[Culprit, ...] = ()  # "Where it diverges", strongest first
+    return_mix: tuple[MixChange, ...] = ()  # return shares that changed between kernels
 
     def __post_init__(self) -> None:
         if not isinstance(self.divergences, Rows):  # a plain sequence: every row eager

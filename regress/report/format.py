@@ -131,6 +131,15 @@ def aligned(
 
 def evidence_text(e: Evidence) -> str:
     """One line of "Where it diverges": what was found about a function, in numbers."""
+    if e.measure == "share":
+        if e.source == "contrast":
+            how = "exact: the same in every iteration of each" if e.q == 0 else f"q {fmt_p(e.q)}"
+            return (
+                f"{e.label}: {e.after:.0%} of its returns in failing iterations, "
+                f"{e.before:.0%} in passing ones on the {e.side} kernel ({how})"
+            )
+        how = " (exact: the same in every run)" if e.q == 0 else f" (q {fmt_p(e.q)})"
+        return f"{e.label}: {e.before:.0%} -> {e.after:.0%} of its returns{how}"
     if e.source == "contrast":
         return (
             f"{e.label}: {fmt_num(e.after)} per failing iteration, {fmt_num(e.before)} per "

@@ -80,6 +80,7 @@ def to_json(result: DiffResult) -> str:
         "aa_false_positives": result.aa_false_positives,
         "contrasts": [plain(asdict(c)) for c in result.contrasts],
         "culprits": [plain(asdict(c)) for c in result.culprits],
+        "return_mix": [plain(asdict(m)) for m in result.return_mix],
         "significant_count": len(result.significant),
         "regression_count": len(result.regressions),
     }

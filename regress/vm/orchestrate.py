@@ -21,11 +21,12 @@ from typing import Any
 
 from regress import errors
 from regress.errors import RegressError, VMError
+from regress.guest.modfault import MODULE_FILE
 from regress.model.capture import MachineInfo, save_capture
 from regress.model.events import Event, Progress, ignore
 from regress.model.paths import cache_root
 from regress.model.workload import WorkloadSpec
-from regress.vm import backend, image, kernels, qemu
+from regress.vm import backend, image, kernels, modbuild, qemu
 from regress.vm.backend import (
     CapturePair,
     KernelPaths,
@@ -127,10 +128,12 @@ def boot_command(
     append: list[str] | None = None,
     what: str = "command boot",
     cpus: int | None = None,
+    extra: dict[str, bytes] | None = None,
 ) -> qemu.BootResult:
     """Boot ``kernel`` once and run ``command`` in the guest (benchmarks, guest-side tests).
 
-    The result's ``result["command"]`` holds rc/stdout/stderr; a panic, hang or agent
+    ``extra`` files land in the guest's /job. The result's ``result["command"]`` holds
+    rc/stdout/stderr; a panic, hang or agent
     failure raises ``VMError`` naming the console log under ``work``.
     """
     root = image.build_root_image()
@@ -147,7 +150,9 @@ def boot_command(
         initrd=image.initramfs(kernel),
         kdisk=image.kernel_disk(kernel),
     )
-    qemu.write_job_disk(cfg.job_disk, {"kind": "command", "command": command, "timeout_s": timeout})
+    qemu.write_job_disk(
+        cfg.job_disk, {"kind": "command", "command": command, "timeout_s": timeout}, extra=extra
+    )
     qemu.new_result_disk(cfg.result_disk)
     res = qemu.boot(cfg)
     failure = qemu.failure_of(res, what=what)
@@ -204,9 +209,14 @@ def run_side(
             kdisk=kdisk,
         )
         job = guest_job(opts, spec, machine, nruns, boot)
+        boot_extra = dict(extra)
         if opts.fault is not None and side.name == "new":
             job["fault"] = opts.fault
-        qemu.write_job_disk(cfg.job_disk, job, extra=extra)
+            if opts.fault.get("kind") == "module":  # built for this side's kernel
+                boot_extra[MODULE_FILE] = modbuild.build_module(
+                    kernel, opts.fault["module_source"], opts.fault["module_name"]
+                )
+        qemu.write_job_disk(cfg.job_disk, job, extra=boot_extra)
         qemu.new_result_disk(cfg.result_disk)
         what = f"{side.name} kernel {kernel.release} boot {boot}"
         progress(

@@ -21,8 +21,16 @@ from regress.cli.app import app, err, out
 from regress.cli.progress import log_lines
 from regress.errors import UsageError
 from regress.gate.ci import CiOptions, run_ci
-from regress.gate.selftest import SELFTEST_ITERATIONS, SELFTEST_RUNS, SelftestOptions, run_selftest
+from regress.gate.selftest import (
+    MODULE_FAULT_EVERY,
+    SELFTEST_ITERATIONS,
+    SELFTEST_RUNS,
+    SelftestOptions,
+    canary_fault,
+    run_selftest,
+)
 from regress.guest.faults import FAULT_ERRNOS, FaultSpec
+from regress.guest.modfault import ReturnFault
 from regress.model.result import FailOn
 from regress.vm.backend import KernelPaths, RunOptions
 
@@ -142,9 +150,23 @@ def selftest_cmd(
         str, typer.Option("--fault-comm", help="process name whose /proc/<pid>/<file> opens fail")
     ] = "ps",
     fault_file: Annotated[str, typer.Option("--fault-file", help="the /proc/<pid>/ file")] = "stat",
+    canary: Annotated[
+        str,
+        typer.Option(
+            "--canary",
+            help="lsm: BPF-LSM denies /proc/<pid>/<file> opens; null: a module makes "
+            "find_ge_pid() return NULL early; errno: a module makes proc_pid_permission() "
+            "return -EACCES (null/errno check that the function leads 'Where it diverges')",
+        ),
+    ] = "lsm",
     fault_every: Annotated[
-        int, typer.Option("--fault-every", help="deny every Nth matching open")
-    ] = 2,
+        int | None,
+        typer.Option(
+            "--fault-every",
+            help=f"fault every Nth matching call (default: 2 for lsm, {MODULE_FAULT_EVERY} "
+            "for the module canaries)",
+        ),
+    ] = None,
     fault_errno: Annotated[
         str, typer.Option("--fault-errno", help=f"one of {', '.join(sorted(FAULT_ERRNOS))}")
     ] = "EACCES",
@@ -169,7 +191,16 @@ def selftest_cmd(
 ) -> int:
     """Positive control: boot one kernel twice, the second time with an injected fault
     (BPF-LSM denies some /proc/<pid>/stat opens by ps), and check the differ ranks it first."""
-    fault = FaultSpec(comm=fault_comm, name=fault_file, every=fault_every, errno=fault_errno)
+    fault: FaultSpec | ReturnFault
+    if canary == "lsm":
+        fault = FaultSpec(
+            comm=fault_comm,
+            name=fault_file,
+            every=2 if fault_every is None else fault_every,
+            errno=fault_errno,
+        )
+    else:
+        fault = canary_fault(canary, fault_every)
     paths = None
     if kernel_image is not None or modules is not None or headers is not None:
         if kernel_image is None or modules is None:
