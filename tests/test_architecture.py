@@ -27,6 +27,7 @@ import regress.report.text as report_text
 from regress.cli.commands.capture import render_summary
 from regress.cli.main import run as cli_run
 from regress.diff.differ import diff_captures
+from regress.guest.discover import Discovery
 from regress.model.capture import load_capture, save_capture
 from regress.model.names import errno_name
 from regress.report.json import to_json
@@ -136,6 +137,23 @@ class FixtureVM:
         return CapturePair(out_dir=out, captures=caps)
 
 
+class NarrowingFixtureVM(FixtureVM):
+    """FixtureVM plus a function discovery that reports a fixed list."""
+
+    name = "fixture-narrow"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.discover_calls: list[tuple[list[str], int]] = []
+
+    def discover_pair(
+        self, opts: RunOptions, syscalls: list[str], max_functions: int, progress: Any
+    ) -> dict[str, Discovery]:
+        self.discover_calls.append((list(syscalls), max_functions))
+        found = Discovery({syscalls[0]: ["bpf_lsm_file_open", "security_file_open"]}, 2)
+        return {"old": found, "new": found}
+
+
 class Spy:
     """Counts calls of a function while passing them through."""
 
@@ -163,16 +181,55 @@ def spies(monkeypatch: pytest.MonkeyPatch) -> dict[str, Spy]:
 
 def test_run_diffs_and_renders_once(spies: dict[str, Spy], tmp_path: Path) -> None:
     vm = FixtureVM()
-    rc = cli_run(["run", "--backend", vm.name, "--runs", "4", "-o", str(tmp_path / "r")])
+    argv = ["run", "--backend", vm.name, "--runs", "4", "--no-narrow"]
+    rc = cli_run([*argv, "-o", str(tmp_path / "r")])
     assert rc == 0
     assert len(vm.calls) == 1
     assert {k: s.calls for k, s in spies.items()} == {"diff": 1, "html": 1, "text": 1}
     assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "report.txt").is_file()
 
 
+def test_run_narrows_a_regression_once_and_renders_once(
+    spies: dict[str, Spy], tmp_path: Path
+) -> None:
+    """A regressed comparison starts one narrowing pass: discovery under the syscall whose
+    errors regressed, then one more capture pair with the discovered functions' returns
+    traced and at most NARROW_RUNS runs; the reports are still written once, with it."""
+    from regress.gate.narrow import NARROW_RUNS
+
+    vm = NarrowingFixtureVM()
+    rc = cli_run(["run", "--backend", vm.name, "--runs", "4", "-o", str(tmp_path / "r")])
+    assert rc == 0
+    assert vm.discover_calls and vm.discover_calls[0][0][0] == "openat"
+    first, second = vm.calls
+    assert not first.function_returns and second.function_returns
+    assert {"bpf_lsm_file_open", "security_file_open"} <= set(second.functions or [])
+    assert second.runs == min(4, NARROW_RUNS) and second.out_dir == tmp_path / "r" / "narrow"
+    assert {k: s.calls for k, s in spies.items()} == {"diff": 2, "html": 1, "text": 1}
+    text = " ".join((tmp_path / "r" / "report.txt").read_text().split())
+    assert (
+        "Narrowing pass: looked under openat, getppid, write (openat: its errors regressed" in text
+    )
+    # nothing regressed: no pass (an A/A pair of the control capture)
+    vm2 = NarrowingFixtureVM()
+    vm2.name = "fixture-narrow-aa"
+    vm_backend.register(vm2.name, lambda: vm2)
+    real = vm2.capture_pair
+
+    def same_twice(opts: RunOptions, progress: Any, cancel: Any = None) -> CapturePair:
+        pair = real(opts, progress, cancel)
+        shutil.copyfile(pair.captures["old"], pair.captures["new"])
+        return pair
+
+    vm2.capture_pair = same_twice  # type: ignore[method-assign]
+    assert cli_run(["run", "--backend", vm2.name, "--runs", "4", "-o", str(tmp_path / "aa")]) == 0
+    assert vm2.discover_calls == [] and len(vm2.calls) == 1
+
+
 def test_ci_diffs_and_renders_each_workload_once(spies: dict[str, Spy], tmp_path: Path) -> None:
     vm = FixtureVM()
     argv = ["ci", "--backend", vm.name, "-w", "ps-loop", "-w", "proc-scan", "--runs", "4"]
+    argv.append("--no-narrow")
     rc = cli_run([*argv, "-o", str(tmp_path / "ci"), "--fail-on", "none"])
     assert rc == 0
     assert [c.workload for c in vm.calls] == ["ps-loop", "proc-scan"]
@@ -184,8 +241,8 @@ def test_ci_diffs_and_renders_each_workload_once(spies: dict[str, Spy], tmp_path
 def test_run_ci_and_selftest_ask_for_the_same_vm_shape(tmp_path: Path) -> None:
     """Same host, default options: the three commands request identical machines."""
     vm = FixtureVM()
-    cli_run(["run", "--backend", vm.name, "-o", str(tmp_path / "r")])
-    cli_run(["ci", "--backend", vm.name, "-o", str(tmp_path / "ci")])
+    cli_run(["run", "--backend", vm.name, "--no-narrow", "-o", str(tmp_path / "r")])
+    cli_run(["ci", "--backend", vm.name, "--no-narrow", "-o", str(tmp_path / "ci")])
     cli_run(["selftest", "--backend", vm.name, "-o", str(tmp_path / "st")])
     shapes = {(c.cpus, c.mem_mb, c.accel, tuple(c.append)) for c in vm.calls}
     assert len(vm.calls) == 3 and len(shapes) == 1, shapes

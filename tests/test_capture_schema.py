@@ -141,9 +141,10 @@ def test_v1_probe_kinds_migrate_to_the_differ_vocabulary(testdata: Path) -> None
     raw = json.loads((testdata / "diff" / "absent.old.json").read_text())
     assert raw["schema_version"] == 1 and raw["probes"][0]["kind"] == "syscalls"
     back = load_capture(testdata / "diff" / "absent.old.json")
-    assert back.schema_version == cap.SCHEMA_VERSION == 4
+    assert back.schema_version == cap.SCHEMA_VERSION == 5
     assert all(r.timed_out == [False] * len(r.exit_codes) for r in back.runs)
     assert all(r.per_iteration is None for r in back.runs)
+    assert all(r.origins == {} and r.origin_stacks == {} and r.fn_syscalls == {} for r in back.runs)
     assert back.probes[0].kind == "syscall"
     assert {p.kind for p in back.probes} <= set(cap.PROBE_KINDS)
 

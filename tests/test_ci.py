@@ -86,6 +86,7 @@ def _run(
         fail_on=FailOn(fail_on),
         out_dir=tmp_path / "ci",
         backend="fixture",
+        narrow=kw.pop("narrow", False),  # narrowing has its own tests (test_architecture)
         **kw,
     )
     outcome = run_ci(opts)

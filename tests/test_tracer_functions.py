@@ -58,6 +58,8 @@ class FakeBPF:
             return _Hash({_Val(k): _Val(v) for k, v in self.fcounts.items()})
         if name == b"frcounts":
             return _Hash({_RetKey(*k): _Val(v) for k, v in self.frcounts.items()})
+        if name == b"fsys":  # returns per syscall: none in this fake
+            return _Hash({})
         return _Zeros()  # the ``lost`` array
 
 

@@ -20,6 +20,7 @@ from regress.cli.app import app, err
 from regress.cli.commands import capture as _capture  # noqa: F401
 from regress.cli.commands import ci as _ci  # noqa: F401
 from regress.cli.commands import diff as _diff  # noqa: F401
+from regress.cli.commands import narrow as _narrow  # noqa: F401
 from regress.cli.commands import report as _report  # noqa: F401
 from regress.cli.commands import vm as _vm  # noqa: F401
 from regress.errors import RegressError

@@ -67,6 +67,15 @@ FunctionReturns = Annotated[
     ),
 ]
 FUNCTION_RETURNS = _RUN.function_returns
+Narrow = Annotated[
+    bool,
+    typer.Option(
+        "--narrow/--no-narrow",
+        help="when something regressed, run the narrowing pass: discover the functions "
+        "under the diverging syscalls and trace their returns and errno origins on both "
+        "kernels ('Where it diverges')",
+    ),
+]
 
 # --------------------------------------------------------------------------- kernels, VMs
 

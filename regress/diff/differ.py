@@ -18,7 +18,7 @@ import numpy as np
 from regress.diff import returnmix, tests
 from regress.diff.comparability import comparability, quality_warnings
 from regress.diff.contrast import contrast
-from regress.diff.keys import KeyCounts
+from regress.diff.keys import KeyCounts, display_sub
 from regress.diff.probes import absent_rows
 from regress.diff.rank import TIER_OUTCOME, TIER_REST, Classes, rank_score, tier_score
 from regress.diff.rowtable import RowTable, ranked_rows
@@ -125,9 +125,27 @@ def _diff(
         warnings=tuple(warnings),
         forced=tuple(forced),
         contrasts=tuple(contrasts),
-        culprits=culprits(ranked.notable(), tuple(contrasts), mix),
+        culprits=culprits(ranked.notable(), tuple(contrasts), mix, *_function_context(old, new)),
         return_mix=mix,
     )
+
+
+def _function_context(
+    old: Capture, new: Capture
+) -> tuple[dict[str, dict[str, int]], dict[tuple[str, str], list[str]]]:
+    """Both captures' syscalls per function, and errno origins' call paths (new first)."""
+    under: dict[str, dict[str, int]] = {}
+    paths: dict[tuple[str, str], list[str]] = {}
+    for cap in (new, old):
+        for run in cap.runs:
+            for fn, per in run.fn_syscalls.items():
+                mine = under.setdefault(fn, {})
+                for sysname, n in per.items():
+                    mine[sysname] = mine.get(sysname, 0) + n
+            for key, frames in run.origin_stacks.items():
+                sysname, _, sub = key.partition(":")
+                paths.setdefault((sysname, display_sub("origin", sub)), frames)
+    return under, paths
 
 
 def _summary(cap: Capture, path: str) -> CaptureSummary:

@@ -30,6 +30,9 @@ def display_sub(kind: str, sub: str) -> str:
     ``NULL/0``)."""
     if kind == "syscall" and sub:
         return errno_name(sub)
+    if kind == "origin":
+        err, sep, fn = sub.partition("@")
+        return f"{errno_name(err)}@{fn}" if sep and err.isdigit() else sub
     if kind == "funcret":
         if sub == "0":
             return "NULL/0"
@@ -76,7 +79,12 @@ class KeyIndex:
         for run in cap.runs:
             rows: list[int] = []
             vals: list[int] = []
-            nested = (("syscall", run.syscalls), ("retval", run.retvals), ("funcret", run.funcrets))
+            nested = (
+                ("syscall", run.syscalls),
+                ("retval", run.retvals),
+                ("funcret", run.funcrets),
+                ("origin", run.origins),
+            )
             for fam, table in nested:
                 for name, inner in table.items():
                     subs = tuple(inner)

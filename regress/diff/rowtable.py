@@ -173,6 +173,6 @@ def _key_text(key: tuple[str, str, str]) -> str:
     kind, name, sub = key
     if kind == "syscall" and sub:
         sub = errno_name(sub)
-    elif kind == "funcret":
+    elif kind in ("funcret", "origin"):
         sub = display_sub(kind, sub)
     return f"{kind}:{name}:{sub}" if sub else f"{kind}:{name}"

@@ -62,6 +62,7 @@ class CiOptions:
     run: RunOptions = field(default_factory=RunOptions)
     selftest: bool = False  # run the positive control on the new kernel first
     backend: str = "qemu"
+    narrow: bool = True  # narrowing pass on workloads that regressed
 
 
 @dataclass
@@ -226,7 +227,9 @@ def _one_workload(opts: CiOptions, workload: str, emit: Progress) -> WorkloadOut
     )
     started = time.monotonic()
     try:
-        comparison = pipeline.compare(ropts, opts.thresholds, emit, backend=opts.backend)
+        comparison = pipeline.compare(
+            ropts, opts.thresholds, emit, backend=opts.backend, narrow=opts.narrow
+        )
     except RegressError as exc:
         return WorkloadOutcome(
             workload,

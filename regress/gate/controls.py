@@ -132,11 +132,14 @@ class CanaryVerdict:
     top: list[str]  # the keys of the top rows, for the message
     problems: list[str] = field(default_factory=list)  # what was missed, one line each
     denied: int | None = None  # opens the fault denied, from the capture note
+    detail: str = ""  # what narrowing found, when it ran
 
     def message(self) -> str:
         if self.passed:
             where = ", ".join(f"{k} #{self.ranks[k]}" for k in self.expected)
-            return f"canary caught: {where} (top {self.top_n})"
+            return f"canary caught: {where} (top {self.top_n})" + (
+                f"; {self.detail}" if self.detail else ""
+            )
         return "canary MISSED: " + "; ".join(self.problems)
 
     def to_dict(self) -> dict[str, Any]:
@@ -276,3 +279,34 @@ def evaluate_culprit(
         problems=problems,
         denied=rewritten,
     )
+
+
+# The LSM hook path of file_open: where an LSM canary's errno must be born.
+LSM_HOOK_FUNCTIONS = ("bpf_lsm_file_open", "security_file_open")
+
+
+def evaluate_origin(result: DiffResult, fault: FaultSpec) -> list[str]:
+    """Problems with the narrowing pass's account of the LSM canary (none: it traced the
+    injected errno to its birth on the LSM hook path, first in 'Where it diverges')."""
+    if result.narrowing is None:
+        return ["no narrowing pass ran (a regression should have started one)"]
+    want = f"openat {fault.errno} born in "
+    if not result.culprits:
+        return [f"the narrowing pass named no function (wanted the origin of openat {fault.errno})"]
+    first = result.culprits[0]
+    born = [e.label for e in first.evidence if e.label.startswith(want)]
+    on_path = first.function in LSM_HOOK_FUNCTIONS or any(
+        f in first.path for f in LSM_HOOK_FUNCTIONS
+    )
+    problems: list[str] = []
+    if not born:
+        problems.append(
+            f"{first.function}() leads 'Where it diverges' but not as the origin of openat "
+            f"{fault.errno} ({'; '.join(e.label for e in first.evidence[:3])})"
+        )
+    elif not on_path:
+        problems.append(
+            f"openat {fault.errno} traced to {first.function}(), not the LSM hook path "
+            f"({', '.join(LSM_HOOK_FUNCTIONS)}); call path: {' <- '.join(first.path)}"
+        )
+    return problems

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +104,20 @@ def compare(
     *,
     backend: str = "qemu",
     cancel: threading.Event | None = None,
+    narrow: bool = False,
 ) -> Comparison:
-    """Capture both kernels with ``backend``, diff once, render once."""
+    """Capture both kernels with ``backend``, diff once, (``narrow``: when something
+    regressed, run the narrowing pass), render once."""
     started = time.monotonic()
     pair = vm_backend.get(backend).capture_pair(opts, progress, cancel)
     progress(Event("stage", message="diffing"))
     judged = judge(pair.captures["old"], pair.captures["new"], thresholds)
+    if narrow:
+        from regress.gate.narrow import narrow as run_narrowing
+
+        outcome = run_narrowing(opts, judged, thresholds, progress, backend=backend)
+        if outcome is not None:
+            judged = replace(judged, result=outcome.result)
     reports = render(judged, pair.out_dir)
     return Comparison(
         out_dir=pair.out_dir,

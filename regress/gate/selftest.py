@@ -21,7 +21,13 @@ from pathlib import Path
 
 from regress.errors import UsageError
 from regress.gate import pipeline
-from regress.gate.controls import AAControl, CanaryVerdict, evaluate_canary, evaluate_culprit
+from regress.gate.controls import (
+    AAControl,
+    CanaryVerdict,
+    evaluate_canary,
+    evaluate_culprit,
+    evaluate_origin,
+)
 from regress.guest.faults import FaultSpec
 from regress.guest.modfault import ReturnFault
 from regress.model.capture import Capture, atomic_write_text
@@ -64,6 +70,7 @@ class SelftestOptions:
         )
     )
     backend: str = "qemu"
+    narrow: bool = False  # run the narrowing pass on the canary (the LSM canary's origin)
 
 
 @dataclass
@@ -84,13 +91,25 @@ def judge(
     *,
     expect_liveness: bool,
     top_n: int | None,
+    narrowed: bool = False,
 ) -> CanaryVerdict:
     """The canary's verdict: the symptom at the top (LSM) or the culprit first (module)."""
     if isinstance(fault, ReturnFault):
         return evaluate_culprit(result, fault, faulted=faulted)
-    return evaluate_canary(
+    verdict = evaluate_canary(
         result, fault, faulted=faulted, expect_liveness=expect_liveness, top_n=top_n
     )
+    if narrowed:  # the errno must also be traced to its birth on the LSM hook path
+        problems = evaluate_origin(result, fault)
+        if problems:
+            return replace(verdict, passed=False, problems=[*verdict.problems, *problems])
+        first = result.culprits[0]
+        path = " <- ".join(first.path[:3])
+        detail = f"openat {fault.errno} born in {first.function}()" + (
+            f" <- {path}" if path else ""
+        )
+        return replace(verdict, detail=detail)
+    return verdict
 
 
 def evaluate_selftest(
@@ -126,11 +145,18 @@ def run_selftest(opts: SelftestOptions, progress: Progress = ignore) -> Selftest
         # a module canary is judged on what its function returns
         function_returns=opts.run.function_returns or isinstance(opts.fault, ReturnFault),
     )
-    comparison = pipeline.compare(ropts, opts.thresholds, progress, backend=opts.backend)
+    comparison = pipeline.compare(
+        ropts, opts.thresholds, progress, backend=opts.backend, narrow=opts.narrow
+    )
     judged = comparison.judged
     expect_liveness = bool(judged.old.workload.spec.get("liveness"))
     verdict = judge(
-        judged.result, opts.fault, judged.new, expect_liveness=expect_liveness, top_n=opts.top_n
+        judged.result,
+        opts.fault,
+        judged.new,
+        expect_liveness=expect_liveness,
+        top_n=opts.top_n,
+        narrowed=opts.narrow,
     )
     atomic_write_text(
         comparison.out_dir / "selftest.json",

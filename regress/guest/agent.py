@@ -261,6 +261,16 @@ def _unload_fault_module(name: str) -> str:
     return note
 
 
+def _run_discover_job(job: dict[str, Any], result: dict[str, Any]) -> int:
+    """Which functions run under the given syscalls for this workload (narrowing)."""
+    from regress.guest.discover import MAX_FUNCTIONS, discover
+
+    spec = spec_from_job(job["workload"])
+    limit = int(job.get("max_functions", MAX_FUNCTIONS))
+    result["discovery"] = discover(spec, list(job["syscalls"]), max_functions=limit).to_dict()
+    return 0
+
+
 def _run_command_job(job: dict[str, Any], result: dict[str, Any]) -> int:
     """Run a plain command (benchmarks, diagnostics); stdout/stderr come back in the result."""
     started = time.monotonic()
@@ -306,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             rc = _run_capture_job(job, writer, result, job_dir)
         elif job.get("kind") == "command":
             rc = _run_command_job(job, result)
+        elif job.get("kind") == "discover":
+            rc = _run_discover_job(job, result)
         else:
             raise ValueError(f"unknown job kind {job.get('kind')!r}")
         result["state"] = "done"

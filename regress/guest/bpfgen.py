@@ -38,6 +38,17 @@ array (``pid_max`` raised later) cannot be tracked and is counted in ``lost``.
   else). One shared kretprobe program reading only the return register from the
   program's context (``bpf_user_pt_regs_t``, the kprobe ABI: x86_64's uapi
   ``pt_regs`` has rax in slot 10) -- still no kernel structs;
+* with ``function_returns`` also **errno origins** (retsnoop's idea): per tracked thread,
+  ``thread_state`` holds the syscall it is in (``raw_syscalls:sys_enter``) and the
+  first traced function that returned the errno currently propagating (a later return
+  of the same errno keeps it -- callers pass the error up; a different errno replaces
+  it), with its kernel stack (``stacks``, ``bpf_get_stackid``: the callers at return
+  time). At ``sys_exit`` with ``-errno``, ``origins[(nr, errno, function, stack)]``
+  counts where that errno was born (function 0: in no traced function). ``fsys``
+  counts each traced function's returns per syscall it ran under (the syscall a
+  culprit explains). Known limit: a function returning an errno that its caller
+  absorbs, followed by an unrelated birth of the same errno in the same syscall, is
+  named for both;
 * ``lost``: events we could not count (a map was full), so a capture can prove
   it missed nothing.
 
@@ -55,7 +66,7 @@ from typing import Any
 from regress.errors import UsageError
 from regress.model.workload import FUNCTION_PATTERN_RE, TRACEPOINT_PATTERN_RE
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 TRACEPOINT_RE = re.compile(r"^([a-z0-9_]{1,64}):([A-Za-z0-9_]{1,128})$", re.ASCII)
 FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", re.ASCII)
 
@@ -65,10 +76,14 @@ LOST_COUNTERS: tuple[str, ...] = (
     "counts_full",
     "functions_full",
     "returns_full",
+    "origins_full",
 )
 # Return classes of ``frcounts`` (besides -errno values -1..-4095).
 RET_ZERO, RET_OTHER = 0, 1
 MAX_ERRNO = 4095
+# Kernel stacks kept for errno origins (distinct call paths per run), frames per stack.
+ORIGIN_STACKS = 1024
+NO_SYSCALL = 0xFFFFFFFF  # ``fsys``: a traced function returning outside any syscall
 # The return value's slot in the kprobe context on x86_64 (uapi asm/ptrace.h: r15 r14
 # r13 r12 rbp rbx r11 r10 r9 r8 rax ...); regress's syscall table is x86_64's too.
 RC_SLOT = 10
@@ -268,6 +283,29 @@ def generate(options: TracerOptions) -> str:
                 "    s64 cls;",
                 "};",
                 f"BPF_HASH(frcounts, struct fr_key, u64, {o.max_functions});",
+                "struct thread_state {",
+                "    u64 ip;  // origin: the traced function that returned err first",
+                "    u32 nr;  // the syscall the thread is in",
+                "    s32 err;  // the errno propagating (negative), 0: none",
+                "    s32 stack;  // origin's stack id, < 0: none",
+                "    u32 pad;",
+                "};",
+                f"BPF_HASH(thread_state, u32, struct thread_state, {o.max_counts});",
+                "struct or_key {",
+                "    u64 ip;",
+                "    u32 nr;",
+                "    s32 err;",
+                "    s32 stack;",
+                "    u32 pad;",
+                "};",
+                f"BPF_HASH(origins, struct or_key, u64, {o.max_counts});",
+                f"BPF_STACK_TRACE(stacks, {ORIGIN_STACKS});",
+                "struct fs_key {",
+                "    u64 ip;",
+                "    u32 nr;",
+                "    u32 pad;",
+                "};",
+                f"BPF_HASH(fsys, struct fs_key, u64, {o.max_functions});",
             ]
     lines += [
         "",
@@ -326,9 +364,30 @@ def generate(options: TracerOptions) -> str:
         "    u32 *t = tracked.lookup(&pid);",
         "    if (t)",
         "        *t = 0;",
+    ]
+    if o.syscalls and o.functions and o.function_returns:
+        lines.append("    thread_state.delete(&pid);  // errno origins: the thread is gone")
+    lines += [
         "    return 0;",
         "}",
     ]
+    origins = o.syscalls and bool(o.functions) and o.function_returns
+    if origins:
+        lines += [
+            "",
+            "// Errno origins: which syscall the thread is in; a new syscall, no origin yet.",
+            "TRACEPOINT_PROBE(raw_syscalls, sys_enter)",
+            "{",
+            "    if (!current_tracked())",
+            "        return 0;",
+            "    u32 tid = (u32)bpf_get_current_pid_tgid();",
+            "    struct thread_state st = {};",
+            "    st.nr = (u32)args->id;",
+            "    st.stack = -1;",
+            "    thread_state.update(&tid, &st);",
+            "    return 0;",
+            "}",
+        ]
     if o.syscalls:
         lines += [
             "",
@@ -342,6 +401,22 @@ def generate(options: TracerOptions) -> str:
             "    if (ret < 0 && ret >= -4095) {",
             "        k.err = (u16)(-ret);",
         ]
+        if origins:
+            lines += [
+                "        u32 tid = (u32)bpf_get_current_pid_tgid();",
+                "        struct thread_state *st = thread_state.lookup(&tid);",
+                "        struct or_key ok = {};",
+                "        ok.nr = id;",
+                "        ok.err = (s32)ret;",
+                "        ok.stack = -1;",
+                "        if (st && st->err == (s32)ret) {",
+                "            ok.ip = st->ip;",
+                "            ok.stack = st->stack;",
+                "        }",
+                "        {",
+                *["        " + x for x in _inc("origins", "&ok", "LOST_ORIGINS_FULL")],
+                "        }",
+            ]
         if o.retvals:
             lines += [
                 "    } else {",
@@ -416,6 +491,19 @@ def generate(options: TracerOptions) -> str:
             "        k.cls = low;",
             "    else",
             f"        k.cls = {RET_OTHER};",
+            "    u32 tid = (u32)bpf_get_current_pid_tgid();",
+            "    struct thread_state *st = thread_state.lookup(&tid);",
+            "    struct fs_key fk = {};",
+            "    fk.ip = k.ip;",
+            f"    fk.nr = st ? st->nr : {NO_SYSCALL}u;",
+            "    if (st && k.cls < 0 && st->err != (s32)k.cls) {  // an errno is born here",
+            "        st->err = (s32)k.cls;",
+            "        st->ip = k.ip;",
+            "        st->stack = stacks.get_stackid(ctx, 0);",
+            "    }",
+            "    {",
+            *["    " + x for x in _inc("fsys", "&fk", "LOST_RETURNS_FULL")],
+            "    }",
             *_inc("frcounts", "&k", "LOST_RETURNS_FULL"),
             "    return 0;",
             "}",

@@ -154,7 +154,10 @@ def resolve_functions(
                 hint="expected a C identifier with * ? [] wildcards",
             )
         norm_pat = normalise_function(pattern)
-        matches = [n for n in by_name if fnmatch.fnmatchcase(n, norm_pat)]
+        if any(c in norm_pat for c in "*?["):
+            matches = fnmatch.filter(by_name, norm_pat)
+        else:  # a plain name (narrowing passes ~150): a lookup, not a scan of ~50k symbols
+            matches = [norm_pat] if norm_pat in by_name else []
         if not matches:
             absent.append(
                 ProbeStatus("function", pattern, "absent", "no traceable function on this kernel")

@@ -30,6 +30,7 @@ import regress
 from regress.errors import EnvironmentProblem, InputError, UsageError, WorkloadRunError
 from regress.guest import probes as _probes
 from regress.guest import syscalls as _syscalls
+from regress.guest.bpfgen import NO_SYSCALL as BPF_NO_SYSCALL
 from regress.guest.bpfgen import (
     TracerOptions,
     fingerprint,
@@ -37,6 +38,7 @@ from regress.guest.bpfgen import (
     read_pid_max,
     return_class,
 )
+from regress.guest.btf import kernel_void_functions
 from regress.guest.environment import (
     ensure_tracefs,
     kernel_info,
@@ -47,12 +49,14 @@ from regress.guest.series import IterationSeries, flat_counts
 from regress.guest.tracer import RawCounts, Tracer, bcc_version, import_bcc
 from regress.model import names
 from regress.model.capture import (
+    NO_SYSCALL,
     Capture,
     MachineInfo,
     ProbeStatus,
     Run,
     TracerInfo,
     WorkloadInfo,
+    origin_sub,
     save_capture,
 )
 from regress.model.events import Event
@@ -161,6 +165,12 @@ def counts_to_run(
     funcrets: dict[str, dict[str, int]] = {}
     for (fn, cls), n in sorted(raw.funcrets.items()):
         funcrets.setdefault(fn, {})[return_class(cls)] = n
+    origins, origin_stacks = origin_tables(raw)
+    fn_syscalls: dict[str, dict[str, int]] = {}
+    for (fn, nr), n in sorted(raw.fn_syscalls.items()):
+        sysname = NO_SYSCALL if nr == BPF_NO_SYSCALL else names.name_of(nr)
+        inner = fn_syscalls.setdefault(fn, {})
+        inner[sysname] = inner.get(sysname, 0) + n
     return Run(
         index=index,
         iterations=iterations,
@@ -171,8 +181,26 @@ def counts_to_run(
         tracepoints=dict(raw.tracepoints),
         functions=dict(sorted(raw.functions.items())),
         funcrets=funcrets,
+        origins=origins,
+        origin_stacks=origin_stacks,
+        fn_syscalls=fn_syscalls,
         lost=dict(raw.lost),
     )
+
+
+def origin_tables(raw: RawCounts) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+    """Errno origins as a capture stores them, and each origin's most frequent stack."""
+    origins: dict[str, dict[str, int]] = {}
+    best: dict[str, tuple[int, int]] = {}  # "<syscall>:<sub>" -> (count, stack id)
+    for (nr, err, fn, stack), n in sorted(raw.origins.items()):
+        sysname, sub = names.name_of(nr), origin_sub(err, fn)
+        inner = origins.setdefault(sysname, {})
+        inner[sub] = inner.get(sub, 0) + n
+        key = f"{sysname}:{sub}"
+        if stack >= 0 and n > best.get(key, (0, -1))[0]:
+            best[key] = (n, stack)
+    stacks = {k: list(raw.stacks.get(stack, ())) for k, (_, stack) in sorted(best.items())}
+    return origins, {k: v for k, v in stacks.items() if v}
 
 
 def _tail(path: Path, limit: int = 200) -> str:
@@ -382,6 +410,9 @@ def run_capture(
         functions=plan.functions,
         kprobe_problem=plan.kprobe_problem,
         own_kernel=own_kernel,
+        void_returns=(kernel_void_functions() or frozenset())
+        if plan.options.function_returns
+        else frozenset(),
     )
     try:
         statuses = tracer.load()

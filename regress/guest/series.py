@@ -12,7 +12,7 @@ from __future__ import annotations
 from regress.guest.bpfgen import return_class
 from regress.guest.tracer import RawCounts
 from regress.model import names
-from regress.model.capture import KeyTotals, Series
+from regress.model.capture import KeyTotals, Series, origin_sub
 
 
 def flat_counts(raw: RawCounts) -> KeyTotals:
@@ -28,6 +28,9 @@ def flat_counts(raw: RawCounts) -> KeyTotals:
         out[("function", fn, "")] = n
     for (fn, cls), n in raw.funcrets.items():
         out[("funcret", fn, return_class(cls))] = n
+    for (nr, err, fn, _), n in raw.origins.items():
+        key = ("origin", names.name_of(nr), origin_sub(err, fn))
+        out[key] = out.get(key, 0) + n
     return out
 
 

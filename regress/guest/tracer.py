@@ -73,6 +73,9 @@ def bcc_version() -> str | None:
     return str(getattr(bcc, "__version__", "unknown"))
 
 
+VOID_REASON = "returns void (kernel BTF): no return value to class"
+
+
 @dataclass
 class RawCounts:
     """One read of the maps, with syscall numbers and addresses still unresolved."""
@@ -82,6 +85,10 @@ class RawCounts:
     tracepoints: dict[str, int] = field(default_factory=dict)
     functions: dict[str, int] = field(default_factory=dict)  # normalised name -> n
     funcrets: dict[tuple[str, int], int] = field(default_factory=dict)  # (name, class) -> n
+    # errno origins: (syscall nr, -errno, function or "" when born untraced, stack id) -> n
+    origins: dict[tuple[int, int, str, int], int] = field(default_factory=dict)
+    stacks: dict[int, tuple[str, ...]] = field(default_factory=dict)  # stack id -> frames
+    fn_syscalls: dict[tuple[str, int], int] = field(default_factory=dict)  # (name, nr) -> n
     lost: dict[str, int] = field(default_factory=dict)
 
 
@@ -139,21 +146,26 @@ class Tracer:
         functions: list[FunctionTarget] | None = None,
         kprobe_problem: str | None = None,
         own_kernel: bool = False,
+        void_returns: frozenset[str] = frozenset(),
     ) -> None:
         """``own_kernel``: this kernel is regress's alone (a disposable guest), so
-        attaching may pause ftrace globally (``kprobe_events.ftrace_paused``)."""
+        attaching may pause ftrace globally (``kprobe_events.ftrace_paused``).
+        ``void_returns``: functions the kernel's BTF says return void (``regress.guest.btf``):
+        no return probe -- their return register holds nothing to class."""
         self.options = options
         self.text = generate(options)
         self.headers = headers
         self.function_targets = functions or []
         self.kprobe_problem = kprobe_problem
         self.own_kernel = own_kernel
+        self.void_returns = void_returns
         self.statuses: list[ProbeStatus] = []
         self.attach_note: str | None = None
         # Registered multi-probe events (entries, returns): (file, group, perf fd).
         self._fn_events: list[tuple[kprobe_events.KprobeEvents, str, int]] = []
         self._bpf: Any = None
         self._addr_map: AddressMap | None = None
+        self._stack_cache: dict[int, tuple[str, ...]] = {}  # origins' stacks, this run
         self._raw_names: frozenset[str] = frozenset()
         self._generation = 0
         self._buffers: dict[int, tuple[Any, Any]] = {}
@@ -262,12 +274,21 @@ class Tracer:
             reasons = self._attach_kprobes_one_by_one(symbols)
         st = self._statuses("function", reasons)
         if self.options.function_returns:
-            ok = [s for s in symbols if s not in reasons]  # returns only where entries are
+            void = {
+                s for t in self.function_targets if t.name in self.void_returns for s in t.symbols
+            }
+            # returns only where entries are, and never on void functions
+            ok = [s for s in symbols if s not in reasons and s not in void]
             returns = None if one_by_one else self._attach_function_event(ok, returns=True)
             if returns is None:
                 returns = self._attach_kprobes_one_by_one(ok, returns=True)
             returns.update({s: reasons[s] for s in symbols if s in reasons})
-            st += self._statuses("funcret", returns)
+            st += [
+                ProbeStatus("funcret", p.name, "absent", VOID_REASON)
+                if p.name in self.void_returns
+                else p
+                for p in self._statuses("funcret", returns)
+            ]
         return st
 
     def _statuses(self, kind: str, reasons: dict[str, str]) -> list[ProbeStatus]:
@@ -507,7 +528,10 @@ class Tracer:
         if self.options.functions:
             hashes.append(b"fcounts")
             if self.options.function_returns:
-                hashes.append(b"frcounts")
+                hashes += [b"frcounts", b"fsys"]
+                if self.options.syscalls:
+                    hashes += [b"thread_state", b"origins", b"stacks"]
+        self._stack_cache.clear()
         for name in large:
             table = b[name]
             self._zero(table, [i for i, _ in self._nonzero(table)])
@@ -548,9 +572,39 @@ class Tracer:
                 name = self._addr_map.name_at(int(k.ip)) or f"0x{int(k.ip):x}"
                 key = (name, int(k.cls))
                 raw.funcrets[key] = raw.funcrets.get(key, 0) + n
+            for k, n in self._hash_items(b[b"fsys"]):
+                name = self._addr_map.name_at(int(k.ip)) or f"0x{int(k.ip):x}"
+                fkey = (name, int(k.nr))
+                raw.fn_syscalls[fkey] = raw.fn_syscalls.get(fkey, 0) + n
+        if self.options.function_returns and self.options.syscalls and self.options.functions:
+            self._read_origins(raw)
         lost = self._array_values(b"lost", len(LOST_COUNTERS))
         raw.lost = dict(zip(LOST_COUNTERS, lost, strict=True))
         return raw
+
+    def _read_origins(self, raw: RawCounts) -> None:
+        """Errno origins, their functions named and their stacks symbolised (once per id)."""
+        b = self._need()
+        items = self._hash_items(b[b"origins"])
+        if items and self._addr_map is None:
+            self._addr_map = AddressMap(read_kallsyms())
+        for k, n in items:
+            ip, stack = int(k.ip), int(k.stack)
+            name = "" if ip == 0 else self._name_of(ip)
+            okey = (int(k.nr), int(k.err), name, stack)
+            raw.origins[okey] = raw.origins.get(okey, 0) + n
+            if stack >= 0 and stack not in self._stack_cache:
+                try:
+                    addrs = list(b[b"stacks"].walk(stack))
+                except Exception:  # the id was evicted: an origin without a path
+                    addrs = []
+                self._stack_cache[stack] = tuple(self._name_of(int(a)) for a in addrs)
+            if stack >= 0:
+                raw.stacks[stack] = self._stack_cache[stack]
+
+    def _name_of(self, addr: int) -> str:
+        assert self._addr_map is not None
+        return self._addr_map.name_at(addr) or f"0x{addr:x}"
 
     def _array_values(self, name: bytes, n: int) -> list[int]:
         """The first ``n`` counters of a u64 array: from its mapping, else one lookup each."""

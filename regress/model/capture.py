@@ -22,6 +22,12 @@ Schema history (``schema_version``):
        tracer after every iteration. Older captures have none (``null``). What traced
        functions return, ``runs[].funcrets`` (name -> "0" | "-<errno>" | "other" -> n),
        with probe kind ``funcret``; older captures have none (``{}``).
+  5 -- 2026-11-30: errno origins (with function returns traced): ``runs[].origins``
+       (syscall -> "<errno>@<function>" -> n; function "?" when the errno was born in
+       no traced function), ``runs[].origin_stacks`` ("<syscall>:<errno>@<function>" ->
+       the most frequent kernel call path of that origin, innermost caller first) and
+       ``runs[].fn_syscalls`` (function -> syscall it returned under -> n; "-" outside
+       any syscall). Older captures have none (``{}``).
 
 To change the schema: bump ``SCHEMA_VERSION``, add a history line above, write
 ``migrate_vN_to_vN+1(doc) -> doc`` and register it in ``MIGRATIONS``.
@@ -42,7 +48,7 @@ from typing import Any, Literal
 
 from regress.errors import CaptureFormatError, InputError, SchemaTooNewError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FORMAT_NAME = "regress-capture"
 
 # One vocabulary with the differ's row kinds (``regress.model.result.MetricKind``):
@@ -55,6 +61,10 @@ PROBE_KINDS: tuple[str, ...] = ("syscall", "retval", "tracepoint", "function", "
 RETURN_CLASS_OTHER = "other"
 MAX_ERRNO = 4095
 FAMILY_PROBE_KINDS: frozenset[str] = frozenset({"syscall", "retval"})
+# Kinds of per-iteration series: the probes' counts, and errno origins (``origins``).
+SERIES_KINDS: tuple[str, ...] = (*PROBE_KINDS, "origin")
+UNTRACED_ORIGIN = "?"  # an errno born in no traced function
+NO_SYSCALL = "-"  # ``fn_syscalls``: a function returning outside any syscall
 PROBE_STATES: tuple[str, ...] = ("attached", "absent", "failed")
 
 
@@ -89,13 +99,34 @@ def migrate_v3_to_v4(doc: dict[str, Any]) -> dict[str, Any]:
     return _each(doc, "runs", lambda r: {**r, "per_iteration": None, "funcrets": {}})
 
 
+def migrate_v4_to_v5(doc: dict[str, Any]) -> dict[str, Any]:
+    """v4 recorded no errno origins and no syscall per function."""
+    return _each(
+        doc, "runs", lambda r: {**r, "origins": {}, "origin_stacks": {}, "fn_syscalls": {}}
+    )
+
+
 # Migrations: MIGRATIONS[n] turns a version-n document into a version-(n+1) one.
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 MIGRATIONS: dict[int, Migration] = {
     1: migrate_v1_to_v2,
     2: migrate_v2_to_v3,
     3: migrate_v3_to_v4,
+    4: migrate_v4_to_v5,
 }
+
+
+def origin_parts(sub: str) -> tuple[int, str] | None:
+    """``"13@bpf_lsm_file_open"`` -> (13, "bpf_lsm_file_open"); None when malformed."""
+    err, sep, fn = sub.partition("@")
+    if not sep or not fn or not err.isdigit() or not 0 < int(err) <= MAX_ERRNO:
+        return None
+    return int(err), fn
+
+
+def origin_sub(err: int, fn: str) -> str:
+    """``(-13, "bpf_lsm_file_open")`` -> ``"13@bpf_lsm_file_open"`` (``?``: born untraced)."""
+    return f"{abs(err)}@{fn or UNTRACED_ORIGIN}"
 
 
 @dataclass
@@ -178,6 +209,10 @@ class Run:
     functions: dict[str, int] = field(default_factory=dict)  # normalised name -> n
     # normalised name -> return class ("0", "-<errno>", "other") -> n
     funcrets: dict[str, dict[str, int]] = field(default_factory=dict)
+    # errno origins: syscall -> "<errno>@<function>" -> n (function "?": born untraced)
+    origins: dict[str, dict[str, int]] = field(default_factory=dict)
+    origin_stacks: dict[str, list[str]] = field(default_factory=dict)  # "<sys>:<sub>" -> path
+    fn_syscalls: dict[str, dict[str, int]] = field(default_factory=dict)  # fn -> syscall -> n
     liveness: list[bool | None] = field(default_factory=list)  # per iteration
     exit_codes: list[int] = field(default_factory=list)  # per iteration (-N: signal N)
     timed_out: list[bool] = field(default_factory=list)  # per iteration: killed at timeout
@@ -192,7 +227,12 @@ class Run:
     def key_totals(self) -> KeyTotals:
         """The run's counts by ``(kind, name, sub)``, the differ's key."""
         out: KeyTotals = {}
-        nested = (("syscall", self.syscalls), ("retval", self.retvals), ("funcret", self.funcrets))
+        nested = (
+            ("syscall", self.syscalls),
+            ("retval", self.retvals),
+            ("funcret", self.funcrets),
+            ("origin", self.origins),
+        )
         for kind, table in nested:
             for name, inner in table.items():
                 for sub, n in inner.items():
@@ -213,7 +253,7 @@ class Run:
         """Why ``per_iteration`` does not fit the run's totals, or None when it does."""
         if self.per_iteration is None:
             return None
-        unknown = set(self.per_iteration) - set(PROBE_KINDS)
+        unknown = set(self.per_iteration) - set(SERIES_KINDS)
         if unknown:
             return f"unknown kind {sorted(unknown)[0]!r}"
         sums: KeyTotals = {}
@@ -511,6 +551,9 @@ class _Checker:
             self.int_(v, f"{where}.{k}")
         return dict(d)
 
+    def counts_by_name(self, value: Any, where: str) -> dict[str, dict[str, int]]:
+        return {k: self.counts(v, f"{where}.{k}") for k, v in self.obj(value, where).items()}
+
     def nested_counts(self, value: Any, where: str) -> dict[str, dict[str, int]]:
         d = self.obj(value, where)
         out: dict[str, dict[str, int]] = {}
@@ -538,6 +581,24 @@ class _Checker:
                 if not ok:
                     raise self.fail(f"{where}.{name}.{cls}", 'expected "0", "-<errno>" or "other"')
             out[name] = counts
+        return out
+
+    def origin_counts(self, value: Any, where: str) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for name, inner in self.obj(value, where).items():
+            counts = self.counts(inner, f"{where}.{name}")
+            for sub in counts:
+                if origin_parts(sub) is None:
+                    raise self.fail(f"{where}.{name}.{sub}", 'expected "<errno>@<function>"')
+            out[name] = counts
+        return out
+
+    def paths(self, value: Any, where: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for key, frames in self.obj(value, where).items():
+            if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
+                raise self.fail(f"{where}.{key}", "expected a list of function names")
+            out[key] = list(frames)
         return out
 
     def series(self, value: Any, where: str) -> Series | None:
@@ -650,6 +711,9 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
                 tracepoints=c.counts(r.get("tracepoints", {}), f"{where}.tracepoints"),
                 functions=c.counts(r.get("functions", {}), f"{where}.functions"),
                 funcrets=c.return_counts(r.get("funcrets", {}), f"{where}.funcrets"),
+                origins=c.origin_counts(r.get("origins", {}), f"{where}.origins"),
+                origin_stacks=c.paths(r.get("origin_stacks", {}), f"{where}.origin_stacks"),
+                fn_syscalls=c.counts_by_name(r.get("fn_syscalls", {}), f"{where}.fn_syscalls"),
                 liveness=list(liveness),
                 exit_codes=list(exit_codes),
                 timed_out=list(timed_out),

@@ -20,6 +20,7 @@ retval      read                   log2 bucket, e.g. "9"        ``retval:read:9`
 tracepoint  sched:sched_switch     ""                           ``tracepoint:sched:...``
 function    find_ge_pid            ""                           ``function:find_ge_pid``
 liveness    liveness               ""                           ``liveness``
+origin      openat                 EACCES@bpf_lsm_file_open     ``origin:openat:EACCES@...``
 syscall     ``*`` (whole family)   ""                           ``syscall:*`` (absent rows)
 ==========  =====================  ===========================  ==========================
 
@@ -49,7 +50,9 @@ DivergenceClass = Literal[
     "absent",  # probe could not be attached on one side: no number to compare
     "unchanged",  # tested, nothing to report (only listed with --all)
 ]
-MetricKind = Literal["liveness", "exit", "syscall", "retval", "tracepoint", "function", "funcret"]
+MetricKind = Literal[
+    "liveness", "exit", "syscall", "origin", "retval", "tracepoint", "function", "funcret"
+]
 
 # Display order of classes and the tie-break order of kinds (the user-visible outcomes
 # first, then the syscall outcome, derived views last).
@@ -68,6 +71,7 @@ METRIC_KINDS: tuple[str, ...] = (
     "liveness",
     "exit",
     "syscall",
+    "origin",
     "funcret",
     "tracepoint",
     "function",
@@ -302,6 +306,10 @@ class Divergence:
             return f"{name}()"
         if kind == "funcret":
             return f"{name}() returned {sub}" if sub else f"{name}() returns"
+        if kind == "origin":
+            err, _, fn = sub.partition("@")
+            where = "outside the traced functions" if fn == "?" else f"in {fn}()"
+            return f"{name} {err} born {where}"
         return name
 
     @property
@@ -391,6 +399,26 @@ class Culprit:
     function: str
     basis: str  # why it is ranked where it is
     evidence: tuple[Evidence, ...]
+    # the syscalls it explains: where its errno was born, else the syscalls it ran under
+    # that diverge (else the ones it ran under most), at most three
+    syscalls: tuple[str, ...] = ()
+    path: tuple[str, ...] = ()  # kernel call path of its errno origin, innermost caller first
+
+
+@dataclass(frozen=True, slots=True)
+class Narrowing:
+    """The automatic narrowing pass (``regress.gate.narrow``): what it looked under,
+    what it traced, what it cost. Its culprits are the result's ``culprits``."""
+
+    syscalls: tuple[str, ...]  # the diverging syscalls whose functions were discovered
+    why: str  # how those syscalls were chosen
+    functions: int  # functions traced (entries and returns) on both kernels
+    discovered: int  # distinct non-void functions discovery saw under the syscalls
+    captures: tuple[str, str]  # the pass's old and new capture files
+    wall_s: float  # discovery + capture + diff
+    significant: int  # significant rows in the pass's own diff
+    aa_false_positives: int | None  # the pass's own A/A split
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +448,7 @@ class DiffResult:
     contrasts: tuple[Contrast, ...] = ()  # per kernel with failing and passing iterations
     culprits: tuple[Culprit, ...] = ()  # "Where it diverges", strongest first
     return_mix: tuple[MixChange, ...] = ()  # return shares that changed between kernels
+    narrowing: Narrowing | None = None  # the narrowing pass, when one ran
 
     def __post_init__(self) -> None:
         if not isinstance(self.divergences, Rows):  # a plain sequence: every row eager

@@ -153,10 +153,20 @@ def evidence_text(e: Evidence) -> str:
     return f"{e.label}: {fmt_num(e.before)} -> {fmt_num(e.after)} per iteration{ratio}{how}"
 
 
+def path_text(path: tuple[str, ...], limit: int = 8) -> str:
+    """A kernel call path, innermost caller first: ``a <- b <- c ...``."""
+    shown = " <- ".join(path[:limit])
+    return shown + (f" <- ... ({len(path) - limit} more)" if len(path) > limit else "")
+
+
 def culprit_lines(culprits: tuple[Culprit, ...], indent: str = "") -> list[str]:
     """The "Where it diverges" list as plain lines (terminal and mail text)."""
     lines: list[str] = []
     for i, c in enumerate(culprits, 1):
         lines.append(f"{indent}{i}. {c.function}() -- {c.basis}")
+        if c.syscalls:
+            lines.append(f"{indent}   explains: {', '.join(c.syscalls)}")
         lines += [f"{indent}   {evidence_text(e)}" for e in c.evidence]
+        if c.path:
+            lines.append(f"{indent}   call path: {path_text(c.path)}")
     return lines

@@ -81,6 +81,7 @@ def to_json(result: DiffResult) -> str:
         "contrasts": [plain(asdict(c)) for c in result.contrasts],
         "culprits": [plain(asdict(c)) for c in result.culprits],
         "return_mix": [plain(asdict(m)) for m in result.return_mix],
+        "narrowing": None if result.narrowing is None else plain(asdict(result.narrowing)),
         "significant_count": len(result.significant),
         "regression_count": len(result.regressions),
     }

@@ -105,6 +105,7 @@ class TextView:
     method: list[str]
     repro: list[str]
     contrasts: list[str]
+    narrowing: list[str]  # what the narrowing pass did (wrapped), empty when none ran
     where: list[str]
 
 
@@ -231,11 +232,18 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
         method=method,
         repro=repro,
         contrasts=contrasts,
+        narrowing=wrap(v.narrowing, indent="  ", hanging="  ") if v.narrowing else [],
         where=[
             line
             for c in v.culprits
             for line in wrap(c.title, indent=f"  {c.number}. ", hanging="     ")
+            + (
+                wrap(f"explains: {c.explains}", indent="     ", hanging="     ")
+                if c.explains
+                else []
+            )
             + [x for e in c.evidence for x in wrap(e, indent="     - ", hanging="       ")]
+            + (wrap(f"call path: {c.path}", indent="     ", hanging="       ") if c.path else [])
         ],
     )
 

@@ -30,6 +30,7 @@ from regress.report.format import (
     fmt_ratio,
     fmt_value,
     missing,
+    path_text,
     plural,
 )
 
@@ -152,8 +153,10 @@ class CulpritView:
 
     number: int
     function: str
-    title: str  # "find_ge_pid() -- its returns differ when the workload fails"
+    title: str  # "find_ge_pid() -- what it returns differs when the workload fails"
     evidence: list[str]
+    explains: str = ""  # "getdents64" / "openat": the syscalls it explains
+    path: str = ""  # errno origin's kernel call path, innermost caller first
 
 
 @dataclass
@@ -201,6 +204,7 @@ class ReportView:
     aa: str
     contrasts: list[ContrastView]
     culprits: list[CulpritView]
+    narrowing: str  # what the narrowing pass did, "" when none ran
     repro: list[ReproStep]
     bpf: list[BpfProgram]
 
@@ -709,6 +713,25 @@ def _contrasts(result: DiffResult) -> list[ContrastView]:
     return out
 
 
+def narrowing_text(result: DiffResult) -> str:
+    """One sentence on the narrowing pass, or "" when none ran."""
+    n = result.narrowing
+    if n is None:
+        return ""
+    aa = (
+        ""
+        if n.aa_false_positives is None
+        else f"; its own A/A split: {n.aa_false_positives} false positive(s)"
+    )
+    found = "" if result.culprits else " It found no traced function whose returns differ."
+    return (
+        f"Narrowing pass: looked under {', '.join(n.syscalls)} ({n.why}); traced "
+        f"{n.functions} functions (entries, returns, errno origins) on both kernels, "
+        f"{n.discovered} found under them by function_graph; {n.wall_s:.0f} s{aa}; "
+        f"captures {n.captures[0]}, {n.captures[1]}.{found}"
+    )
+
+
 def build_view(
     result: DiffResult, old: Capture, new: Capture, *, max_rows: int = 50, more_rows: int = 100
 ) -> ReportView:
@@ -810,9 +833,12 @@ def build_view(
                 clean(c.function),
                 clean(f"{c.function}() -- {c.basis}"),
                 [clean(evidence_text(e)) for e in c.evidence],
+                clean(", ".join(c.syscalls)),
+                clean(path_text(c.path)) if c.path else "",
             )
             for i, c in enumerate(result.culprits, 1)
         ],
+        narrowing=narrowing_text(result),
         repro=_repro(result, old, new),
         bpf=bpf,
     )

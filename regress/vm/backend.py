@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from regress.errors import UsageError, VMError
 from regress.guest.agent import spec_to_job
+from regress.guest.discover import Discovery
 from regress.model.capture import Capture, MachineInfo, capture_from_dict
 from regress.model.events import Progress
 from regress.model.workload import WorkloadSpec, resolve_workload
@@ -104,6 +105,12 @@ class Backend(Protocol):
 
     def dry_run_lines(self, opts: RunOptions) -> list[str]:
         """Exactly what ``capture_pair`` would run, as shell lines; fetches and builds nothing."""
+        ...
+
+    def discover_pair(
+        self, opts: RunOptions, syscalls: list[str], max_functions: int, progress: Progress
+    ) -> dict[str, Discovery]:
+        """The functions the workload runs under ``syscalls`` on each kernel (narrowing)."""
         ...
 
 

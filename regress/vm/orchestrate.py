@@ -21,6 +21,8 @@ from typing import Any
 
 from regress import errors
 from regress.errors import RegressError, VMError
+from regress.guest.agent import spec_to_job
+from regress.guest.discover import Discovery
 from regress.guest.modfault import MODULE_FILE
 from regress.model.capture import MachineInfo, save_capture
 from regress.model.events import Event, Progress, ignore
@@ -159,6 +161,53 @@ def boot_command(
     if failure is not None:
         raise failure
     return res
+
+
+def discover_functions(
+    kernel: Kernel,
+    spec: WorkloadSpec,
+    syscalls: list[str],
+    work: Path,
+    opts: RunOptions,
+    *,
+    max_functions: int,
+    side: str = "discover",
+) -> Discovery:
+    """Boot ``kernel`` once and list the functions ``spec`` runs under ``syscalls``
+    (``regress.guest.discover``; function_graph in the guest)."""
+    root = image.build_root_image()
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = boot_config(
+        opts,
+        kernel,
+        root.path,
+        work,
+        side,
+        0,
+        qemu.choose_accel(opts.accel).name,
+        boot_timeout(opts, spec, 1),
+        initrd=image.initramfs(kernel),
+        kdisk=image.kernel_disk(kernel),
+    )
+    job = {
+        "kind": "discover",
+        "workload": spec_to_job(spec),
+        "syscalls": list(syscalls),
+        "max_functions": max_functions,
+    }
+    qemu.write_job_disk(cfg.job_disk, job)
+    qemu.new_result_disk(cfg.result_disk)
+    res = qemu.boot(cfg)
+    cfg.job_disk.unlink(missing_ok=True)
+    cfg.result_disk.unlink(missing_ok=True)
+    what = f"function discovery on {kernel.release}"
+    failure: RegressError | None = qemu.failure_of(res, what=what)
+    result = res.result or {}
+    if failure is None and result.get("state") == "failed":
+        failure = _agent_error(result, what, cfg.console_log)
+    if failure is not None:
+        raise failure
+    return Discovery.from_dict(result.get("discovery") or {})
 
 
 def _agent_error(result: dict[str, Any], what: str, log: Path) -> RegressError:
@@ -444,6 +493,47 @@ def capture_pair(
     return outcome
 
 
+def discover_pair(
+    opts: RunOptions,
+    syscalls: list[str],
+    *,
+    max_functions: int,
+    progress: Progress = ignore,
+) -> dict[str, Discovery]:
+    """Function discovery (``discover_functions``) on both kernels, in parallel."""
+    validate(opts)
+    spec = load_workload(opts)
+    work = out_dir_for(opts) / "logs"
+    sides = [Side("old", opts.old, opts.old_paths), Side("new", opts.new, opts.new_paths)]
+    found: dict[str, Discovery] = {}
+    failures: dict[str, BaseException] = {}
+
+    def one(side: Side) -> None:
+        try:
+            kernel = side.kernel or _kernel_for(side, progress)
+            progress(
+                Event("stage", side=side.name, message=f"discovering functions on {side.name}")
+            )
+            found[side.name] = discover_functions(
+                kernel,
+                spec,
+                syscalls,
+                work,
+                opts,
+                max_functions=max_functions,
+                side=f"{side.name}-discover",
+            )
+        except BaseException as exc:
+            failures[side.name] = exc
+
+    with ThreadPoolExecutor(max_workers=2 if opts.parallel else 1) as pool:
+        list(pool.map(one, sides))
+    for name in ("old", "new"):
+        if name in failures:
+            raise failures[name]
+    return found
+
+
 class QemuBackend:
     """QEMU under TCG or KVM; the default backend."""
 
@@ -456,6 +546,11 @@ class QemuBackend:
 
     def dry_run_lines(self, opts: RunOptions) -> list[str]:
         return dry_run_lines(opts)
+
+    def discover_pair(
+        self, opts: RunOptions, syscalls: list[str], max_functions: int, progress: Progress
+    ) -> dict[str, Discovery]:
+        return discover_pair(opts, syscalls, max_functions=max_functions, progress=progress)
 
 
 backend.register("qemu", QemuBackend)

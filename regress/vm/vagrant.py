@@ -15,7 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from regress.errors import EnvironmentProblem, VMError
+from regress.errors import EnvironmentProblem, UsageError, VMError
+from regress.guest.discover import Discovery
 from regress.model.capture import MachineInfo, save_capture
 from regress.model.events import Progress
 from regress.vm import backend, kernels, qemu
@@ -185,6 +186,14 @@ class VagrantBackend:
 
     def dry_run_lines(self, opts: RunOptions) -> list[str]:
         return dry_run_lines(opts)
+
+    def discover_pair(
+        self, opts: RunOptions, syscalls: list[str], max_functions: int, progress: Progress
+    ) -> dict[str, Discovery]:
+        raise UsageError(
+            "the narrowing pass's function discovery runs on the qemu backend only",
+            hint="pass --no-narrow, or use --backend qemu",
+        )
 
 
 backend.register("vagrant", VagrantBackend)

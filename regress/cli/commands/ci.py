@@ -78,6 +78,7 @@ def ci_cmd(
     mem: o.Mem = o.MEM,
     timeout: o.Timeout = None,
     parallel: o.Parallel = o.PARALLEL,
+    narrow: o.Narrow = True,
     backend: o.Backend = o.BACKEND,
 ) -> int:
     """Kernel-bump gate: every workload on both kernels, reports + index + JUnit, exit 0/1/2."""
@@ -102,6 +103,7 @@ def ci_cmd(
         run=run,
         selftest=selftest,
         backend=backend,
+        narrow=narrow,
     )
     outcome = run_ci(opts, log_lines)
     if outcome.canary is not None:
@@ -187,6 +189,7 @@ def selftest_cmd(
     mem: o.Mem = o.MEM,
     timeout: o.Timeout = None,
     parallel: o.Parallel = o.PARALLEL,
+    narrow: o.Narrow = False,
     backend: o.Backend = o.BACKEND,
 ) -> int:
     """Positive control: boot one kernel twice, the second time with an injected fault
@@ -230,6 +233,7 @@ def selftest_cmd(
         top_n=top_n,
         run=run,
         backend=backend,
+        narrow=narrow,
     )
     err.print(f"regress selftest: fault: {fault.describe()}", markup=False)
     outcome = run_selftest(opts, log_lines)

@@ -12,6 +12,7 @@ from regress.cli.app import app, err, out
 from regress.cli.progress import RunBars
 from regress.errors import UsageError
 from regress.gate import pipeline
+from regress.report.format import culprit_lines
 from regress.vm import backend as vm_backend
 from regress.vm import image, kernels
 from regress.vm.backend import KernelPaths, RunOptions
@@ -101,6 +102,7 @@ def run_cmd(
         ),
     ] = None,
     function_returns: o.FunctionReturns = o.FUNCTION_RETURNS,
+    narrow: o.Narrow = True,
     tracepoints: Annotated[
         str | None, typer.Option(help="tracepoint patterns, comma-separated")
     ] = None,
@@ -164,7 +166,7 @@ def run_cmd(
         return
     bars = RunBars(runs)
     with bars.bars:
-        comparison = pipeline.compare(opts, th, bars, backend=backend)
+        comparison = pipeline.compare(opts, th, bars, backend=backend, narrow=narrow)
     for note in comparison.notes:
         err.print(f"regress: {note}", markup=False)
     result = comparison.result
@@ -175,3 +177,12 @@ def run_cmd(
         f"({comparison.wall_s:.0f} s: {boots})",
         markup=False,
     )
+    if result.narrowing is not None:
+        n = result.narrowing
+        out.print(
+            f"regress run: narrowing pass under {', '.join(n.syscalls)}: {n.functions} "
+            f"functions traced on both kernels ({n.wall_s:.0f} s)",
+            markup=False,
+        )
+        for line in culprit_lines(result.culprits[:3], indent="  "):
+            out.print(line, markup=False)

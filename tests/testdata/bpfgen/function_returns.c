@@ -1,4 +1,4 @@
-// regress tracer, generator v4 (regress/bpfgen.py); do not edit.
+// regress tracer, generator v5 (regress/bpfgen.py); do not edit.
 // Reads only tracepoint arguments and BPF helpers: no kernel structs.
 // syscalls=1 retvals=1 tracepoints=0 functions=2
 
@@ -6,10 +6,11 @@
 #define LOST_COUNTS_FULL 1
 #define LOST_FUNCTIONS_FULL 2
 #define LOST_RETURNS_FULL 3
+#define LOST_ORIGINS_FULL 4
 
 BPF_ARRAY(tracked, u32, 32768);
 BPF_ARRAY(generation, u32, 1);
-BPF_F_TABLE("array", int, u64, lost, 4, 1024);
+BPF_F_TABLE("array", int, u64, lost, 5, 1024);
 struct sc_key {
     u32 id;
     u16 err;
@@ -23,6 +24,29 @@ struct fr_key {
     s64 cls;
 };
 BPF_HASH(frcounts, struct fr_key, u64, 8192);
+struct thread_state {
+    u64 ip;  // origin: the traced function that returned err first
+    u32 nr;  // the syscall the thread is in
+    s32 err;  // the errno propagating (negative), 0: none
+    s32 stack;  // origin's stack id, < 0: none
+    u32 pad;
+};
+BPF_HASH(thread_state, u32, struct thread_state, 16384);
+struct or_key {
+    u64 ip;
+    u32 nr;
+    s32 err;
+    s32 stack;
+    u32 pad;
+};
+BPF_HASH(origins, struct or_key, u64, 16384);
+BPF_STACK_TRACE(stacks, 1024);
+struct fs_key {
+    u64 ip;
+    u32 nr;
+    u32 pad;
+};
+BPF_HASH(fsys, struct fs_key, u64, 8192);
 
 static __always_inline u32 current_generation(void)
 {
@@ -71,6 +95,20 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     u32 *t = tracked.lookup(&pid);
     if (t)
         *t = 0;
+    thread_state.delete(&pid);  // errno origins: the thread is gone
+    return 0;
+}
+
+// Errno origins: which syscall the thread is in; a new syscall, no origin yet.
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+    if (!current_tracked())
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct thread_state st = {};
+    st.nr = (u32)args->id;
+    st.stack = -1;
+    thread_state.update(&tid, &st);
     return 0;
 }
 
@@ -83,6 +121,31 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     struct sc_key k = {};
     if (ret < 0 && ret >= -4095) {
         k.err = (u16)(-ret);
+        u32 tid = (u32)bpf_get_current_pid_tgid();
+        struct thread_state *st = thread_state.lookup(&tid);
+        struct or_key ok = {};
+        ok.nr = id;
+        ok.err = (s32)ret;
+        ok.stack = -1;
+        if (st && st->err == (s32)ret) {
+            ok.ip = st->ip;
+            ok.stack = st->stack;
+        }
+        {
+            u64 *v = origins.lookup(&ok);
+            if (v) {
+                __sync_fetch_and_add(v, 1);
+            } else {
+                u64 one = 1;
+                if (origins.insert(&ok, &one) != 0) {
+                    v = origins.lookup(&ok);
+                    if (v)
+                        __sync_fetch_and_add(v, 1);
+                    else
+                        lost_inc(LOST_ORIGINS_FULL);
+                }
+            }
+        }
     } else {
         if (ret > 0)
             k.bucket = (u16)bpf_log2l((unsigned long)ret);
@@ -151,6 +214,31 @@ int fn_ret(void *ctx)
         k.cls = low;
     else
         k.cls = 1;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct thread_state *st = thread_state.lookup(&tid);
+    struct fs_key fk = {};
+    fk.ip = k.ip;
+    fk.nr = st ? st->nr : 4294967295u;
+    if (st && k.cls < 0 && st->err != (s32)k.cls) {  // an errno is born here
+        st->err = (s32)k.cls;
+        st->ip = k.ip;
+        st->stack = stacks.get_stackid(ctx, 0);
+    }
+    {
+        u64 *v = fsys.lookup(&fk);
+        if (v) {
+            __sync_fetch_and_add(v, 1);
+        } else {
+            u64 one = 1;
+            if (fsys.insert(&fk, &one) != 0) {
+                v = fsys.lookup(&fk);
+                if (v)
+                    __sync_fetch_and_add(v, 1);
+                else
+                    lost_inc(LOST_RETURNS_FULL);
+            }
+        }
+    }
     u64 *v = frcounts.lookup(&k);
     if (v) {
         __sync_fetch_and_add(v, 1);

@@ -1,4 +1,4 @@
-// regress tracer, generator v4 (regress/bpfgen.py); do not edit.
+// regress tracer, generator v5 (regress/bpfgen.py); do not edit.
 // Reads only tracepoint arguments and BPF helpers: no kernel structs.
 // syscalls=1 retvals=0 tracepoints=0 functions=0
 
@@ -6,10 +6,11 @@
 #define LOST_COUNTS_FULL 1
 #define LOST_FUNCTIONS_FULL 2
 #define LOST_RETURNS_FULL 3
+#define LOST_ORIGINS_FULL 4
 
 BPF_ARRAY(tracked, u32, 32768);
 BPF_ARRAY(generation, u32, 1);
-BPF_F_TABLE("array", int, u64, lost, 4, 1024);
+BPF_F_TABLE("array", int, u64, lost, 5, 1024);
 struct sc_key {
     u32 id;
     u16 err;
