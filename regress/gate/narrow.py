@@ -133,9 +133,16 @@ def narrow(
     progress: Progress = ignore,
     *,
     backend: str = "qemu",
+    syscalls: list[str] | None = None,
 ) -> NarrowOutcome | None:
-    """Run the narrowing pass for a judged first pass; None when nothing regressed."""
-    syscalls, why = narrowing_targets(first)
+    """Run the narrowing pass for a judged first pass; None when nothing regressed.
+
+    ``syscalls`` chooses the targets instead (the pass then runs even without a
+    regression: on an A/A pair it must find nothing)."""
+    if syscalls:
+        why = "chosen by the user"
+    else:
+        syscalls, why = narrowing_targets(first)
     if not syscalls:
         return None
     started = time.monotonic()

@@ -7,6 +7,7 @@ second pass compares like the first); own-built kernels need their paths again. 
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,8 @@ from regress.model.capture import Capture
 from regress.report.format import culprit_lines
 from regress.report.write import write_reports
 from regress.vm.backend import KernelPaths, RunOptions, load_workload
+
+SYSCALL_NAME_RE = re.compile(r"\A[a-z0-9_]{1,64}\Z")
 
 
 def _kernel_ref(cap: Capture, which: str) -> str:
@@ -66,6 +69,14 @@ def narrow_cmd(
     new_kernel: Annotated[Path | None, typer.Option(help="new bzImage (own build)")] = None,
     new_modules: Annotated[Path | None, typer.Option(help="new lib/modules/<release>")] = None,
     new_headers: Annotated[Path | None, typer.Option(help="new headers/build tree")] = None,
+    syscalls: Annotated[
+        str | None,
+        typer.Option(
+            "--syscalls",
+            help="look under these syscalls (comma-separated) instead of the ones the "
+            "regression points at; runs even when nothing regressed",
+        ),
+    ] = None,
     accel: o.Accel = o.ACCEL,
     timeout: o.Timeout = None,
     parallel: o.Parallel = o.PARALLEL,
@@ -107,7 +118,11 @@ def narrow_cmd(
     )
     opts = replace(opts, runs=min(len(old_cap.runs), len(new_cap.runs)))
     _check_workload(opts, old_cap, Path(old))
-    outcome = narrow(opts, first, th, log_lines)
+    chosen = [x.strip() for x in syscalls.split(",") if x.strip()] if syscalls else None
+    for name in chosen or []:
+        if not SYSCALL_NAME_RE.match(name):
+            raise UsageError(f"--syscalls: {name[:40]!r} is not a syscall name")
+    outcome = narrow(opts, first, th, log_lines, syscalls=chosen)
     if outcome is None:
         out.print("regress narrow: nothing regressed: no narrowing pass to run", markup=False)
         return 0
