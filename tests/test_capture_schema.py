@@ -168,6 +168,10 @@ def test_v1_probe_kinds_migrate_to_the_differ_vocabulary(testdata: Path) -> None
             "per-iteration counts add up to 0",
         ),
         (lambda d: d["runs"][0].update(per_iteration={"bogus": {}}), "unknown kind"),
+        (lambda d: d["runs"][0].update(origins={"openat": {"13": 1}}), "<errno>@<function>"),
+        (lambda d: d["runs"][0].update(origins={"openat": {"0@f": 1}}), "<errno>@<function>"),
+        (lambda d: d["runs"][0].update(origin_stacks={"openat:13@f": "f"}), "list of function"),
+        (lambda d: d["runs"][0].update(fn_syscalls={"f": {"openat": -1}}), "fn_syscalls.f"),
     ],
 )
 def test_strict_loading(tmp_path: Path, mutate: Any, fragment: str) -> None:
@@ -207,3 +211,22 @@ def test_atomic_write_keeps_finished_runs(tmp_path: Path, monkeypatch: pytest.Mo
     back = load_capture(p)
     assert len(back.runs) == 1 and not back.complete
     assert [x.name for x in tmp_path.iterdir()] == ["c.json"]  # no temp file left behind
+
+
+def test_v5_errno_origins_round_trip(tmp_path: Path) -> None:
+    """Origins, their call paths and syscalls per function survive save and load, and
+    count as keys of the run (so per-iteration series must add up to them too)."""
+    c = sample()
+    run = dataclasses.replace(
+        c.runs[0],
+        origins={"openat": {"13@bpf_lsm_file_open": 3, "2@?": 1}},
+        origin_stacks={"openat:13@bpf_lsm_file_open": ["security_file_open", "do_dentry_open"]},
+        fn_syscalls={"bpf_lsm_file_open": {"openat": 40, "-": 1}},
+    )
+    c = dataclasses.replace(c, runs=[run, *c.runs[1:]])
+    path = tmp_path / "c.json"
+    save_capture(c, path)
+    back = load_capture(path).runs[0]
+    assert back.origins == run.origins and back.origin_stacks == run.origin_stacks
+    assert back.fn_syscalls == run.fn_syscalls
+    assert back.key_totals()[("origin", "openat", "13@bpf_lsm_file_open")] == 3

@@ -71,6 +71,20 @@ def test_null_canary_narrowing_pass_names_find_ge_pid(vm_ready: None, tmp_path: 
     pass_old, pass_new = (load_capture(p) for p in n.captures)
     assert len(pass_old.runs) == 3 and pass_old.tracer.fingerprint == pass_new.tracer.fingerprint
     assert pass_new.tracer.options["function_returns"] is True
+    # every failed syscall exit has exactly one origin record (a function, or "?")
+    for run in pass_new.runs:
+        born: dict[tuple[str, str], int] = {}
+        for sysname, subs in run.origins.items():
+            for sub, count in subs.items():
+                key = (sysname, sub.split("@")[0])
+                born[key] = born.get(key, 0) + count
+        errors = {
+            (sysname, err): count
+            for sysname, errs in run.syscalls.items()
+            for err, count in errs.items()
+            if err != "0"
+        }
+        assert born == errors
     # judged as if a downstream function were the culprit, the same captures fail
     wrong, _ = evaluate_selftest(control, faulted, ReturnFault("next_tgid", "null"), Thresholds())
     assert not wrong.passed and "not first" in wrong.message()

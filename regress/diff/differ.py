@@ -115,6 +115,8 @@ def _diff(
         if found is not None:
             contrasts.append(found)
     mix = tuple(returnmix.between_kernels(old, new, th))
+    if mix or any(c.mix for c in contrasts):
+        methods = (*methods, returnmix.TEST)
     return DiffResult(
         old=_summary(old, old_path),
         new=_summary(new, new_path),

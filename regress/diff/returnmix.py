@@ -30,7 +30,7 @@ from scipy import stats as sst
 
 from regress.diff.keys import display_sub
 from regress.model.capture import Capture
-from regress.model.result import MixChange, Thresholds
+from regress.model.result import MixChange, TestMethod, Thresholds
 
 MIN_UNITS = 3
 MIN_RETURNS = 2
@@ -43,6 +43,8 @@ METHOD = (
     f"(>= {MIN_UNITS} units with >= {MIN_RETURNS} returns each); Benjamini–Hochberg over "
     f"the pairs; the share must move by >= {MIN_SHARE_DELTA:g} and pass the ratio gate"
 )
+
+TEST = TestMethod("return-mix", METHOD)
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

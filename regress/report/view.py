@@ -713,6 +713,10 @@ def _contrasts(result: DiffResult) -> list[ContrastView]:
     return out
 
 
+# Tests the result describes that no row names (they feed "Where it diverges").
+NON_ROW_TESTS = frozenset({"return-mix"})
+
+
 def narrowing_text(result: DiffResult) -> str:
     """One sentence on the narrowing pass, or "" when none ran."""
     n = result.narrowing
@@ -810,7 +814,9 @@ def build_view(
         probes=_probes(old, new),
         lost=_lost(old, new),
         footnotes=footnotes,
-        tests_used=[t.description for t in result.tests if t.name in used]
+        tests_used=[
+            t.description for t in result.tests if t.name in used or t.name in NON_ROW_TESTS
+        ]
         + ([result.test_description("none")] if "none" in used else []),
         method_intro=(
             "Both sides are foreign count maps (bpftrace), each imported as one run of one "
