@@ -13,12 +13,14 @@ from typing import Annotated
 
 import typer
 
+from regress.errors import UsageError
 from regress.model.result import FailOn, Thresholds
 from regress.vm.backend import (
     DEFAULT_NEW,
     DEFAULT_OLD,
     DEFAULT_RUNS,
     DEFAULT_WORKLOAD,
+    KernelPaths,
     RunOptions,
     default_cpus,
 )
@@ -129,3 +131,26 @@ def with_vm_shape(
         timeout_s=timeout,
         parallel=parallel,
     )
+
+
+# --------------------------------------------------------------------------- own builds
+
+OldKernelImage = Annotated[Path | None, typer.Option(help="old bzImage (own build)")]
+OldModules = Annotated[Path | None, typer.Option(help="old lib/modules/<release>")]
+OldHeaders = Annotated[Path | None, typer.Option(help="old headers/build tree")]
+NewKernelImage = Annotated[Path | None, typer.Option(help="new bzImage (own build)")]
+NewModules = Annotated[Path | None, typer.Option(help="new lib/modules/<release>")]
+NewHeaders = Annotated[Path | None, typer.Option(help="new headers/build tree")]
+
+
+def kernel_paths(
+    kernel: Path | None, modules: Path | None, headers: Path | None, which: str
+) -> KernelPaths | None:
+    """An own build given as ``--{which}-kernel/-modules/-headers``, or None."""
+    if kernel is None:
+        if modules is not None or headers is not None:
+            raise UsageError(f"--{which}-modules/--{which}-headers need --{which}-kernel")
+        return None
+    if modules is None:
+        raise UsageError(f"--{which}-kernel needs --{which}-modules (lib/modules/<release>)")
+    return KernelPaths(kernel, modules, headers)

@@ -21,7 +21,8 @@ directly the evidence ties them to the failure:
 
 A function downstream of the culprit runs less often but returns the same mix, so it
 lands in 3-5, below the function whose returns changed. Within a rank, by the strength
-of the evidence (q, then the size of the change). Only what was measured is said: return
+of the evidence (q, then the size of the change). Suggestive rows alone name no culprit
+(an A/A pair has some by chance). Only what was measured is said: return
 classes need ``--function-returns``, contrasts need iterations that failed and passed on
 one kernel.
 
@@ -127,6 +128,9 @@ def culprits(
     diverging = {
         d.name for d in divergences if d.kind in ("syscall", "retval") and d.cls in _CLASS_RANK
     }
+    # Suggestive rows (p <= alpha, not past the FDR) support a function that has other
+    # evidence; alone they name no culprit (an A/A pair has some by chance).
+    found = {fn: f for fn, f in found.items() if any(e.cls != "suggestive" for e in f.evidence)}
     ranked = sorted(found.items(), key=lambda kv: (kv[1].rank, kv[1].strength, kv[0]))
     paths = origin_paths or {}
 

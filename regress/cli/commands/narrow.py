@@ -24,7 +24,7 @@ from regress.gate.pipeline import judge
 from regress.model.capture import Capture
 from regress.report.format import culprit_lines
 from regress.report.write import write_reports
-from regress.vm.backend import KernelPaths, RunOptions, load_workload
+from regress.vm.backend import RunOptions, load_workload
 
 SYSCALL_NAME_RE = re.compile(r"\A[a-z0-9_]{1,64}\Z")
 
@@ -63,12 +63,12 @@ def narrow_cmd(
         Path | None,
         typer.Option("--output", "-o", help="output directory (default: OLD's directory)"),
     ] = None,
-    old_kernel: Annotated[Path | None, typer.Option(help="old bzImage (own build)")] = None,
-    old_modules: Annotated[Path | None, typer.Option(help="old lib/modules/<release>")] = None,
-    old_headers: Annotated[Path | None, typer.Option(help="old headers/build tree")] = None,
-    new_kernel: Annotated[Path | None, typer.Option(help="new bzImage (own build)")] = None,
-    new_modules: Annotated[Path | None, typer.Option(help="new lib/modules/<release>")] = None,
-    new_headers: Annotated[Path | None, typer.Option(help="new headers/build tree")] = None,
+    old_kernel: o.OldKernelImage = None,
+    old_modules: o.OldModules = None,
+    old_headers: o.OldHeaders = None,
+    new_kernel: o.NewKernelImage = None,
+    new_modules: o.NewModules = None,
+    new_headers: o.NewHeaders = None,
     syscalls: Annotated[
         str | None,
         typer.Option(
@@ -86,19 +86,19 @@ def narrow_cmd(
 ) -> int:
     """Narrow a saved comparison down to kernel functions ('Where it diverges')."""
     th = o.thresholds(alpha, min_ratio, min_delta)
+    chosen = [x.strip() for x in syscalls.split(",") if x.strip()] if syscalls else None
+    for name in chosen or []:
+        if not SYSCALL_NAME_RE.match(name):
+            raise UsageError(f"--syscalls: {name[:40]!r} is not a syscall name")
+    paths = {
+        "old": o.kernel_paths(old_kernel, old_modules, old_headers, "old"),
+        "new": o.kernel_paths(new_kernel, new_modules, new_headers, "new"),
+    }
     first = judge(old, new, th)
     old_cap, new_cap = first.old, first.new
-    paths: dict[str, KernelPaths | None] = {}
-    for which, image, mods, heads in (
-        ("old", old_kernel, old_modules, old_headers),
-        ("new", new_kernel, new_modules, new_headers),
-    ):
-        if image is None and mods is None and heads is None:
-            paths[which] = None
-        elif image is None or mods is None:
-            raise UsageError(f"an own {which} kernel needs --{which}-kernel and --{which}-modules")
-        else:
-            paths[which] = KernelPaths(image, mods, heads)
+    if not chosen and not first.result.regressions:
+        out.print("regress narrow: nothing regressed: no narrowing pass to run", markup=False)
+        return 0
     opts = o.with_vm_shape(
         RunOptions(
             old=_kernel_ref(old_cap, "old") if paths["old"] is None else str(old_kernel),
@@ -118,10 +118,6 @@ def narrow_cmd(
     )
     opts = replace(opts, runs=min(len(old_cap.runs), len(new_cap.runs)))
     _check_workload(opts, old_cap, Path(old))
-    chosen = [x.strip() for x in syscalls.split(",") if x.strip()] if syscalls else None
-    for name in chosen or []:
-        if not SYSCALL_NAME_RE.match(name):
-            raise UsageError(f"--syscalls: {name[:40]!r} is not a syscall name")
     outcome = narrow(opts, first, th, log_lines, syscalls=chosen)
     if outcome is None:
         out.print("regress narrow: nothing regressed: no narrowing pass to run", markup=False)

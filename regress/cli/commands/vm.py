@@ -10,12 +10,11 @@ import typer
 from regress.cli import options as o
 from regress.cli.app import app, err, out
 from regress.cli.progress import RunBars
-from regress.errors import UsageError
 from regress.gate import pipeline
 from regress.report.format import culprit_lines
 from regress.vm import backend as vm_backend
 from regress.vm import image, kernels
-from regress.vm.backend import KernelPaths, RunOptions
+from regress.vm.backend import RunOptions
 
 kernel_app = typer.Typer(
     help="Kernels to boot: fetch Debian kernels, list the cache.", no_args_is_help=True
@@ -74,18 +73,6 @@ def _split(value: str | None) -> list[str] | None:
     return [x.strip() for x in value.split(",") if x.strip()] if value else None
 
 
-def _paths(
-    kernel: Path | None, modules: Path | None, headers: Path | None, which: str
-) -> KernelPaths | None:
-    if kernel is None:
-        if modules is not None or headers is not None:
-            raise UsageError(f"--{which}-modules/--{which}-headers need --{which}-kernel")
-        return None
-    if modules is None:
-        raise UsageError(f"--{which}-kernel needs --{which}-modules (lib/modules/<release>)")
-    return KernelPaths(kernel, modules, headers)
-
-
 @app.command("run")
 def run_cmd(
     old: o.OldKernel = o.OLD,
@@ -122,12 +109,12 @@ def run_cmd(
     cpus: o.Cpus = None,
     mem: o.Mem = o.MEM,
     append: o.Append = None,
-    old_kernel: Annotated[Path | None, typer.Option(help="old bzImage (own build)")] = None,
-    old_modules: Annotated[Path | None, typer.Option(help="old lib/modules/<release>")] = None,
-    old_headers: Annotated[Path | None, typer.Option(help="old headers/build tree")] = None,
-    new_kernel: Annotated[Path | None, typer.Option(help="new bzImage (own build)")] = None,
-    new_modules: Annotated[Path | None, typer.Option(help="new lib/modules/<release>")] = None,
-    new_headers: Annotated[Path | None, typer.Option(help="new headers/build tree")] = None,
+    old_kernel: o.OldKernelImage = None,
+    old_modules: o.OldModules = None,
+    old_headers: o.OldHeaders = None,
+    new_kernel: o.NewKernelImage = None,
+    new_modules: o.NewModules = None,
+    new_headers: o.NewHeaders = None,
     alpha: o.Alpha = o.ALPHA,
     min_ratio: o.MinRatio = o.MIN_RATIO,
     min_delta: o.MinDelta = o.MIN_DELTA,
@@ -149,8 +136,8 @@ def run_cmd(
             fresh_boot_per_run=fresh_boot_per_run,
             out_dir=out_dir,
             append=list(append or []),
-            old_paths=_paths(old_kernel, old_modules, old_headers, "old"),
-            new_paths=_paths(new_kernel, new_modules, new_headers, "new"),
+            old_paths=o.kernel_paths(old_kernel, old_modules, old_headers, "old"),
+            new_paths=o.kernel_paths(new_kernel, new_modules, new_headers, "new"),
         ),
         cpus=cpus,
         mem=mem,
