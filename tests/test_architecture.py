@@ -260,7 +260,7 @@ KERNEL_NAMES = {
     35: "EDEADLK",
     95: "EOPNOTSUPP",
     11: "EAGAIN",
-    9999: "E9999",
+    4000: "E4000",  # in the errno range (<= 4095), unnamed
     512: "ERESTARTSYS",
     516: "ERESTART_RESTARTBLOCK",
     520: "E520",  # not a kernel errno

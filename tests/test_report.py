@@ -283,6 +283,9 @@ def test_cli_report_html_text_and_bundle(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "r" / "report.html"
+    assert run(["report", str(OLD), str(NEW), "-o", str(out)]) == 2  # no such directory
+    assert "directory" in capsys.readouterr().err and not out.parent.exists()
+    out.parent.mkdir()
     assert run(["report", str(OLD), str(NEW), "-o", str(out)]) == 0
     page = out.read_text()
     assert page.startswith("<!doctype html>")

@@ -18,7 +18,6 @@ wins (bpftrace prints every map at exit). Anything else is refused in one line.
 
 from __future__ import annotations
 
-import json
 import platform
 import re
 from pathlib import Path
@@ -26,7 +25,9 @@ from typing import Any
 
 from regress.errors import CaptureFormatError, InputError
 from regress.model import names as syscalls
+from regress.model import safejson
 from regress.model.capture import (
+    MAX_COUNT,
     Capture,
     KernelInfo,
     MachineInfo,
@@ -36,6 +37,7 @@ from regress.model.capture import (
     read_maybe_gzipped,
     sha256_of,
 )
+from regress.model.safejson import clip
 
 MAX_ERRNO = 4095
 _SYS_EXIT_PROBE = re.compile(r"^(?:tracepoint|t):syscalls:sys_exit_([A-Za-z0-9_]+)$")
@@ -55,8 +57,8 @@ def _first_record(raw: bytes) -> Any:
     for line in raw.splitlines():
         if line.strip():
             try:
-                return json.loads(line)
-            except (ValueError, UnicodeDecodeError):
+                return safejson.loads(line, "first line")
+            except CaptureFormatError:
                 return None
     return None
 
@@ -77,10 +79,11 @@ def _records(path: Path, raw: bytes) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+            rec = safejson.loads(line, "")
+        except CaptureFormatError as exc:
             raise CaptureFormatError(
-                f"{path}: line {lineno}: not a bpftrace JSON record (was it run with -f json?)"
+                f"{clip(path)}: line {lineno}: not a bpftrace JSON record (was it run with "
+                f"-f json?){exc.message}"
             ) from None
         if not isinstance(rec, dict) or "type" not in rec:
             raise CaptureFormatError(f"{path}: line {lineno}: not a bpftrace JSON record")
@@ -100,31 +103,30 @@ def _syscall_name(field: str) -> str | None:
 
 def parse_count_map(path: Path, name: str, value: Any) -> dict[str, dict[str, int]]:
     """A map's ``data`` value -> syscall name -> errno -> count, or a one-line refusal."""
-    where = f"{path}: map {name}"
+    where = f"{clip(path)}: map {clip(name, 40)}"
     if not isinstance(value, dict):
         raise CaptureFormatError(f"{where} is a scalar, not a keyed count map; {EXPECTED}")
     out: dict[str, dict[str, int]] = {}
     for key, count in value.items():
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
             raise CaptureFormatError(
-                f"{where}: value for key {key!r} is not a count (use count()); {EXPECTED}"
+                f"{where}: value for key {clip(key)!r} is not a count (use count()); {EXPECTED}"
             )
         parts = str(key).rsplit(",", 1)
         if len(parts) != 2:
-            raise CaptureFormatError(f"{where}: key {key!r} has one field; {EXPECTED}")
+            raise CaptureFormatError(f"{where}: key {clip(key)!r} has one field; {EXPECTED}")
         sysname = _syscall_name(parts[0])
         if sysname is None:
             raise CaptureFormatError(
-                f"{where}: key {key!r}: first field is not a syscall id or "
+                f"{where}: key {clip(key)!r}: first field is not a syscall id or "
                 f"tracepoint:syscalls:sys_exit_* probe; {EXPECTED}"
             )
-        try:
-            err = int(parts[1])
-        except ValueError:
-            err = -1
+        field = parts[1].strip()
+        err = int(field) if field.isdigit() and len(field) <= 4 else -1
         if not 0 <= err <= MAX_ERRNO:
             raise CaptureFormatError(
-                f"{where}: key {key!r}: second field is not an errno (0..{MAX_ERRNO}); {EXPECTED}"
+                f"{where}: key {clip(key)!r}: second field is not an errno (0..{MAX_ERRNO}); "
+                f"{EXPECTED}"
             )
         inner = out.setdefault(sysname, {})
         inner[str(err)] = inner.get(str(err), 0) + count

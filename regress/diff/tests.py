@@ -178,6 +178,38 @@ def poisson_ratio_ci(
     return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
 
 
+FISHER_EXACT_MAX = 1e7  # trials per 2x2 table above which ``_fisher_large`` takes over
+FISHER_SUPPORT_MAX = 100_000  # a smaller column total up to this: exact by log-gamma
+
+
+def _fisher_large(a: float, b: float, c: float, d: float) -> float:
+    """Fisher's central two-sided p for one table with huge counts, in time bounded by
+    the smaller column total: exact (log-gamma pmf over that column's support) when it
+    is at most FISHER_SUPPORT_MAX, else the chi-square test with Yates' correction --
+    every cell is then large and the approximation is accurate."""
+    n, r1 = a + b + c + d, a + b
+    c1, c2 = a + c, b + d
+    x, m = (a, c1) if c1 <= c2 else (b, c2)  # the old row's count in the smaller column
+    if m <= FISHER_SUPPORT_MAX:
+        # pmf(k) = C(m, k) * [r1]_k * [n - r1]_(m - k) / [n]_m with falling factorials
+        # [x]_j = x (x-1) ... (x-j+1), summed in logs term by term: each term is ~log n,
+        # so nothing cancels (log-gamma of 2^53-sized arguments would lose every digit).
+        j = np.arange(m)
+        falling_r1 = np.concatenate([[0.0], np.cumsum(np.log(np.maximum(r1 - j, 1e-300)))])
+        falling_rest = np.concatenate([[0.0], np.cumsum(np.log(np.maximum(n - r1 - j, 1e-300)))])
+        log_n_m = float(np.log(n - j).sum())
+        k = np.arange(max(0.0, r1 + m - n), min(m, r1) + 1.0)
+        ki = k.astype(np.int64)
+        log_choose = special.gammaln(m + 1) - special.gammaln(k + 1) - special.gammaln(m - k + 1)
+        logp = log_choose + falling_r1[ki] + falling_rest[int(m) - ki] - log_n_m
+        pmf = np.exp(logp)
+        lower, upper = float(pmf[k <= x].sum()), float(pmf[k >= x].sum())
+        return float(min(1.0, 2.0 * min(lower, upper)))
+    diff = max(abs(a * d - b * c) - n / 2.0, 0.0)
+    chi2 = n * (diff / r1) * (diff / (c + d)) / c1 / c2
+    return float(sst.chi2.sf(chi2, 1))
+
+
 def fisher_pvalues(a: FloatArray, b: FloatArray, c: FloatArray, d: FloatArray) -> FloatArray:
     """Fisher's exact test on 2x2 tables [[a, b], [c, d]] per row, two-sided (central).
 
@@ -187,9 +219,19 @@ def fisher_pvalues(a: FloatArray, b: FloatArray, c: FloatArray, d: FloatArray) -
     total = a + b + c + d
     row_old = a + b
     col_event = a + c
-    lower = sst.hypergeom.cdf(a, total, col_event, row_old)
-    upper = sst.hypergeom.sf(a - 1, total, col_event, row_old)
-    p = _central_p(np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64))
+    # scipy's hypergeometric slows down with the counts themselves (2^40 took minutes):
+    # beyond FISHER_EXACT_MAX trials a table is done by ``_fisher_large`` instead.
+    big = total > FISHER_EXACT_MAX
+    p = np.ones(total.shape, dtype=np.float64)
+    small = ~big
+    if small.any():
+        lower = sst.hypergeom.cdf(a[small], total[small], col_event[small], row_old[small])
+        upper = sst.hypergeom.sf(a[small] - 1, total[small], col_event[small], row_old[small])
+        p[small] = _central_p(
+            np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+        )
+    for i in np.flatnonzero(big).tolist():
+        p[i] = _fisher_large(float(a[i]), float(b[i]), float(c[i]), float(d[i]))
     degenerate = (row_old == 0) | (c + d == 0) | (col_event == 0) | (b + d == 0)
     p[degenerate] = 1.0
     return p

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from regress.gate.junit import junit_xml
 from regress.gate.selftest import SelftestOptions, run_selftest
 from regress.model.capture import atomic_write_text
 from regress.model.events import Event, Progress, ignore
+from regress.model.paths import safe_component
 from regress.model.result import (
     OUTCOME_KINDS,
     DiffResult,
@@ -47,7 +47,6 @@ SUMMARY_FORMAT = "regress-ci-summary"
 SUMMARY_VERSION = 1
 TOP_IN_MESSAGE = 5
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass
@@ -160,9 +159,7 @@ class CiOutcome:
 
 def workload_slug(name: str) -> str:
     """A directory name for a workload given as a built-in name or a .toml path."""
-    base = Path(name).stem if name.endswith(".toml") else name
-    slug = _SAFE_NAME.sub("_", base).strip("._") or "workload"
-    return slug[:60]
+    return safe_component(name)
 
 
 def validate(opts: CiOptions) -> list[str]:

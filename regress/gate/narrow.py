@@ -37,6 +37,7 @@ from regress.vm.backend import RunOptions, load_workload, out_dir_for
 
 MAX_SYSCALLS = 3
 NARROW_RUNS = 3  # runs per kernel in the pass (>= returnmix.MIN_UNITS for certainty)
+NARROW_ITERATIONS = 25  # iterations per run in the pass (ps-loop: ~6 failing ones per run)
 MAX_FUNCTIONS = 200  # discovered functions traced (besides the workload's own list)
 
 
@@ -160,13 +161,16 @@ def narrow(
     names = list(dict.fromkeys([*spec.functions, *list(discovered)[:MAX_FUNCTIONS]]))
     out_dir = out_dir_for(opts) / "narrow"
     # Function-level evidence is mostly exact (constant per run), so the pass takes at
-    # most NARROW_RUNS runs: it must not cost more than the first pass (bench_narrow.py).
+    # most NARROW_RUNS runs of NARROW_ITERATIONS: it must not cost more than the first
+    # pass (bench/bench_narrow.py), and its probes slow every iteration down.
+    iterations = spec.iterations if opts.iterations is None else opts.iterations
     second = replace(
         opts,
         functions=names,
         function_returns=True,
         out_dir=out_dir,
         runs=min(opts.runs, NARROW_RUNS),
+        iterations=min(iterations, NARROW_ITERATIONS),
     )
     progress(Event("stage", message=f"narrowing: tracing {len(names)} functions on both kernels"))
     pair = be.capture_pair(second, progress)

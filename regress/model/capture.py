@@ -39,16 +39,24 @@ import gzip
 import hashlib
 import json
 import os
+import stat
 import tempfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from regress.errors import CaptureFormatError, InputError, SchemaTooNewError
+from regress.model import safejson
+from regress.model.paths import REPORTS_DIR
+from regress.model.safejson import clip
 
 SCHEMA_VERSION = 5
+# Counts, indices and iterations are exact in a float64 below 2^53: everything beyond is
+# refused when read (an absurd count would otherwise make exact tests run for ever).
+MAX_COUNT = 2**53 - 1
+MAX_ITERATIONS_PER_RUN = 1_000_000
+MAX_RETVAL_BUCKET = 64
 FORMAT_NAME = "regress-capture"
 
 # One vocabulary with the differ's row kinds (``regress.model.result.MetricKind``):
@@ -384,13 +392,46 @@ def sha256_of(value: Any) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a crash leaves either the old or the new file."""
+    """Write ``data`` to ``path`` without ever destroying what is there.
+
+    A regular file (or a new one) is replaced atomically: a crash leaves the old or the
+    new file. A character device or FIFO the user named is written *through*, never
+    replaced; so is anything under /dev or /proc (``-o /dev/stdout`` streams into
+    whatever stdout is, even a file the shell redirected it to). A symbolic link is
+    followed to its target, which gets the same treatment (the link itself stays).
+    Directories, block devices and sockets are refused. Missing parent directories are
+    created only inside regress's own ``reports/``; elsewhere a missing directory is an
+    error (a typo must not make a tree).
+    """
     path = Path(path)
+    shown = clip(path)
+    target = path
+    if str(path).startswith(("/dev/", "/proc/")) and path.exists():
+        # /dev/stdout, /dev/fd/N, /proc/self/fd/N: the caller's open file, whatever it
+        # is (terminal, pipe, or a file the shell redirected): stream into it.
+        _write_through(path, data, shown)
+        return
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not target.parent.is_dir():
+            raise InputError(f"cannot write {shown}: it is a link to a missing directory")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
     except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot write {shown}: {exc.strerror or exc}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+            _write_through(target, data, shown)
+            return
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise InputError(f"cannot write {shown}: it is {kind}; not replaced")
+    _ensure_parent(target, shown)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {shown}: {exc.strerror or exc}") from None
     try:
         # mkstemp creates 0600; give the file the mode open() would (0666 & ~umask) so
         # captures and reports stay shareable.
@@ -401,15 +442,50 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         if isinstance(exc, OSError):  # disk full, path became a directory, ...
-            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise InputError(f"cannot write {shown}: {exc.strerror or exc}") from None
         raise
+
+
+def _write_through(target: Path, data: bytes, shown: str) -> None:
+    """Write into an existing device or FIFO (no truncation, no replacement)."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND)  # a redirected file: at its end
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise InputError(f"cannot write {shown}: {exc.strerror or exc}") from None
+
+
+def _ensure_parent(target: Path, shown: str) -> None:
+    """The parent directory exists, or is created when it lies inside ``reports/``."""
+    parent = target.parent
+    if parent.is_dir():
+        return
+    if parent.exists():
+        raise InputError(f"cannot write {shown}: {clip(parent)} is not a directory")
+    reports = (Path.cwd() / REPORTS_DIR).resolve()
+    inside = Path(os.path.abspath(parent))
+    if inside == reports or reports in inside.parents:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot write {shown}: {exc.strerror or exc}") from None
+        return
+    raise InputError(
+        f"cannot write {shown}: directory {clip(parent)} does not exist",
+        hint="create it first; regress only creates directories inside reports/",
+    )
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -436,35 +512,14 @@ def save_capture(capture: Capture, path: Path) -> None:
 
 
 def read_maybe_gzipped(path: Path, *, what: str = "file") -> bytes:
-    """File contents, gunzipped when they start with gzip's magic; one-line errors."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such {what}") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a {what}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise CaptureFormatError(f"{path}: truncated or corrupt gzip ({exc})") from None
-    return raw
+    """File contents, gunzipped when they start with gzip's magic; bounded, one-line
+    errors (``regress.model.safejson``)."""
+    return safejson.read_capped(Path(path), what=what)
 
 
 def read_json_document(path: Path, *, what: str = "file") -> Any:
-    """Read JSON or gzipped JSON from ``path`` with one-line errors."""
-    raw = read_maybe_gzipped(path, what=what)
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CaptureFormatError(f"{path}: not JSON (binary data)") from None
-    except json.JSONDecodeError as exc:
-        raise CaptureFormatError(
-            f"{path}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
+    """Read JSON or gzipped JSON from ``path`` with bounds and one-line errors."""
+    return safejson.loads(read_maybe_gzipped(path, what=what), str(path))
 
 
 def migrate(doc: dict[str, Any], *, source: str = "capture") -> dict[str, Any]:
@@ -512,7 +567,7 @@ class _Checker:
         self.source = source
 
     def fail(self, where: str, msg: str) -> CaptureFormatError:
-        return CaptureFormatError(f"{self.source}: {where}: {msg}")
+        return CaptureFormatError(f"{clip(self.source)}: {clip(where)}: {msg}")
 
     def obj(self, value: Any, where: str) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -538,12 +593,22 @@ class _Checker:
             raise self.fail(where, "expected an integer")
         if value < minimum:
             raise self.fail(where, f"expected an integer >= {minimum}")
+        if value > MAX_COUNT:
+            raise self.fail(where, "expected an integer below 2^53")
         return value
 
     def num(self, value: Any, where: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(where, "expected a number")
+        if not -MAX_COUNT <= value <= MAX_COUNT:
+            raise self.fail(where, "number out of range")
         return float(value)
+
+    def iterations(self, value: Any, where: str) -> int:
+        n: int = self.int_(value, where, minimum=1)
+        if n > MAX_ITERATIONS_PER_RUN:
+            raise self.fail(where, f"expected at most {MAX_ITERATIONS_PER_RUN} iterations")
+        return n
 
     def counts(self, value: Any, where: str) -> dict[str, int]:
         d = self.obj(value, where)
@@ -554,16 +619,18 @@ class _Checker:
     def counts_by_name(self, value: Any, where: str) -> dict[str, dict[str, int]]:
         return {k: self.counts(v, f"{where}.{k}") for k, v in self.obj(value, where).items()}
 
-    def nested_counts(self, value: Any, where: str) -> dict[str, dict[str, int]]:
+    def nested_counts(
+        self, value: Any, where: str, *, top: int = MAX_ERRNO
+    ) -> dict[str, dict[str, int]]:
+        """name -> integer key (errno 0..4095, or a log2 bucket 0..64 with ``top``) -> n."""
         d = self.obj(value, where)
         out: dict[str, dict[str, int]] = {}
         for k, v in d.items():
             inner = self.counts(v, f"{where}.{k}")
             for ik in inner:
-                try:
-                    int(ik)
-                except ValueError:
-                    raise self.fail(f"{where}.{k}.{ik}", "expected an integer key") from None
+                # digits only, bounded: int() of a 5000-digit key is slow and unbounded
+                if not (ik.isascii() and ik.isdigit() and len(ik) <= 4 and int(ik) <= top):
+                    raise self.fail(f"{where}.{k}.{ik}", f"expected an integer key 0..{top}")
             out[k] = inner
         return out
 
@@ -703,11 +770,13 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
         runs.append(
             Run(
                 index=c.int_(c.get(r, "index", where), f"{where}.index"),
-                iterations=c.int_(c.get(r, "iterations", where), f"{where}.iterations", minimum=1),
+                iterations=c.iterations(c.get(r, "iterations", where), f"{where}.iterations"),
                 wall_s=c.num(c.get(r, "wall_s", where), f"{where}.wall_s"),
                 started_utc=c.str_(r.get("started_utc", ""), f"{where}.started_utc"),
                 syscalls=c.nested_counts(r.get("syscalls", {}), f"{where}.syscalls"),
-                retvals=c.nested_counts(r.get("retvals", {}), f"{where}.retvals"),
+                retvals=c.nested_counts(
+                    r.get("retvals", {}), f"{where}.retvals", top=MAX_RETVAL_BUCKET
+                ),
                 tracepoints=c.counts(r.get("tracepoints", {}), f"{where}.tracepoints"),
                 functions=c.counts(r.get("functions", {}), f"{where}.functions"),
                 funcrets=c.return_counts(r.get("funcrets", {}), f"{where}.funcrets"),

@@ -23,6 +23,7 @@ from regress.guest.agent import spec_to_job
 from regress.guest.discover import Discovery
 from regress.model.capture import Capture, MachineInfo, capture_from_dict
 from regress.model.events import Progress
+from regress.model.paths import REPORTS_DIR, safe_component
 from regress.model.workload import WorkloadSpec, resolve_workload
 from regress.vm import kernels
 
@@ -144,7 +145,8 @@ def _release_hint(ref: str) -> str:
 def default_out_dir(opts: RunOptions, spec_name: str) -> Path:
     old = _release_hint(str(opts.old_paths.bzimage) if opts.old_paths else opts.old)
     new = _release_hint(str(opts.new_paths.bzimage) if opts.new_paths else opts.new)
-    return Path("reports") / f"{spec_name}-{old}-vs-{new}"
+    name = safe_component(f"{spec_name}-{old}-vs-{new}", limit=120)
+    return REPORTS_DIR / name
 
 
 def load_workload(opts: RunOptions) -> WorkloadSpec:
