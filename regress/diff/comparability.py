@@ -83,7 +83,8 @@ def quality_warnings(side: str, cap: Capture) -> list[DiffWarning]:
         out.append(
             DiffWarning(
                 f"partial-{side}",
-                f"{side} capture is partial: {len(cap.runs)} of {cap.requested_runs} runs",
+                f"{side} capture is partial: {len(cap.runs)} of {cap.requested_runs} runs"
+                + (" (interrupted by the user)" if cap.interrupted else ""),
             )
         )
     lost = cap.lost_totals()

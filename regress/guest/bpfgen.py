@@ -67,8 +67,8 @@ from regress.errors import UsageError
 from regress.model.workload import FUNCTION_PATTERN_RE, TRACEPOINT_PATTERN_RE
 
 GENERATOR_VERSION = 5
-TRACEPOINT_RE = re.compile(r"^([a-z0-9_]{1,64}):([A-Za-z0-9_]{1,128})$", re.ASCII)
-FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", re.ASCII)
+TRACEPOINT_RE = re.compile(r"\A([a-z0-9_]{1,64}):([A-Za-z0-9_]{1,128})\Z", re.ASCII)
+FUNCTION_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,127}\Z", re.ASCII)
 
 # Indices into the ``lost`` array; the names are what captures record.
 LOST_COUNTERS: tuple[str, ...] = (

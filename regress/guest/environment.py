@@ -33,7 +33,7 @@ HEADERS_SEARCH_ENV = "REGRESS_HEADERS_SEARCH"  # where Debian header trees live 
 DEFAULT_TRACEFS = Path("/sys/kernel/tracing")
 SETUP_HINT = "run scripts/setup.sh as root"
 
-_DEBIAN_ARCH_RE = re.compile(r"^linux-headers-(\d+\.\d+\.\d+-\d+)-(?:[a-z0-9]+-)?amd64$")
+_DEBIAN_ARCH_RE = re.compile(r"\Alinux-headers-(\d+\.\d+\.\d+-\d+)-(?:[a-z0-9]+-)?amd64\Z")
 
 
 # --------------------------------------------------------------------------- kernel

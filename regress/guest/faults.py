@@ -38,8 +38,8 @@ TASK_COMM_LEN = 16
 NAME_BUF = 32  # bytes of a dentry name compared (names are validated shorter)
 MAX_EVERY = 1000
 
-_COMM_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,15}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,31}$")
+_COMM_RE = re.compile(r"\A[A-Za-z0-9_.+-]{1,15}\Z")
+_NAME_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,31}\Z")
 
 # Counter slots of the program's ``fault_stats`` array.
 STAT_MATCHED = 0

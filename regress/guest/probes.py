@@ -27,8 +27,8 @@ from regress.model.workload import FUNCTION_PATTERN_RE, TRACEPOINT_PATTERN_RE
 
 MAX_FUNCTIONS = 500
 MAX_TRACEPOINTS = 1000
-SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")
-TRACEPOINT_RE = re.compile(r"^[A-Za-z0-9_]{1,64}:[A-Za-z0-9_]{1,128}$")
+SYMBOL_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.]{0,127}\Z")
+TRACEPOINT_RE = re.compile(r"\A[A-Za-z0-9_]{1,64}:[A-Za-z0-9_]{1,128}\Z")
 _CLONE_SUFFIX_RE = re.compile(r"(?:\.(?:isra|constprop|part|lto_priv|llvm)\.\d+|\.cold(?:\.\d+)?)$")
 
 # Categories whose events are not plain tracepoints (perf/ftrace internals or

@@ -56,6 +56,7 @@ from regress.model.capture import (
     Run,
     TracerInfo,
     WorkloadInfo,
+    interrupted_note,
     origin_sub,
     save_capture,
 )
@@ -89,17 +90,19 @@ def plan_tracer(
     function_returns: bool = False,
 ) -> TracerPlan:
     """Resolve probe patterns on this kernel (``tracefs`` None: take exact names as given)."""
+    unexpanded: list[ProbeStatus] = []
     if tracefs is not None:
         available = _probes.available_tracepoints(tracefs)
-    else:
+    else:  # (--ebpf without root) patterns cannot be expanded: recorded, not fatal
         wild = [p for p in tracepoints if any(c in p for c in "*?[")]
-        if wild:
-            raise UsageError(
-                f"tracepoint pattern {wild[0]!r} needs tracefs to expand",
-                hint="run as root with tracefs mounted, or give exact category:event names",
-            )
+        unexpanded = [
+            ProbeStatus("tracepoint", p, "absent", "pattern not expanded: tracefs not readable")
+            for p in wild
+        ]
+        tracepoints = [p for p in tracepoints if p not in wild]
         available = list(tracepoints)
     tps, statuses = _probes.resolve_tracepoints(tracepoints, available)
+    statuses = unexpanded + statuses
     kprobe_problem = _probes.kprobes_unavailable_reason(tracefs) if tracefs is not None else None
     targets: list[_probes.FunctionTarget] = []
     if functions:
@@ -422,7 +425,12 @@ def run_capture(
         _save(capture, out)
         emit(Event("loaded", runs=runs, message=f"{len(statuses)} probes attached"))
         for index in range(runs):
-            capture.runs.append(_one_run(spec, tracer, index, runs, emit))
+            try:
+                capture.runs.append(_one_run(spec, tracer, index, runs, emit))
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: keep what finished, say why
+                capture.notes.append(interrupted_note(len(capture.runs), runs))
+                _save(capture, out)
+                raise
             _save(capture, out)
             emit(Event("saved", run=index, runs=runs, runs_done=index + 1, path=str(out)))
     finally:

@@ -132,6 +132,14 @@ def origin_parts(sub: str) -> tuple[int, str] | None:
     return int(err), fn
 
 
+INTERRUPTED_PREFIX = "interrupted by the user"
+
+
+def interrupted_note(done: int, requested: int) -> str:
+    """The note a capture cut short by Ctrl-C/SIGTERM carries (not a failure)."""
+    return f"{INTERRUPTED_PREFIX} after {done} of {requested} runs; finished runs kept"
+
+
 def origin_sub(err: int, fn: str) -> str:
     """``(-13, "bpf_lsm_file_open")`` -> ``"13@bpf_lsm_file_open"`` (``?``: born untraced)."""
     return f"{abs(err)}@{fn or UNTRACED_ORIGIN}"
@@ -299,6 +307,20 @@ class Capture:
     @property
     def complete(self) -> bool:
         return len(self.runs) >= self.requested_runs
+
+    @property
+    def interrupted(self) -> bool:
+        """Cut short by the user (Ctrl-C, SIGTERM), not by a failure."""
+        return any(n.startswith(INTERRUPTED_PREFIX) for n in self.notes)
+
+    @property
+    def state(self) -> str:
+        """``complete``, or why not, for one-line summaries."""
+        if self.complete:
+            return "complete"
+        if self.interrupted:
+            return "INTERRUPTED (by the user; finished runs kept)"
+        return "INCOMPLETE (a run failed; finished runs kept)"
 
     @property
     def iterations_per_run(self) -> int | None:

@@ -45,10 +45,10 @@ WORKLOADS_DIR_ENV = "REGRESS_WORKLOADS_DIR"
 MAX_ITERATIONS = 1_000_000
 MAX_NAME = 100
 
-FUNCTION_PATTERN_RE = re.compile(r"^[A-Za-z_*?\[][A-Za-z0-9_.*?\[\]-]{0,127}$")
-TRACEPOINT_PATTERN_RE = re.compile(r"^[A-Za-z0-9_*?]{1,64}:[A-Za-z0-9_*?]{1,128}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+FUNCTION_PATTERN_RE = re.compile(r"\A[A-Za-z_*?\[][A-Za-z0-9_.*?\[\]-]{0,127}\Z")
+TRACEPOINT_PATTERN_RE = re.compile(r"\A[A-Za-z0-9_*?]{1,64}:[A-Za-z0-9_*?]{1,128}\Z")
+ENV_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+FILE_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 _ALLOWED = {
     "name": "a string",

@@ -48,7 +48,7 @@ CLASS_LABELS: dict[str, str] = {
 
 CONFIG_OPEN_MAX = 40  # more changed options than this: collapsed in HTML, cut in text
 
-_DEBIAN_RELEASE_RE = re.compile(r"^\d+\.\d+\.\d+-\d+-[a-z0-9-]+$")
+_DEBIAN_RELEASE_RE = re.compile(r"\A\d+\.\d+\.\d+-\d+-[a-z0-9-]+\Z")
 
 
 @dataclass

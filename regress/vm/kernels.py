@@ -30,9 +30,9 @@ from regress.errors import EnvironmentProblem, InputError, UsageError
 from regress.model.paths import cache_root
 
 DEBIAN_FLAVOUR = "cloud-amd64"
-ABI_RE = re.compile(r"^(\d+\.\d+\.\d+-\d+)-([a-z0-9-]+)$")  # 6.1.0-56-cloud-amd64
-VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(-\d+)?(\+[A-Za-z0-9.~+]+)?(-\d+)?$")  # 6.1.192-2
-IMAGE_PKG_RE = re.compile(r"^linux-image-(\d+\.\d+\.\d+-\d+-cloud-amd64)$")
+ABI_RE = re.compile(r"\A(\d+\.\d+\.\d+-\d+)-([a-z0-9-]+)\Z")  # 6.1.0-56-cloud-amd64
+VERSION_RE = re.compile(r"\A\d+\.\d+\.\d+(-\d+)?(\+[A-Za-z0-9.~+]+)?(-\d+)?\Z")  # 6.1.192-2
+IMAGE_PKG_RE = re.compile(r"\Alinux-image-(\d+\.\d+\.\d+-\d+-cloud-amd64)\Z")
 
 
 @contextlib.contextmanager
@@ -408,7 +408,7 @@ def _from_paths(
 
 
 def _debian_common_sibling(headers: Path) -> Path | None:
-    m = re.match(r"^linux-headers-(\d+\.\d+\.\d+-\d+)-[a-z0-9-]+$", headers.name)
+    m = re.fullmatch(r"linux-headers-(\d+\.\d+\.\d+-\d+)-[a-z0-9-]+", headers.name)
     if m is None or (headers / "include" / "linux" / "kconfig.h").is_file():
         return None
     common = headers.parent / f"linux-headers-{m.group(1)}-common"

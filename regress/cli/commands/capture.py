@@ -101,6 +101,12 @@ def capture_cmd(
             tracefs=tracefs if readable else None,
             function_returns=spec.function_returns,
         )
+        if not readable:
+            err.print(
+                f"regress: {tracefs}/available_events is not readable (not root?): probe "
+                "patterns are shown unexpanded, exact names as given",
+                markup=False,
+            )
         out.print(runner.tracer_info(plan).bpf_text, markup=False, end="")
         return
     if output is None:
@@ -181,7 +187,7 @@ def render_summary(capture: Capture, *, top: int = 25) -> list[str]:
         f"workload  {w.name}  spec {w.hash[:12]}",
         f"tracer    {capture.tracer.fingerprint[:12]}  bcc {capture.bcc_version or '?'}",
         f"runs      {len(capture.runs)}/{capture.requested_runs}"
-        + ("" if capture.complete else "  (INCOMPLETE)")
+        + ("" if capture.complete else f"  ({capture.state.split(' (')[0]})")
         + f" x {capture.iterations_per_run} iterations",
     ]
     for note in capture.notes:
@@ -240,7 +246,7 @@ def show_cmd(
 def validate_cmd(file: Annotated[Path, typer.Argument(help="Capture file.")]) -> None:
     """Check that a file is a readable capture of this schema (or migratable to it)."""
     capture = load_capture(file)
-    state = "complete" if capture.complete else "INCOMPLETE (a run failed; finished runs kept)"
+    state = capture.state
     out.print(
         f"ok: {file}: schema {capture.schema_version}, {capture.workload.name}, "
         f"{len(capture.runs)}/{capture.requested_runs} runs, {state}",
