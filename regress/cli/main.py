@@ -24,6 +24,9 @@ from regress.cli.commands import narrow as _narrow  # noqa: F401
 from regress.cli.commands import report as _report  # noqa: F401
 from regress.cli.commands import vm as _vm  # noqa: F401
 from regress.errors import RegressError
+from regress.model.safejson import clip
+
+MAX_MESSAGE = 400  # characters of one error line
 
 INTERNAL_ERROR = 70
 INTERRUPTED = 130
@@ -56,7 +59,8 @@ def _run(argv: list[str] | None) -> int:
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="regress")
     except RegressError as exc:
-        err.print(f"regress: error: {exc.one_line()}", markup=False)
+        # bounded and encodable whatever the input echoed into it
+        err.print(f"regress: error: {clip(exc.one_line(), MAX_MESSAGE)}", markup=False)
         return exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code)

@@ -87,6 +87,11 @@ def _each(
     return doc
 
 
+def _length(value: Any) -> int:
+    """len() of a list, 0 for anything else (the strict loader then says what is wrong)."""
+    return len(value) if isinstance(value, list) else 0
+
+
 def migrate_v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     """v1 named the family probes ``syscalls``/``retvals``."""
     rename = {"syscalls": "syscall", "retvals": "retval"}
@@ -97,9 +102,7 @@ def migrate_v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
 
 def migrate_v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
     """v2 aborted a run at the first failing iteration: nothing it recorded timed out."""
-    return _each(
-        doc, "runs", lambda r: {**r, "timed_out": [False] * len(r.get("exit_codes") or [])}
-    )
+    return _each(doc, "runs", lambda r: {**r, "timed_out": [False] * _length(r.get("exit_codes"))})
 
 
 def migrate_v3_to_v4(doc: dict[str, Any]) -> dict[str, Any]:
