@@ -270,3 +270,18 @@ def test_function_attach_paths_count_the_same(vm_ready: None, tmp_path: Path) ->
     assert "EINVAL" in event["probes"]["oops_begin"][1]
     assert "kprobes blacklist" in event["probes"]["oops_begin"][1]
     assert doc["left_over"] == "" and doc["ftrace_enabled"] == "1"
+
+
+@pytest.mark.slow
+def test_twenty_boots_power_off_without_a_panic(vm_ready: None, tmp_path: Path) -> None:
+    """The guest's PID 1 outlives the sysrq power-off (no "Attempted to kill init")."""
+    kernel = kernels.cached(kernels.resolve_release(backend.DEFAULT_NEW))
+    assert kernel is not None
+    for i in range(20):
+        work = tmp_path / f"b{i}"
+        work.mkdir()
+        res = orchestrate.boot_command(kernel, ["true"], work, timeout=120)
+        assert res.result is not None and res.result["command"]["rc"] == 0
+        console = (work / "command-boot0.console.log").read_text(errors="replace")
+        assert "Kernel panic" not in console, f"boot {i}: {console[-2000:]}"
+        assert "Input/output error" not in console, f"boot {i}"

@@ -74,7 +74,10 @@ rc=$?
 echo "REGRESS-AGENT-EXIT $rc"
 sync
 echo o > /proc/sysrq-trigger
-sleep 30
+# PID 1 must outlive the power-off: an external `sleep` can fail to load once the disks
+# go away ("sleep: Input/output error"), and PID 1 exiting panics the kernel. Builtins
+# only from here.
+while :; do :; done
 """
 
 # QEMU stderr lines meaning "this accelerator cannot run this kernel" (retry with TCG).
