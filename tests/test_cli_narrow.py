@@ -39,3 +39,50 @@ def test_bad_input_is_one_line(
     err = capsys.readouterr().err
     assert rc == 2, err
     assert fragment in err and len(err.strip().splitlines()) <= 2, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (
+            [
+                "report",
+                str(REPORT / "ps-loop-old.json"),
+                str(REPORT / "ps-loop-new.json"),
+                "--format",
+                "html",
+                "--text",
+                "-o",
+                "x.html",
+            ],
+            "--text contradicts --format html",
+        ),
+        (
+            ["capture", "-w", "ps-loop", "--runs", "99999999999999999999999", "-o", "c.json"],
+            "--runs",
+        ),
+        (
+            [
+                "diff",
+                str(REPORT / "ps-loop-old.json"),
+                str(REPORT / "ps-loop-new.json"),
+                "--min-ratio",
+                "inf",
+            ],
+            "min ratio must be >= 1 and finite",
+        ),
+    ],
+)
+def test_contradictory_or_out_of_range_options_are_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    fragment: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc = run(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.html").exists() and not (tmp_path / "c.json").exists()

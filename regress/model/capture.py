@@ -57,6 +57,7 @@ SCHEMA_VERSION = 5
 MAX_COUNT = 2**53 - 1
 MAX_ITERATIONS_PER_RUN = 1_000_000
 MAX_RETVAL_BUCKET = 64
+MAX_KEY = 256  # characters of any name a capture keys counts by (kernel symbols: <= 128)
 FORMAT_NAME = "regress-capture"
 
 # One vocabulary with the differ's row kinds (``regress.model.result.MetricKind``):
@@ -597,6 +598,9 @@ class _Checker:
     def obj(self, value: Any, where: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.fail(where, "expected an object")
+        for key in value:
+            if len(key) > MAX_KEY:  # a name (syscall, function, event); rows pad to it
+                raise self.fail(f"{where}.{key}", f"key longer than {MAX_KEY} characters")
         return value
 
     def get(self, d: Mapping[str, Any], key: str, where: str) -> Any:

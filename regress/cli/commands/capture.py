@@ -28,6 +28,7 @@ from regress.model.capture import Capture, load_capture
 from regress.model.events import Event
 from regress.model.names import errno_name
 from regress.model.workload import builtin_dir, builtin_names, load_spec, resolve_workload
+from regress.vm.backend import MAX_RUNS
 
 
 @app.command("workloads")
@@ -53,7 +54,9 @@ def capture_cmd(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Capture file (.json or .json.gz).")
     ] = None,
-    runs: Annotated[int, typer.Option("--runs", "-n", min=1, help="Tracer runs.")] = 3,
+    runs: Annotated[
+        int, typer.Option("--runs", "-n", min=1, max=MAX_RUNS, help="Tracer runs.")
+    ] = 3,
     iterations: Annotated[
         int | None, typer.Option("--iterations", min=1, help="Override iterations per run.")
     ] = None,

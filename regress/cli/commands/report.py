@@ -50,7 +50,9 @@ def report_cmd(
     output: str | None = typer.Option(
         None, "-o", "--output", help="write the report here (text: '-' or omitted = stdout)"
     ),
-    fmt: Format = typer.Option(Format.html, "--format", help="html (self-contained) or text"),
+    fmt: Format | None = typer.Option(
+        None, "--format", help="html (self-contained, the default) or text"
+    ),
     text: bool = typer.Option(False, "--text", help="same as --format text"),
     force: o.Force = False,
     alpha: o.Alpha = o.ALPHA,
@@ -60,8 +62,11 @@ def report_cmd(
     """Render the diff of two captures as a bug report (HTML, or plain text for a list)."""
     from regress.report import render_text, write_reports
 
+    if text and fmt is Format.html:
+        raise UsageError("--text contradicts --format html: pass one of them")
     if text:
         fmt = Format.text
+    fmt = fmt or Format.html
     if fmt is Format.html and output in (None, "-"):
         raise UsageError("the HTML report needs a file: pass -o FILE.html")
     th = o.thresholds(alpha, min_ratio, min_delta)
