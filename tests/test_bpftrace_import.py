@@ -108,3 +108,14 @@ def test_garbage_after_first_record(tmp_path: Path) -> None:
     p.write_text('{"type": "attached_probes", "data": {"probes": 1}}\nAttaching 1 probe...\n')
     with pytest.raises(CaptureFormatError, match="line 2: not a bpftrace JSON record"):
         load_side(p)
+
+
+def test_probe_names_are_bounded(tmp_path: Path) -> None:
+    """A syscall name from a probe key is at most 64 characters: every row of a diff is
+    padded to the widest key, so an unbounded name would make memory grow with it."""
+    long = "tracepoint:syscalls:sys_exit_" + "x" * 65
+    p = write_lines(tmp_path / "x.json", [{"type": "map", "data": {"@": {f"{long},0": 1}}}])
+    with pytest.raises(CaptureFormatError) as exc:
+        load_bpftrace(p)
+    assert "first field is not a syscall id" in exc.value.one_line()
+    assert len(exc.value.one_line()) < 400

@@ -40,7 +40,7 @@ from regress.model.capture import (
 from regress.model.safejson import clip
 
 MAX_ERRNO = 4095
-_SYS_EXIT_PROBE = re.compile(r"\A(?:tracepoint|t):syscalls:sys_exit_([A-Za-z0-9_]+)\Z")
+_SYS_EXIT_PROBE = re.compile(r"\A(?:tracepoint|t):syscalls:sys_exit_([A-Za-z0-9_]{1,64})\Z")
 _REVERSE_ALIASES = {v: k for k, v in syscalls.TRACEFS_ALIASES.items()}
 EXPECTED = (
     "expected a count map keyed by [syscall id, errno], e.g. "
