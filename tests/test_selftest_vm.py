@@ -53,6 +53,7 @@ def test_selftest_catches_the_fault_and_a_broken_detector_misses_it(
     assert "syscall:openat:EACCES: failed the effect gate" in broken.message()
 
 
+@pytest.mark.slow  # the same verdict logic runs in the default suite on real captures above
 def test_selftest_cli_fails_loudly_when_the_canary_is_missed(
     vm_ready: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
