@@ -30,6 +30,12 @@ ENOSYS_SUB = "38"  # as captured: errno numbers
 # Rows are built from per-key slices of the arrays; past this many rows, the columns
 # are converted to lists once (cheaper per row when --all or JSON reads every row).
 _BULK_AFTER = 2048
+_RAW = (1, 4)  # positions of the raw per-run counts in ``RowTable._arrays``
+
+
+def _plain(position: int, values: npt.NDArray[Any]) -> list[Any]:
+    """A column slice as Python values (raw counts as ints)."""
+    return (values.astype(np.int64) if position in _RAW else values).tolist()  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -45,26 +51,31 @@ class RowTable:
     single_run: bool
     _built: int = field(default=0, init=False)
 
-    @cached_property
-    def _columns(self) -> tuple[list[Any], ...]:
+    def _arrays(self) -> tuple[npt.NDArray[Any], ...]:
+        """Every per-key array a row reads, in ``_row``'s unpacking order (the raw
+        counts, positions ``_RAW``, are cast to int after slicing: only what is read)."""
         c, run, cl = self.counts, self.run, self.classes
         return (
-            c.per_iter_old.tolist(),
-            c.old.astype(np.int64).tolist(),
-            c.center_old.tolist(),
-            c.per_iter_new.tolist(),
-            c.new.astype(np.int64).tolist(),
-            c.center_new.tolist(),
-            run.lo.tolist(),
-            run.hi.tolist(),
-            run.p.tolist(),
-            self.q.tolist(),
-            cl.cls.tolist(),
-            cl.significant.tolist(),
-            cl.regression.tolist(),
-            cl.score.tolist(),
-            cl.gated.tolist(),
+            c.per_iter_old,
+            c.old,
+            c.center_old,
+            c.per_iter_new,
+            c.new,
+            c.center_new,
+            run.lo,
+            run.hi,
+            run.p,
+            self.q,
+            cl.cls,
+            cl.significant,
+            cl.regression,
+            cl.score,
+            cl.gated,
         )
+
+    @cached_property
+    def _columns(self) -> tuple[list[Any], ...]:
+        return tuple(_plain(i, a) for i, a in enumerate(self._arrays()))
 
     def _values(self, idx: list[int]) -> list[tuple[Any, ...]]:
         """The row values of keys ``idx``: fancy-indexed subsets, or the bulk lists."""
@@ -72,26 +83,8 @@ class RowTable:
         if self._built > _BULK_AFTER:
             cols = self._columns
             return [tuple(col[i] for col in cols) for i in idx]
-        c, run, cl = self.counts, self.run, self.classes
         at = np.asarray(idx, dtype=np.intp)
-        sub = (
-            c.per_iter_old[at].tolist(),
-            c.old[at].astype(np.int64).tolist(),
-            c.center_old[at].tolist(),
-            c.per_iter_new[at].tolist(),
-            c.new[at].astype(np.int64).tolist(),
-            c.center_new[at].tolist(),
-            run.lo[at].tolist(),
-            run.hi[at].tolist(),
-            run.p[at].tolist(),
-            self.q[at].tolist(),
-            cl.cls[at].tolist(),
-            cl.significant[at].tolist(),
-            cl.regression[at].tolist(),
-            cl.score[at].tolist(),
-            cl.gated[at].tolist(),
-        )
-        return list(zip(*sub, strict=True))
+        return list(zip(*(_plain(i, a[at]) for i, a in enumerate(self._arrays())), strict=True))
 
     def rows(self, idx: list[int]) -> list[Divergence]:
         """The rows of keys ``idx``."""
