@@ -141,7 +141,9 @@ def test_v1_probe_kinds_migrate_to_the_differ_vocabulary(testdata: Path) -> None
     raw = json.loads((testdata / "diff" / "absent.old.json").read_text())
     assert raw["schema_version"] == 1 and raw["probes"][0]["kind"] == "syscalls"
     back = load_capture(testdata / "diff" / "absent.old.json")
-    assert back.schema_version == cap.SCHEMA_VERSION == 5
+    assert back.schema_version == cap.SCHEMA_VERSION == 6
+    assert back.kernel.headers is None and back.kernel.tainted is None
+    assert back.kernel.out_of_tree_modules is None
     assert all(r.timed_out == [False] * len(r.exit_codes) for r in back.runs)
     assert all(r.per_iteration is None for r in back.runs)
     assert all(r.origins == {} and r.origin_stacks == {} and r.fn_syscalls == {} for r in back.runs)
@@ -230,3 +232,40 @@ def test_v5_errno_origins_round_trip(tmp_path: Path) -> None:
     assert back.origins == run.origins and back.origin_stacks == run.origin_stacks
     assert back.fn_syscalls == run.fn_syscalls
     assert back.key_totals()[("origin", "openat", "13@bpf_lsm_file_open")] == 3
+
+
+def test_v6_headers_taint_and_out_of_tree_modules_round_trip(tmp_path: Path) -> None:
+    """Which headers the tracer was compiled against and the kernel's taint are kept, and a
+    kernel traced with another kernel's headers says so."""
+    c = sample()
+    kernel = dataclasses.replace(
+        c.kernel,
+        release="6.1.0-48-cloud-amd64",
+        headers="linux-headers-6.1.0-47-cloud-amd64",
+        tainted=12288,
+        out_of_tree_modules=["regress_fault"],
+    )
+    path = tmp_path / "c.json"
+    save_capture(dataclasses.replace(c, kernel=kernel), path)
+    back = load_capture(path).kernel
+    assert back == kernel and back.foreign_headers
+    assert not dataclasses.replace(
+        back, headers="linux-headers-6.1.0-48-cloud-amd64"
+    ).foreign_headers
+    raw = json.loads(path.read_text())
+    raw["kernel"]["out_of_tree_modules"] = "regress_fault"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(CaptureFormatError, match=r"kernel\.out_of_tree_modules: expected a list"):
+        load_capture(path)
+
+
+def test_out_of_tree_modules_from_proc_modules() -> None:
+    from regress.guest.environment import out_of_tree_modules
+
+    text = (
+        "regress_fault 16384 0 - Live 0xffffffffc0a00000 (OE)\n"
+        "virtio_blk 20480 2 - Live 0xffffffffc0010000\n"
+        "vendor_thing 8192 0 - Live 0x0 (O)\n"
+        "ext4 999 1 - Live 0x0\n"
+    )
+    assert out_of_tree_modules(text) == ["regress_fault", "vendor_thing"]

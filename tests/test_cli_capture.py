@@ -45,6 +45,7 @@ def test_workloads_lists_builtins() -> None:
     assert [x.split()[0] for x in p.stdout.splitlines()] == [
         "file-io",
         "fork-exec",
+        "new-syscalls",
         "proc-scan",
         "ps-loop",
         "tcp-loopback",

@@ -423,3 +423,38 @@ def test_quiet_rows_are_built_on_demand_and_rank_as_if_all_were_built() -> None:
     # a result made from a plain tuple behaves the same (every row eager)
     plain = dataclasses.replace(res, divergences=tuple(built))
     assert plain.significant == res.significant and plain.shown == res.shown
+
+
+def test_signal_race_errors_need_their_own_gate() -> None:
+    """EINTR/ERESTART* counts follow machine load between sessions: a x0.8 shift that is
+    certain within each capture is shown as suggestive, not counted; x0.4 still counts."""
+    rng = np.random.default_rng(5)
+
+    def runs(scale: float) -> list[dict[str, Any]]:
+        out = []
+        for _ in range(5):
+            n = rng.normal(1, 0.02)
+            out.append(
+                {
+                    "syscalls": {
+                        "rt_sigsuspend": {"514": int(200 * scale * n)},
+                        "rt_sigreturn": {"0": int(400 * n)},
+                        "read": {"0": int(300 * n), "4": int(200 * scale * n)},
+                    }
+                }
+            )
+        return out
+
+    small = rows(diff_captures(make("a", runs(1.0)), make("b", runs(0.8))))
+    for key in ("syscall:rt_sigsuspend:ERESTARTNOHAND", "syscall:read:EINTR"):
+        d = small[key]
+        assert not d.significant and not d.regression, key
+        assert d.cls == "suggestive" and d.q is not None and d.q <= 0.05, key
+    big = rows(diff_captures(make("a", runs(1.0)), make("b", runs(0.4))))
+    assert big["syscall:rt_sigsuspend:ERESTARTNOHAND"].significant
+    # the same shift on an ordinary errno counts at the ordinary gate
+    th = Thresholds(min_ratio_signal=1.2)
+    plain = rows(diff_captures(make("a", runs(1.0)), make("b", runs(0.8)), thresholds=th))
+    assert plain["syscall:rt_sigsuspend:ERESTARTNOHAND"].significant
+    with pytest.raises(Exception, match="signal-race ratio gate"):
+        Thresholds(min_ratio_signal=1.1)

@@ -113,8 +113,12 @@ def test_text_report_is_72_columns_and_plain() -> None:
     text = render_text(*sample())
     assert not re.search(r"</?[a-z]+[ >]", text), "HTML in the text report"
     assert text.startswith("Subject: [REGRESSION] ps-loop: ")
-    assert "#regzbot introduced: 6.1.0-47-cloud-amd64..6.1.0-56-cloud-amd64\n" in text
-    assert "Last known good: 6.1.0-47-cloud-amd64\nFirst known bad: 6.1.0-56-cloud-amd64\n" in text
+    assert "#regzbot introduced: v6.1.153..v6.1.158\n" in text  # upstream versions
+    assert (
+        "Last known good: 6.1.0-47-cloud-amd64\n"
+        "                 (Debian 6.1.153-1, upstream v6.1.153)\n"
+        "First known bad: 6.1.0-56-cloud-amd64\n"
+    ) in text
 
 
 def test_text_report_without_divergence_is_not_a_regression() -> None:
@@ -441,7 +445,11 @@ def test_text_report_without_divergence_blames_no_kernel() -> None:
     text = render_text(result, old, old)
     assert text.startswith("Subject: [NO CHANGE] ")
     assert "First known bad" not in text and "#regzbot" not in text
-    assert "Old kernel: 6.1.0-47-cloud-amd64\nNew kernel: 6.1.0-47-cloud-amd64\n" in text
+    assert (
+        "Old kernel: 6.1.0-47-cloud-amd64\n            (Debian 6.1.153-1, upstream v6.1.153)\n"
+        "New kernel: 6.1.0-47-cloud-amd64\n" in text
+    )
+    assert "vanilla" not in text  # nothing to report, nothing to check upstream
     assert "the divergences are" not in text
     tables = _table_lines(text.splitlines())
     wide = [ln for i, ln in enumerate(text.splitlines()) if len(ln) > WIDTH and i not in tables]

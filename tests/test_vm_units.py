@@ -151,9 +151,21 @@ def test_module_order_puts_dependencies_first(tmp_path: Path) -> None:
 
 def test_debian_refs() -> None:
     abi = "6.1.0-56-cloud-amd64"
-    assert kernels.parse_debian_ref(f"debian:{abi}") == ("abi", abi)
+    assert kernels.parse_debian_ref(f"debian:{abi}") == ("release", abi)
     assert kernels.parse_debian_ref("debian:6.1.192-2") == ("version", "6.1.192-2")
-    for bad in ("6.1.0-56-cloud-amd64", "debian:6.1.0-56-rt-amd64", "debian:latest"):
+    bpo = "6.12.117+deb12-cloud-amd64"  # the 6.12 line's naming
+    assert kernels.parse_debian_ref(f"debian:{bpo}") == ("release", bpo)
+    assert kernels.parse_debian_ref("debian:6.12.117-1~deb12u1") == (
+        "version",
+        "6.12.117-1~deb12u1",
+    )
+    for bad in (
+        "6.1.0-56-cloud-amd64",
+        "debian:6.1.0-56-rt-amd64",
+        "debian:latest",
+        "debian:6.1;rm -rf /",
+        "debian:",
+    ):
         with pytest.raises(UsageError):
             kernels.parse_debian_ref(bad)
 

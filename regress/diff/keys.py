@@ -19,6 +19,10 @@ from regress.model.capture import Capture
 from regress.model.names import errno_name
 from regress.model.result import CONTEXT_KINDS
 
+# EINTR and the kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND,
+# ERESTART_RESTARTBLOCK): what a syscall returns when a signal lands in it.
+SIGNAL_RACE_ERRNOS = frozenset({"4", "512", "513", "514", "516"})
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 KeyTuple = tuple[str, str, str]  # (kind, name, sub as captured): sub = errno / bucket / ""
@@ -186,6 +190,18 @@ class KeyCounts:
         """``kind``, ``name`` or ``sub`` of every key, as an object array."""
         i = ("kind", "name", "sub").index(what)
         return np.array([k[i] for k in self.keys], dtype=object)
+
+    @cached_property
+    def signal_race(self) -> BoolArray:
+        """Syscall errors (and their origins) a signal landing mid-call produces: their
+        counts follow machine load, so they pass ``Thresholds.min_ratio_signal``."""
+        return np.array(
+            [
+                k[0] in ("syscall", "origin") and k[2].split("@", 1)[0] in SIGNAL_RACE_ERRNOS
+                for k in self.keys
+            ],
+            dtype=bool,
+        )
 
     @cached_property
     def context(self) -> BoolArray:

@@ -37,13 +37,24 @@ MAX_SIGNIFICANCE = 16.0
 KIND_ORDER = {kind: i for i, kind in enumerate(METRIC_KINDS)}
 
 
-def effect_gate(old_center: FloatArray, new_center: FloatArray, th: Thresholds) -> BoolArray:
-    """True where the change is big enough to matter: ratio AND absolute delta."""
+def effect_gate(
+    old_center: FloatArray,
+    new_center: FloatArray,
+    th: Thresholds,
+    signal_race: BoolArray | None = None,
+) -> BoolArray:
+    """True where the change is big enough to matter: ratio AND absolute delta (signal-race
+    rows need ``th.min_ratio_signal``)."""
     delta = np.abs(new_center - old_center)
     lo = np.minimum(old_center, new_center)
     hi = np.maximum(old_center, new_center)
+    need = (
+        th.min_ratio
+        if signal_race is None
+        else np.where(signal_race, th.min_ratio_signal, th.min_ratio)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio_ok = np.where(lo > 0, hi / lo >= th.min_ratio, hi > 0)
+        ratio_ok = np.where(lo > 0, hi / lo >= need, hi > 0)
     return np.asarray((delta >= th.min_abs_delta) & ratio_ok, dtype=np.bool_)
 
 
@@ -75,7 +86,7 @@ class Classes:
         self, counts: KeyCounts, p: FloatArray, q: FloatArray, exact: BoolArray, th: Thresholds
     ) -> None:
         c_old, c_new = counts.center_old, counts.center_new
-        self.gate = effect_gate(c_old, c_new, th)
+        self.gate = effect_gate(c_old, c_new, th, counts.signal_race)
         self.would_be = (q <= th.alpha) & self.gate
         self.significant = self.would_be & ~counts.context
         self.gated = (q <= th.alpha) & ~self.gate
@@ -85,6 +96,8 @@ class Classes:
         self.certain_small = finding & exact & (p == 0.0) & ~self.gate
         # Past the gate and nominally significant, not past the FDR: worth a look.
         self.suggestive = finding & ~self.significant & self.gate & (p <= th.alpha) & ~exact
+        # Signal races past the FDR but below their own gate: shown, not counted.
+        self.suggestive |= finding & counts.signal_race & (q <= th.alpha) & ~self.gate
         appeared = (counts.total_old == 0) & (counts.total_new > 0)
         vanished = (counts.total_new == 0) & (counts.total_old > 0)
         sig = self.significant

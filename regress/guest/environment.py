@@ -80,16 +80,32 @@ def config_hash(config: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def kernel_info() -> KernelInfo:
-    """The running kernel: release, /proc/version, cmdline, config (+hash) when readable."""
+def out_of_tree_modules(proc_modules: str) -> list[str]:
+    """Loaded modules flagged out-of-tree (O) or unsigned (E) in /proc/modules."""
+    found = []
+    for line in proc_modules.splitlines():
+        fields = line.split()
+        flags = re.search(r"\(([A-Z]+)\)\s*$", line)
+        if fields and flags and ("O" in flags.group(1) or "E" in flags.group(1)):
+            found.append(fields[0])
+    return sorted(found)
+
+
+def kernel_info(headers: str | None = None) -> KernelInfo:
+    """The running kernel: release, /proc/version, cmdline, config (+hash) when readable,
+    taint and out-of-tree modules, and the headers tree the tracer is compiled against."""
     release = platform.release()
     config, _source = read_kernel_config(release)
+    tainted = _read(Path("/proc/sys/kernel/tainted"))
     return KernelInfo(
         release=release,
         version=_read(Path("/proc/version")),
         cmdline=_read(Path("/proc/cmdline")),
         config_hash=config_hash(config) if config else None,
         config=config,
+        headers=headers,
+        tainted=int(tainted) if tainted.isdigit() else None,
+        out_of_tree_modules=out_of_tree_modules(_read(Path("/proc/modules"))),
     )
 
 
@@ -146,6 +162,7 @@ class HeadersChoice:
 
     source: Path | None
     note: str
+    name: str = ""  # the tree's directory name (linux-headers-<release>): whose headers
 
 
 def _usable_tree(path: Path) -> bool:
@@ -221,13 +238,15 @@ def _prepare(path: Path, origin: str) -> HeadersChoice:
             hint=f"point --kernel-headers/{HEADERS_ENV} at a linux-headers tree",
         )
     if _usable_tree(path):
-        return HeadersChoice(path, f"kernel headers: {path} ({origin})")
+        return HeadersChoice(path, f"kernel headers: {path} ({origin})", path.resolve().name)
     common = _common_dir_for(path)
     if common is not None:
         merged = merged_headers(path, common)
         if _usable_tree(merged):
             return HeadersChoice(
-                merged, f"kernel headers: {path} + {common.name} merged at {merged} ({origin})"
+                merged,
+                f"kernel headers: {path} + {common.name} merged at {merged} ({origin})",
+                path.name,
             )
     raise EnvironmentProblem(
         f"kernel headers {path} ({origin}) lack include/linux/kconfig.h or "
@@ -248,7 +267,8 @@ def resolve_kernel_headers(
     release = release or platform.release()
     build = Path("/lib/modules") / release / "build"
     if build.is_dir():
-        return HeadersChoice(None, f"kernel headers: {build} (native)")
+        name = build.resolve().name
+        return HeadersChoice(None, f"kernel headers: {build} -> {name}", name)
     search = Path(os.environ.get(HEADERS_SEARCH_ENV) or "/usr/src")
     candidates = sorted(
         (p for p in search.glob("linux-headers-*-amd64") if p.is_dir()), key=_version_key

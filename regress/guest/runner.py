@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import platform
 import select
 import shutil
 import signal
@@ -392,11 +393,17 @@ def run_capture(
     )
     info = tracer_info(plan)
     notes = [headers.note]
+    release = platform.release()
+    if headers.name and release not in headers.name:
+        notes.append(
+            f"tracer compiled against {headers.name}, not {release}'s own headers "
+            "(none packaged; it reads no kernel structs, so this changes nothing it counts)"
+        )
     stale = _syscalls.cross_check(tracefs)
     if stale:
         notes.append("syscall table lacks names this kernel has: " + ", ".join(stale))
     capture = Capture(
-        kernel=kernel_info(),
+        kernel=kernel_info(headers.name or None),
         machine=machine or machine_info(),
         tracer=info,
         workload=WorkloadInfo(name=spec.name, hash=spec.spec_hash(), spec=spec.to_dict()),

@@ -28,6 +28,11 @@ Schema history (``schema_version``):
        the most frequent kernel call path of that origin, innermost caller first) and
        ``runs[].fn_syscalls`` (function -> syscall it returned under -> n; "-" outside
        any syscall). Older captures have none (``{}``).
+  6 -- 2026-11-30: what the kernel side was built and traced with: ``kernel.headers``
+       (the headers tree the tracer was compiled against -- another kernel's when the
+       kernel has no packaged headers), ``kernel.tainted`` (/proc/sys/kernel/tainted) and
+       ``kernel.out_of_tree_modules`` (loaded modules flagged O or E). Older captures did
+       not record them (``null``).
 
 To change the schema: bump ``SCHEMA_VERSION``, add a history line above, write
 ``migrate_vN_to_vN+1(doc) -> doc`` and register it in ``MIGRATIONS``.
@@ -39,6 +44,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -51,7 +57,7 @@ from regress.model import safejson
 from regress.model.paths import REPORTS_DIR
 from regress.model.safejson import clip
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Counts, indices and iterations are exact in a float64 below 2^53: everything beyond is
 # refused when read (an absurd count would otherwise make exact tests run for ever).
 MAX_COUNT = 2**53 - 1
@@ -118,6 +124,19 @@ def migrate_v4_to_v5(doc: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def migrate_v5_to_v6(doc: dict[str, Any]) -> dict[str, Any]:
+    """v5 did not record headers, taint or out-of-tree modules."""
+    kernel = doc.get("kernel")
+    if isinstance(kernel, dict):
+        doc["kernel"] = {
+            **kernel,
+            "headers": None,
+            "tainted": None,
+            "out_of_tree_modules": None,
+        }
+    return doc
+
+
 # Migrations: MIGRATIONS[n] turns a version-n document into a version-(n+1) one.
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 MIGRATIONS: dict[int, Migration] = {
@@ -125,6 +144,7 @@ MIGRATIONS: dict[int, Migration] = {
     2: migrate_v2_to_v3,
     3: migrate_v3_to_v4,
     4: migrate_v4_to_v5,
+    5: migrate_v5_to_v6,
 }
 
 
@@ -156,6 +176,33 @@ class KernelInfo:
     cmdline: str  # /proc/cmdline
     config_hash: str | None = None  # sha256 of the normalised config, when readable
     config: dict[str, str] | None = None  # CONFIG_X -> value ("y", "m", "\"str\"", ...)
+    headers: str | None = None  # name of the headers tree the tracer was compiled against
+    tainted: int | None = None  # /proc/sys/kernel/tainted at capture start
+    out_of_tree_modules: list[str] | None = None  # loaded modules flagged (O) or (E)
+
+    @property
+    def distro_version(self) -> str | None:
+        """The distribution's package version from /proc/version (``Debian 6.1.192-3``)."""
+        m = re.search(r"\bDebian (\S+) \(", self.version)
+        return m.group(1) if m else None
+
+    @property
+    def upstream(self) -> str | None:
+        """The kernel.org version this kernel is built from: Debian's upstream version, or
+        the release's leading version (``6.9.0-rc2+`` -> 6.9); None when unknown."""
+        distro = self.distro_version
+        if distro is not None:
+            body = distro.split(":", 1)[-1]
+            return body.rsplit("-", 1)[0] if "-" in body else body
+        m = re.match(r"(\d+\.\d+)(\.\d+)?", self.release)
+        if m is None:
+            return None
+        return m.group(1) if m.group(2) in (None, ".0") else m.group(0)
+
+    @property
+    def foreign_headers(self) -> bool:
+        """Compiled against another kernel's headers (fine: the tracer reads no structs)."""
+        return bool(self.headers) and self.release not in str(self.headers)
 
 
 @dataclass
@@ -615,6 +662,11 @@ class _Checker:
             raise self.fail(where, "expected a string")
         return value
 
+    def list_(self, value: Any, where: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(where, "expected a list")
+        return value
+
     def int_(self, value: Any, where: str, *, optional: bool = False, minimum: int = 0) -> Any:
         if value is None and optional:
             return None
@@ -729,6 +781,16 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
                 for a, b in c.obj(k["config"], "kernel.config").items()
             }
             if k.get("config") is not None
+            else None
+        ),
+        headers=c.str_(k.get("headers"), "kernel.headers", optional=True),
+        tainted=c.int_(k.get("tainted"), "kernel.tainted", optional=True),
+        out_of_tree_modules=(
+            [
+                c.str_(x, "kernel.out_of_tree_modules[]")
+                for x in c.list_(k["out_of_tree_modules"], "kernel.out_of_tree_modules")
+            ]
+            if k.get("out_of_tree_modules") is not None
             else None
         ),
     )

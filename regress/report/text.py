@@ -94,6 +94,7 @@ class TextView:
     summary: list[str]
     impact: list[str]
     regzbot: str
+    distro_note: list[str]
     table_intro: list[str]
     table: list[str]
     table_more: str
@@ -111,7 +112,7 @@ class TextView:
 
 def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
     v = build_view(result, old, new)
-    rng = f"{v.old_kernel}..{v.new_kernel}"
+    rng = v.kernel_range
     tag = {"regression": "[REGRESSION]", "changed": "[KERNEL CHANGE]"}.get(
         v.verdict_class, "[NO CHANGE]"
     )
@@ -221,6 +222,7 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
         summary=wrap(v.summary),
         impact=wrap(v.impact),
         regzbot=f"#regzbot introduced: {rng}" if v.verdict_class == "regression" else "",
+        distro_note=wrap(v.distro_note) if v.verdict_class != "same" else [],
         table_intro=intro,
         table=_div_table(top),
         table_more=more,

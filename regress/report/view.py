@@ -176,6 +176,10 @@ class ReportView:
     description: str
     old_kernel: str
     new_kernel: str
+    old_identity: str  # package and upstream version, when known ("" otherwise)
+    new_identity: str
+    kernel_range: str  # v6.1.170..v6.1.192 when the upstream versions differ, else releases
+    distro_note: str  # distribution kernels: check a vanilla kernel before going upstream
     verdict: str
     verdict_class: str  # "regression" / "changed" / "same"
     headline: str
@@ -371,6 +375,38 @@ def _row(
     )
 
 
+def _identity(c: Capture) -> str:
+    """``Debian 6.1.192-3, upstream v6.1.192`` (what the release string does not say)."""
+    k = c.kernel
+    parts = [f"Debian {k.distro_version}"] if k.distro_version else []
+    if k.upstream:
+        parts.append(f"upstream v{k.upstream}")
+    return clean(", ".join(parts))
+
+
+def _kernel_range(old: Capture, new: Capture) -> str:
+    """The range regzbot and the subject name: upstream versions when they tell the sides
+    apart, else the releases (distro rebuilds of one upstream version)."""
+    a, b = old.kernel.upstream, new.kernel.upstream
+    if a and b and a != b:
+        return clean(f"v{a}..v{b}")
+    return clean(f"{old.kernel.release}..{new.kernel.release}")
+
+
+def _distro_note(old: Capture, new: Capture) -> str:
+    distro = [c.kernel for c in (old, new) if c.kernel.distro_version]
+    if not distro:
+        return ""
+    versions = " and ".join(f"v{k.upstream}" for k in distro if k.upstream)
+    return clean(
+        "These are Debian kernels: before reporting upstream, check that vanilla "
+        f"{versions or 'kernels'} from kernel.org behave the same, as the kernel's "
+        "reporting-issues guide asks (Documentation/admin-guide/reporting-issues.rst); "
+        "otherwise report to Debian (reportbug linux-image-"
+        f"{new.kernel.release})."
+    )
+
+
 def _env(old: Capture, new: Capture, result: DiffResult) -> list[EnvRow]:
     def row(label: str, a: Any, b: Any, mono: bool = False, expected: bool = False) -> EnvRow:
         """``expected`` rows (file names, times) differ by nature: never flagged."""
@@ -390,11 +426,28 @@ def _env(old: Capture, new: Capture, result: DiffResult) -> list[EnvRow]:
         shape += f", {m.mem_mb} MiB" if m.mem_mb else ""
         return f"{m.backend}{accel}, {m.arch}{shape}"
 
-    return [
+    def headers(c: Capture) -> str:
+        h = c.kernel.headers
+        if h is None:
+            return "not recorded"
+        return f"{h} (another kernel's: none packaged)" if c.kernel.foreign_headers else h
+
+    def taint(c: Capture) -> str:
+        t = c.kernel.tainted
+        return "not recorded" if t is None else ("not tainted" if t == 0 else f"tainted ({t})")
+
+    def oot(c: Capture) -> str:
+        mods = c.kernel.out_of_tree_modules
+        return "not recorded" if mods is None else (", ".join(mods) or "none")
+
+    rows = [
         row("kernel release", old.kernel.release, new.kernel.release, True),
         row("/proc/version", old.kernel.version, new.kernel.version, True),
         row("boot cmdline", old.kernel.cmdline, new.kernel.cmdline, True),
         row("kernel config hash", old.kernel.config_hash, new.kernel.config_hash, True),
+        row("tracer compiled against", headers(old), headers(new), True),
+        row("taint", taint(old), taint(new)),
+        row("out-of-tree modules", oot(old), oot(new)),
         row("machine", machine(old), machine(new)),
         row("hostname", old.machine.hostname or "—", new.machine.hostname or "—"),
         row("bcc version", old.bcc_version, new.bcc_version),
@@ -406,6 +459,8 @@ def _env(old: Capture, new: Capture, result: DiffResult) -> list[EnvRow]:
         row("captured (UTC)", old.created_utc or "—", new.created_utc or "—", expected=True),
         row("regress version", old.regress_version or "—", new.regress_version or "—"),
     ]
+    # Captures from before schema 6 did not record headers, taint or modules: say nothing.
+    return [r for r in rows if not (r.old == r.new == "not recorded")]
 
 
 def _config(old: Capture, new: Capture) -> tuple[list[ConfigRow], str]:
@@ -795,6 +850,10 @@ def build_view(
         description=facts.description,
         old_kernel=facts.ok,
         new_kernel=facts.nk,
+        old_identity=_identity(old),
+        new_identity=_identity(new),
+        kernel_range=_kernel_range(old, new),
+        distro_note=_distro_note(old, new),
         verdict=verdict,
         verdict_class=vclass,
         headline=headline,

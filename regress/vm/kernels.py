@@ -28,11 +28,9 @@ from typing import Any
 
 from regress.errors import EnvironmentProblem, InputError, UsageError
 from regress.model.paths import cache_root
+from regress.vm import debian
 
-DEBIAN_FLAVOUR = "cloud-amd64"
-ABI_RE = re.compile(r"\A(\d+\.\d+\.\d+-\d+)-([a-z0-9-]+)\Z")  # 6.1.0-56-cloud-amd64
-VERSION_RE = re.compile(r"\A\d+\.\d+\.\d+(-\d+)?(\+[A-Za-z0-9.~+]+)?(-\d+)?\Z")  # 6.1.192-2
-IMAGE_PKG_RE = re.compile(r"\Alinux-image-(\d+\.\d+\.\d+-\d+-cloud-amd64)\Z")
+DEBIAN_FLAVOUR = debian.FLAVOUR
 
 
 @contextlib.contextmanager
@@ -62,6 +60,18 @@ class Kernel:
     tree: Path  # root-relative tree: lib/modules/<release>, usr/src/..., for the kernel disk
     version: str = ""  # package version (6.1.192-2) when from Debian
     source: str = "debian"  # "debian" or "paths"
+    upstream: str = ""  # kernel.org version (6.1.192) when known
+    headers: str = ""  # the release whose headers the guest compiles against, if not its own
+
+    @property
+    def headers_note(self) -> str:
+        """Said in the capture and report when the headers are another kernel's."""
+        if not self.headers or self.headers == self.release:
+            return ""
+        return (
+            f"no packaged headers for {self.release}: the tracer was compiled against "
+            f"{self.headers}'s (it reads no kernel structs, so any close version compiles it)"
+        )
 
     @property
     def modules_dir(self) -> Path:
@@ -97,56 +107,36 @@ def _run(argv: list[str], *, cwd: Path | None = None, what: str) -> str:
 
 
 def parse_debian_ref(ref: str) -> tuple[str, str]:
-    """``debian:6.1.0-56-cloud-amd64`` -> ("abi", ...); ``debian:6.1.192-2`` -> ("version", ...)."""
+    """``debian:<release>`` -> ("release", ...); ``debian:<version>`` -> ("version", ...).
+
+    Syntax only (no apt): a release ends in the flavour (``6.1.0-56-cloud-amd64``,
+    ``6.12.117+deb12-cloud-amd64``), anything else must look like a Debian package or
+    upstream version (``6.1.192-2``, ``6.12.117-1~deb12u1``, ``6.12.117``).
+    """
     if not ref.startswith("debian:"):
         raise UsageError(
             f"kernel {ref!r}: expected debian:<release> (debian:6.1.0-56-cloud-amd64), "
             "debian:<package version> (debian:6.1.192-2), or a bzImage path with --*-kernel"
         )
     body = ref.split(":", 1)[1]
-    m = ABI_RE.match(body)
-    if m:
-        if m.group(2) != DEBIAN_FLAVOUR:
-            raise UsageError(f"kernel {ref!r}: only the {DEBIAN_FLAVOUR} flavour is supported")
-        return "abi", body
-    if VERSION_RE.match(body):
-        return "version", body
-    raise UsageError(f"kernel {ref!r}: not a Debian kernel release or package version")
+    if not debian.SAFE_REF.match(body) or not body[0].isdigit():
+        raise UsageError(f"kernel {ref!r}: not a Debian kernel release or package version")
+    if body.endswith(f"-{DEBIAN_FLAVOUR}"):
+        return "release", body
+    if body.endswith("-amd64") or body.endswith("-arm64"):
+        raise UsageError(f"kernel {ref!r}: only the {DEBIAN_FLAVOUR} flavour is supported")
+    return "version", body
 
 
-@dataclass(frozen=True)
-class Available:
-    release: str
-    version: str
-    has_headers: bool
+_CATALOGUE: list[list[debian.DebianKernel]] = []
 
 
-def available_debian() -> list[Available]:
-    """Cloud kernels apt knows about, with whether matching headers exist."""
-    out = _run(
-        [
-            "apt-cache",
-            "--names-only",
-            "search",
-            r"^linux-(image|headers)-[0-9.]+-[0-9]+-cloud-amd64$",
-        ],
-        what="list Debian kernels",
-    )
-    images: set[str] = set()
-    headers: set[str] = set()
-    for line in out.splitlines():
-        name = line.split(" ", 1)[0]
-        if name.startswith("linux-image-"):
-            images.add(name[len("linux-image-") :])
-        elif name.startswith("linux-headers-"):
-            headers.add(name[len("linux-headers-") :])
-    images.discard("")
-    result: list[Available] = []
-    versions = _package_versions([f"linux-image-{r}" for r in images]) if images else {}
-    for rel in images:
-        result.append(Available(rel, versions.get(f"linux-image-{rel}", ""), rel in headers))
-    result.sort(key=lambda a: _release_key(a.release))
-    return result
+def available_debian(*, refresh: bool = False) -> list[debian.DebianKernel]:
+    """Every cloud kernel apt knows (all lines), oldest package version first; asked once
+    per process."""
+    if refresh or not _CATALOGUE:
+        _CATALOGUE[:] = [debian.query(DEBIAN_FLAVOUR)]
+    return _CATALOGUE[0]
 
 
 _APT_UPDATED: list[bool] = []
@@ -158,6 +148,7 @@ def _apt_update_once() -> bool:
         return False
     _APT_UPDATED.append(True)
     _run(["apt-get", "update", "-qq"], what="apt-get update")
+    _CATALOGUE.clear()
     return True
 
 
@@ -165,45 +156,43 @@ def _release_key(release: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", release))
 
 
-def _package_versions(packages: list[str]) -> dict[str, str]:
-    """Candidate versions of the packages apt knows (unknown ones are left out)."""
-    try:
-        out = _run(["apt-cache", "show", "--no-all-versions", *sorted(packages)], what="query apt")
-    except EnvironmentProblem:
-        if len(packages) <= 1:
-            return {}
-        found: dict[str, str] = {}
-        for p in packages:
-            found.update(_package_versions([p]))
-        return found
-    versions: dict[str, str] = {}
-    pkg = ""
-    for line in out.splitlines():
-        if line.startswith("Package: "):
-            pkg = line.split(": ", 1)[1].strip()
-        elif line.startswith("Version: ") and pkg:
-            versions.setdefault(pkg, line.split(": ", 1)[1].strip())
-    return versions
+def lookup(ref: str) -> debian.DebianKernel:
+    """The packaged kernel a ``debian:`` ref names (apt is updated once if it is unknown)."""
+    kind, body = parse_debian_ref(ref)
+    for _attempt in range(2):
+        known = available_debian()
+        if kind == "release":
+            hits = [k for k in known if k.release == body]
+        else:
+            hits = [k for k in known if k.version == body] or [
+                k for k in known if k.upstream == body
+            ]
+        if len(hits) > 1:
+            raise UsageError(
+                f"kernel {ref!r}: {len(hits)} packages build upstream {body}: "
+                + ", ".join(f"debian:{k.release} ({k.version})" for k in hits),
+                hint="name one by release or package version",
+            )
+        if hits:
+            return hits[0]
+        if not _apt_update_once():
+            break
+    what = "package" if kind == "release" else "package with version"
+    raise InputError(
+        f"kernel {ref!r}: apt has no linux-image-*-{DEBIAN_FLAVOUR} {what} {body}",
+        hint="see 'regress kernel list'; run apt-get update if the list is stale",
+    )
 
 
 def resolve_release(ref: str) -> str:
-    """The ``uname -r`` a Debian ref names (a package version is looked up in apt)."""
+    """The ``uname -r`` a Debian ref names (a cached kernel answers without apt)."""
     kind, body = parse_debian_ref(ref)
-    if kind == "abi":
+    if kind == "release":
         return body
-    cached = [k for k in list_cached() if k.version == body]
-    if cached:
-        return cached[0].release
-    for _attempt in range(2):
-        for a in available_debian():
-            if a.version == body:
-                return a.release
-        if not _apt_update_once():
-            break
-    raise InputError(
-        f"kernel {ref!r}: no linux-image-*-{DEBIAN_FLAVOUR} package with version {body} in apt",
-        hint="see 'regress kernel list'; run apt-get update if the list is stale",
-    )
+    cached_hits = [k for k in list_cached() if k.version == body]
+    if cached_hits:
+        return cached_hits[0].release
+    return lookup(ref).release
 
 
 # --------------------------------------------------------------------------- cache
@@ -223,9 +212,15 @@ def _load_entry(entry: Path) -> Kernel | None:
             tree=entry / "tree",
             version=str(doc.get("version", "")),
             source=str(doc.get("source", "debian")),
+            upstream=str(doc.get("upstream") or _upstream_of(str(doc.get("version", "")))),
+            headers=str(doc.get("headers", "")),
         )
     except KeyError:
         return None
+
+
+def _upstream_of(version: str) -> str:
+    return debian.upstream_version(version) if version else ""
 
 
 def list_cached() -> list[Kernel]:
@@ -271,34 +266,31 @@ def _fetch_debian(ref: str, release: str) -> Kernel:
     hit = cached(release)  # another process may have fetched it while we waited
     if hit is not None:
         return hit
-    abi = release[: -len(DEBIAN_FLAVOUR) - 1]  # 6.1.0-56
-    image_pkg = f"linux-image-{release}"
-    versions = _package_versions([image_pkg])
-    if not versions.get(image_pkg) and _apt_update_once():
-        versions = _package_versions([image_pkg])
-    version = versions.get(image_pkg)
-    if not version:
-        raise InputError(
-            f"kernel {ref!r}: apt has no package {image_pkg}",
-            hint="see 'regress kernel list'; run apt-get update if the list is stale",
-        )
-    header_pkgs = [f"linux-headers-{release}", f"linux-headers-{abi}-common"]
-    have = _package_versions(header_pkgs)
-    if any(have.get(p) != version for p in header_pkgs):
-        with_headers = [a.release for a in available_debian() if a.has_headers]
-        raise InputError(
-            f"kernel {ref!r}: apt has no headers for {release} (bcc needs them in the guest)",
-            hint="kernels with headers: " + ", ".join(with_headers),
-        )
-    kbuild = _kbuild_package(release, version)
-    packages = [f"{image_pkg}={version}", *(f"{p}={version}" for p in header_pkgs), kbuild]
-
+    pkg = lookup(f"debian:{release}")
+    headers_from = pkg
+    if not pkg.has_headers:
+        # The tracer reads no kernel structs: the closest packaged headers compile it.
+        closest = debian.closest_with_headers(pkg, available_debian())
+        if closest is None:
+            raise InputError(
+                f"kernel {ref!r}: apt has no kernel headers at all (bcc needs a tree)",
+                hint="run apt-get update; see 'regress kernel list'",
+            )
+        headers_from = closest
+    image_pkg = f"{debian.IMAGE_PREFIX}{release}"
+    packages = [
+        f"{image_pkg}={pkg.version}",
+        *(f"{p}={headers_from.version}" for p in headers_from.headers),
+        *([headers_from.kbuild] if headers_from.kbuild else []),
+    ]
     dest = kernels_dir() / release
     meta = {
         "label": f"debian:{release}",
         "release": release,
-        "version": version,
+        "version": pkg.version,
+        "upstream": pkg.upstream,
         "source": "debian",
+        "headers": headers_from.release,
         "packages": packages,
     }
     with _staged_entry(dest, meta) as tmp:
@@ -318,35 +310,30 @@ def _fetch_debian(ref: str, release: str) -> Kernel:
         if config.is_file():
             os.replace(config, tmp / "config")
         shutil.rmtree(tree / "boot", ignore_errors=True)
-        _link_headers(tree, release, abi)
+        _link_headers(tree, release, headers_from.headers)
         _run(["depmod", "-a", "-b", str(tree), release], what=f"depmod {release}")
     result = cached(release)
     assert result is not None
     return result
 
 
-def _kbuild_package(release: str, version: str) -> str:
-    """``linux-kbuild-6.1``: the headers' scripts/ symlinks point into it.
-
-    The headers depend on ``>= version`` and the archive keeps only the newest kbuild,
-    so it is not pinned.
-    """
-    major_minor = ".".join(release.split(".")[:2])
-    return f"linux-kbuild-{major_minor}"
-
-
-def _link_headers(tree: Path, release: str, abi: str) -> None:
-    """bcc looks in lib/modules/<r>/build and .../source; Debian splits headers in two dirs."""
+def _link_headers(tree: Path, release: str, headers: tuple[str, ...]) -> None:
+    """bcc looks in lib/modules/<r>/build and .../source; Debian splits a headers tree in
+    an arch half (``build``) and a common half (``source``), whatever the line names them."""
     mod = tree / "lib" / "modules" / release
     mod.mkdir(parents=True, exist_ok=True)
-    for name, target in (
-        ("build", f"/usr/src/linux-headers-{release}"),
-        ("source", f"/usr/src/linux-headers-{abi}-common"),
-    ):
+    src = tree / "usr" / "src"
+    dirs = [name for name in headers if (src / name).is_dir()]
+    if not dirs:
+        raise EnvironmentProblem(f"headers packages {', '.join(headers)} left no usr/src tree")
+    arch = dirs[0]
+    common = next((d for d in dirs[1:] if (src / d / "include" / "linux").is_dir()), None)
+    for name, target in (("build", arch), ("source", common)):
         link = mod / name
         if link.is_symlink() or link.exists():
             link.unlink()
-        link.symlink_to(target)
+        if target is not None:
+            link.symlink_to(f"/usr/src/{target}")
 
 
 def from_paths(bzimage: Path, modules: Path, headers: Path | None, *, label: str = "") -> Kernel:

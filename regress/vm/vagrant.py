@@ -37,7 +37,7 @@ GUEST_RESULT = "/tmp/regress-result.img"
 
 def _kernel_release(ref: str) -> str:
     kind, body = kernels.parse_debian_ref(ref)
-    if kind == "abi":
+    if kind == "release":
         return body
     return kernels.resolve_release(ref)
 

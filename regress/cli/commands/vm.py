@@ -13,7 +13,7 @@ from regress.cli.progress import RunBars
 from regress.gate import pipeline
 from regress.report.format import culprit_lines
 from regress.vm import backend as vm_backend
-from regress.vm import image, kernels
+from regress.vm import debian, image, kernels
 from regress.vm.backend import RunOptions
 
 kernel_app = typer.Typer(
@@ -48,15 +48,29 @@ def kernel_list(
     names = {k.release for k in cached}
     out.print(f"cached in {kernels.kernels_dir()}:", markup=False)
     for k in cached:
-        out.print(f"  {k.label:<34} {k.version:<12} {k.source}", markup=False)
+        extra = f"headers of {k.headers}" if k.headers and k.headers != k.release else ""
+        out.print(
+            f"  {k.label:<36} {k.version:<20} {k.upstream:<9} {k.source:<6} {extra}".rstrip(),
+            markup=False,
+        )
     if not cached:
         out.print("  (none)", markup=False)
     if available:
-        out.print("available from apt (headers needed for tracing):", markup=False)
-        for a in kernels.available_debian():
+        known = kernels.available_debian()
+        out.print(
+            "available from apt (package version, upstream version; without packaged "
+            "headers the closest kernel's are used):",
+            markup=False,
+        )
+        for a in known:
             mark = "cached" if a.release in names else ""
-            heads = "headers" if a.has_headers else "no headers"
-            out.print(f"  debian:{a.release:<27} {a.version:<12} {heads:<10} {mark}", markup=False)
+            if a.has_headers:
+                heads = "headers"
+            else:
+                closest = debian.closest_with_headers(a, known)
+                heads = f"headers of {closest.release}" if closest else "no headers"
+            line = f"  debian:{a.release:<29} {a.version:<20} {a.upstream:<9} {heads:<38} {mark}"
+            out.print(line.rstrip(), markup=False)
 
 
 @image_app.command("build")
