@@ -17,6 +17,7 @@ import typer
 
 # Command modules register themselves on ``app`` when imported.
 from regress.cli.app import app, err
+from regress.cli.commands import bisect as _bisect  # noqa: F401
 from regress.cli.commands import capture as _capture  # noqa: F401
 from regress.cli.commands import ci as _ci  # noqa: F401
 from regress.cli.commands import diff as _diff  # noqa: F401

@@ -118,6 +118,11 @@ def compare(
         outcome = run_narrowing(opts, judged, thresholds, progress, backend=backend)
         if outcome is not None:
             judged = replace(judged, result=outcome.result)
+    if judged.result.significant:  # what changed between two Debian packages, ranked
+        from regress.gate.suspects import attach_suspects
+
+        suspects = attach_suspects(judged.result, judged.old.kernel, judged.new.kernel)
+        judged = replace(judged, result=suspects)
     reports = render(judged, pair.out_dir)
     return Comparison(
         out_dir=pair.out_dir,

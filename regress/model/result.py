@@ -433,6 +433,33 @@ class Narrowing:
 
 
 @dataclass(frozen=True, slots=True)
+class Suspect:
+    """One upstream (or distribution) change between the kernels, and why it is suspect."""
+
+    subject: str
+    upload: str  # the package upload that brought it (6.1.191-1)
+    stable: str  # the kernel.org stable release (6.1.191), "" for the distribution's own
+    score: float
+    why: str  # what it matched: "names getdents64; subsystem proc"
+
+
+@dataclass(frozen=True, slots=True)
+class Suspects:
+    """The changes that landed between the two kernels, ranked by what diverged."""
+
+    old: str  # package versions compared (6.1.170-3 .. 6.1.192-2)
+    new: str
+    old_upstream: str
+    new_upstream: str
+    total: int  # every change listed between them
+    matched: int  # changes that touch anything that diverged
+    terms: tuple[str, ...]  # the names and subsystems they were ranked by
+    top: tuple[Suspect, ...]
+    source: str  # which changelog
+    note: str = ""  # why there are none (different kernel lines, no changelog)
+
+
+@dataclass(frozen=True, slots=True)
 class CaptureSummary:
     path: str
     kernel_release: str
@@ -460,6 +487,7 @@ class DiffResult:
     culprits: tuple[Culprit, ...] = ()  # "Where it diverges", strongest first
     return_mix: tuple[MixChange, ...] = ()  # return shares that changed between kernels
     narrowing: Narrowing | None = None  # the narrowing pass, when one ran
+    suspects: Suspects | None = None  # changes between the kernels, ranked (Debian kernels)
 
     def __post_init__(self) -> None:
         if not isinstance(self.divergences, Rows):  # a plain sequence: every row eager

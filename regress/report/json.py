@@ -82,6 +82,7 @@ def to_json(result: DiffResult) -> str:
         "culprits": [plain(asdict(c)) for c in result.culprits],
         "return_mix": [plain(asdict(m)) for m in result.return_mix],
         "narrowing": None if result.narrowing is None else plain(asdict(result.narrowing)),
+        "suspects": None if result.suspects is None else plain(asdict(result.suspects)),
         "significant_count": len(result.significant),
         "regression_count": len(result.regressions),
     }

@@ -107,7 +107,17 @@ class TextView:
     repro: list[str]
     contrasts: list[str]
     narrowing: list[str]  # what the narrowing pass did (wrapped), empty when none ran
+    suspects: list[str]  # the suspect upstream changes (heading and list), empty when none
     where: list[str]
+
+
+def _suspect_lines(v: ReportView) -> list[str]:
+    if not v.suspects_title:
+        return []
+    lines = wrap(v.suspects_title)
+    for i, x in enumerate(v.suspects, 1):
+        lines += wrap(f"{x.subject} [{x.where}; {x.why}]", indent=f"  {i:>2}. ", hanging="      ")
+    return lines
 
 
 def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
@@ -235,6 +245,7 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
         repro=repro,
         contrasts=contrasts,
         narrowing=wrap(v.narrowing, indent="  ", hanging="  ") if v.narrowing else [],
+        suspects=_suspect_lines(v),
         where=[
             line
             for c in v.culprits

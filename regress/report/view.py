@@ -209,6 +209,8 @@ class ReportView:
     contrasts: list[ContrastView]
     culprits: list[CulpritView]
     narrowing: str  # what the narrowing pass did, "" when none ran
+    suspects_title: str  # "Changes between v6.1.170 and v6.1.192 touching ...", "" when none
+    suspects: list[SuspectView]
     repro: list[ReproStep]
     bpf: list[BpfProgram]
 
@@ -778,6 +780,45 @@ def _str_list(value: object) -> list[str]:
     return [str(x) for x in value] if isinstance(value, list) else []
 
 
+@dataclass
+class SuspectView:
+    subject: str
+    where: str  # "6.1.191" or "Debian 6.1.192-2"
+    why: str
+
+
+def suspects_title(result: DiffResult) -> str:
+    """The heading of the suspect changes, with their count; "" when none were looked up."""
+    s = result.suspects
+    if s is None:
+        return ""
+    span = (
+        f"v{s.old_upstream} ({s.old}) and v{s.new_upstream} ({s.new})"
+        if s.old_upstream != s.new_upstream
+        else f"{s.old} and {s.new} (both v{s.new_upstream})"
+    )
+    if s.note and not s.total:
+        return clean(f"Changes between {span}: not listed ({s.note}).")
+    touching = ", ".join(s.terms[:6]) or "what diverged"
+    head = (
+        f"Changes between {span} touching {touching}: {len(s.top)} of {s.matched} that "
+        f"match, of {s.total:,} listed in the {s.source}"
+        if s.matched
+        else f"Changes between {span}: none of the {s.total:,} listed in the {s.source} "
+        f"touches {touching}"
+    )
+    return clean(head + (f"; {s.note}" if s.note else "") + ".")
+
+
+def _suspects(result: DiffResult) -> list[SuspectView]:
+    if result.suspects is None:
+        return []
+    return [
+        SuspectView(clean(x.subject), clean(x.stable or f"Debian {x.upload}"), clean(x.why))
+        for x in result.suspects.top
+    ]
+
+
 def narrowing_text(result: DiffResult) -> str:
     """One sentence on the narrowing pass, or "" when none ran."""
     n = result.narrowing
@@ -910,6 +951,8 @@ def build_view(
             for i, c in enumerate(result.culprits, 1)
         ],
         narrowing=narrowing_text(result),
+        suspects_title=suspects_title(result),
+        suspects=_suspects(result),
         repro=_repro(result, old, new),
         bpf=bpf,
     )
