@@ -66,3 +66,40 @@ def test_incomplete_cache_entry_is_not_listed(cache: Path) -> None:
     (entry / "tree").mkdir(parents=True)  # no kernel.json: an interrupted fetch
     assert kernels.cached("6.1.0-56-cloud-amd64") is None
     assert kernels.list_cached() == []
+
+
+def test_own_builds_are_keyed_by_content(cache: Path, tmp_path: Path) -> None:
+    """The same bzImage with another modules tree (or headers) is another kernel side;
+    nothing is written into the user's directories; the build's .config is kept."""
+    bz, mods, headers = _user_build(tmp_path)
+    (headers / ".config").write_text("CONFIG_X=y\n")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "cache" not in p.parts)
+    a = kernels.from_paths(bz, mods, headers, label="baseline")
+    (mods / "kernel" / "drivers" / "x.ko").write_bytes(b"rebuilt")  # same mtime second, size
+    b = kernels.from_paths(bz, mods, headers, label="patched")
+    assert a.release == b.release and a.vmlinuz.parent != b.vmlinuz.parent
+    assert dict(a.build)["key"] != dict(b.build)["key"]
+    assert dict(b.build)["modules"] == str(mods.absolute())
+    assert (a.vmlinuz.parent / "config").read_text() == "CONFIG_X=y\n"
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "cache" not in p.parts)
+    assert after == before
+    assert kernels.from_paths(bz, mods, headers) == b  # unchanged content: reused
+    key, entry = kernels.paths_entry(bz, mods, headers)
+    assert entry == b.vmlinuz.parent and key == entry.name
+
+
+def test_split_headers_of_any_line_are_merged(cache: Path, tmp_path: Path) -> None:
+    """6.12's headers: linux-headers-6.12.117+deb12-cloud-amd64 + ...+deb12-common."""
+    bz, mods, _ = _user_build(tmp_path)
+    src = tmp_path / "src612"
+    arch = src / "linux-headers-6.12.117+deb12-cloud-amd64"
+    arch.mkdir(parents=True)
+    (arch / "Makefile").write_text(
+        "include /usr/src/linux-headers-6.12.117+deb12-common/Makefile\n"
+    )
+    common = src / "linux-headers-6.12.117+deb12-common"
+    (common / "include" / "linux").mkdir(parents=True)
+    (common / "include" / "linux" / "kconfig.h").write_text("/* */\n")
+    k = kernels.from_paths(bz, mods, arch)
+    assert os.readlink(k.modules_dir / "source") == f"/usr/src/{common.name}"
+    assert (k.tree / "usr/src" / common.name / "include/linux/kconfig.h").is_file()

@@ -8,6 +8,9 @@ these tests check the pipeline and its failure modes, not statistics.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -205,6 +208,55 @@ def test_kernel_given_as_paths_boots(
     cap = load_capture(outcome.captures["new"])
     assert cap.kernel.release == deb.release
     assert cap.runs[0].functions.get("find_ge_pid", 0) > 0
+
+
+@pytest.mark.slow
+def test_two_own_builds_of_one_image_are_two_sides(
+    vm_ready: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same bzImage with two modules trees: two cache entries, a report that names two
+    sides (not an A/A), taint and config recorded, and a Reproduce block with every path."""
+    deb = kernels.fetch_debian(NEW)
+    real = image.images_dir() / image.recipe_hash()
+    monkeypatch.setenv(model_paths.CACHE_ENV, str(tmp_path / "cache"))
+    image.images_dir().mkdir(parents=True)
+    (image.images_dir() / image.recipe_hash()).symlink_to(real)
+    trees = {}
+    for name in ("baseline", "patched"):
+        mods = tmp_path / name / "lib" / "modules" / deb.release
+        shutil.copytree(
+            deb.modules_dir, mods, symlinks=True, ignore=shutil.ignore_patterns("build", "source")
+        )
+        trees[name] = mods
+    (trees["patched"] / "extra").mkdir()
+    (trees["patched"] / "extra" / "README").write_text("an out-of-tree build would go here\n")
+    headers = deb.tree / "usr" / "src" / f"linux-headers-{deb.release}"
+    before = {p: p.stat().st_mtime for p in deb.vmlinuz.parent.iterdir()}
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "regress.cli.main", "run", "--no-narrow", "--runs", "1"]
+    argv += ["--iterations", "3", "-o", str(out)]
+    for side, name in (("old", "baseline"), ("new", "patched")):
+        argv += [f"--{side}-kernel", str(deb.vmlinuz), f"--{side}-modules", str(trees[name])]
+        argv += [f"--{side}-headers", str(headers), f"--{side}-label", name]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    entries = [k for k in kernels.list_cached() if k.source == "paths"]
+    assert len(entries) == 2 and len({dict(k.build)["key"] for k in entries}) == 2
+    old_cap, new_cap = load_capture(out / "old.json"), load_capture(out / "new.json")
+    assert (old_cap.kernel.label, new_cap.kernel.label) == ("baseline", "patched")
+    assert old_cap.kernel.config is not None  # from the headers' .config
+    assert new_cap.kernel.tainted is not None and new_cap.kernel.out_of_tree_modules == []
+    text = (out / "report.txt").read_text()
+    flat = " ".join(text.replace(" \\\n", " ").split())
+    assert f"{deb.release} [baseline]..{deb.release} [patched]" in flat
+    assert "an A/A comparison" not in flat
+    assert (
+        f"--old-modules {trees['baseline']}" in flat and f"--new-modules {trees['patched']}" in flat
+    )
+    assert f"--new-headers {headers}" in flat and "--new-label patched" in flat
+    # nothing was written beside the user's files
+    assert {p: p.stat().st_mtime for p in deb.vmlinuz.parent.iterdir()} == before
+    assert sorted(p.name for p in trees["patched"].parent.parent.parent.iterdir()) == ["lib"]
 
 
 GUEST_ATTACH_PATHS = r"""

@@ -308,3 +308,28 @@ def test_gzip_payload_limit() -> None:
     assert agent.decode_slot(blob) == (1, big)
     assert agent.decode_slot(blob[:-1]) is None
     assert gzip.decompress(blob[agent.HEADER.size :]) == json.dumps(big, sort_keys=True).encode()
+
+
+def test_dry_run_of_own_builds_shows_the_cache_entry_it_will_boot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dry-run prints the paths the real run uses (the content-keyed cache entry), and
+    neither it nor the run writes beside the user's bzImage."""
+    from regress.model import paths
+
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
+    build = tmp_path / "build"
+    mods = build / "lib" / "modules" / "6.9.0-test"
+    (mods / "kernel").mkdir(parents=True)
+    (mods / "modules.dep").write_text("")
+    (build / "bzImage").write_bytes(b"\0" * 512)
+    argv = ["run", "--dry-run", "--new-kernel", str(build / "bzImage")]
+    argv += ["--new-modules", str(mods), "--new-label", "patched", "-o", str(tmp_path / "o")]
+    assert cli_run(argv) == 0
+    text = capsys.readouterr().out
+    key, entry = kernels.paths_entry(build / "bzImage", mods, None)
+    assert f"into {entry} (content key {key}" in text
+    assert f"-kernel {entry / 'vmlinuz'}" in text
+    assert str(build / "bzImage") not in text.split("# would copy", 1)[0]
+    assert sorted(p.name for p in build.iterdir()) == ["bzImage", "lib"]
+    assert cli_run([*argv[:-2], "--old-label", "x"]) == 2  # a label without its kernel

@@ -141,16 +141,30 @@ OldHeaders = Annotated[Path | None, typer.Option(help="old headers/build tree")]
 NewKernelImage = Annotated[Path | None, typer.Option(help="new bzImage (own build)")]
 NewModules = Annotated[Path | None, typer.Option(help="new lib/modules/<release>")]
 NewHeaders = Annotated[Path | None, typer.Option(help="new headers/build tree")]
+OldLabel = Annotated[
+    str | None, typer.Option(help="name of the old own build in reports (default: its path)")
+]
+NewLabel = Annotated[
+    str | None, typer.Option(help="name of the new own build in reports (default: its path)")
+]
 
 
 def kernel_paths(
-    kernel: Path | None, modules: Path | None, headers: Path | None, which: str
+    kernel: Path | None,
+    modules: Path | None,
+    headers: Path | None,
+    which: str,
+    label: str | None = None,
 ) -> KernelPaths | None:
-    """An own build given as ``--{which}-kernel/-modules/-headers``, or None."""
+    """An own build given as ``--{which}-kernel/-modules/-headers(/-label)``, or None."""
     if kernel is None:
-        if modules is not None or headers is not None:
-            raise UsageError(f"--{which}-modules/--{which}-headers need --{which}-kernel")
+        if modules is not None or headers is not None or label:
+            raise UsageError(
+                f"--{which}-modules/--{which}-headers/--{which}-label need --{which}-kernel"
+            )
         return None
     if modules is None:
         raise UsageError(f"--{which}-kernel needs --{which}-modules (lib/modules/<release>)")
-    return KernelPaths(kernel, modules, headers)
+    if label is not None and not 0 < len(label) <= 80:
+        raise UsageError(f"--{which}-label: 1 to 80 characters")
+    return KernelPaths(kernel, modules, headers, label or "")

@@ -64,11 +64,7 @@ def comparability(old: Capture, new: Capture) -> tuple[list[str], list[DiffWarni
             f"captured on different hosts ({old.machine.hostname} vs {new.machine.hostname})",
         )
     both_imported = old.machine.backend == "import" and new.machine.backend == "import"
-    if (
-        not both_imported
-        and old.kernel.release == new.kernel.release
-        and old.kernel.version == new.kernel.version
-    ):
+    if not both_imported and old.kernel.identity == new.kernel.identity:
         warn(
             "same-kernel",
             f"both captures are from the same kernel ({old.kernel.release}): an A/A comparison, "

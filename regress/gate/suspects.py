@@ -55,6 +55,13 @@ STOP = frozenset(
     {"sys", "x64", "ksys", "do", "get", "set", "find", "the", "and", "for", "init", "put"}
     | {"ret", "one", "new", "old", "next", "first", "last", "common", "generic", "func"}
 )
+# Syscalls whose names are English words: a subject "fix OOB write" is not about write(2),
+# so these count only when spelled as calls (``write()``, ``sys_write``).
+PLAIN_WORDS = frozenset(
+    "read write open close stat kill wait pause sync link mount select poll pipe time exit "
+    "alarm socket connect accept bind listen send recv fork clone access ioctl dup mmap "
+    "uname times chdir rename unlink chmod chown mkdir rmdir creat flock truncate".split()
+)
 AMD64 = frozenset({"x86", "amd64", "x86_64", "x86-64"})
 WORD = re.compile(r"[A-Za-z0-9_]+")
 PREFIX = re.compile(r"\A(?:\[[^\]]*\]\s*)?([A-Za-z0-9_./ -]{1,60}?):\s")
@@ -109,7 +116,8 @@ def score_change(
             why.append(f"names {f}()")
             break
     for s in syscalls:
-        if s.lower() in subject_words or f"sys_{s}" in subject_words:
+        named = f"sys_{s}" in subject_words or f"{s}()" in subject or f"{s}(2)" in subject
+        if named or (s.lower() in subject_words and s not in PLAIN_WORDS):
             score += 4
             why.append(f"names {s}")
             break

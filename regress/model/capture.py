@@ -31,8 +31,11 @@ Schema history (``schema_version``):
   6 -- 2026-11-30: what the kernel side was built and traced with: ``kernel.headers``
        (the headers tree the tracer was compiled against -- another kernel's when the
        kernel has no packaged headers), ``kernel.tainted`` (/proc/sys/kernel/tainted) and
-       ``kernel.out_of_tree_modules`` (loaded modules flagged O or E). Older captures did
-       not record them (``null``).
+       ``kernel.out_of_tree_modules`` (loaded modules flagged O or E); and, set by the
+       host, how the side was named (``kernel.label``: ``debian:<release>`` or the user's
+       label) and for an own build its files (``kernel.build``: kernel, modules, headers
+       paths and the content key of its cache entry). Older captures did not record
+       them (``null``).
 
 To change the schema: bump ``SCHEMA_VERSION``, add a history line above, write
 ``migrate_vN_to_vN+1(doc) -> doc`` and register it in ``MIGRATIONS``.
@@ -133,6 +136,8 @@ def migrate_v5_to_v6(doc: dict[str, Any]) -> dict[str, Any]:
             "headers": None,
             "tainted": None,
             "out_of_tree_modules": None,
+            "label": None,
+            "build": None,
         }
     return doc
 
@@ -179,6 +184,15 @@ class KernelInfo:
     headers: str | None = None  # name of the headers tree the tracer was compiled against
     tainted: int | None = None  # /proc/sys/kernel/tainted at capture start
     out_of_tree_modules: list[str] | None = None  # loaded modules flagged (O) or (E)
+    label: str | None = None  # how the side was named (debian:<release>, a user label)
+    build: dict[str, str] | None = None  # own build: kernel/modules/headers paths, key
+
+    @property
+    def identity(self) -> str:
+        """What tells this kernel apart: release, /proc/version and, for own builds, the
+        content key of the files it was booted from (same release, other modules)."""
+        key = (self.build or {}).get("key", "")
+        return f"{self.release}\n{self.version}\n{key}"
 
     @property
     def distro_version(self) -> str | None:
@@ -785,6 +799,15 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
         ),
         headers=c.str_(k.get("headers"), "kernel.headers", optional=True),
         tainted=c.int_(k.get("tainted"), "kernel.tainted", optional=True),
+        label=c.str_(k.get("label"), "kernel.label", optional=True),
+        build=(
+            {
+                str(a): c.str_(b, f"kernel.build.{a}")
+                for a, b in c.obj(k["build"], "kernel.build").items()
+            }
+            if k.get("build") is not None
+            else None
+        ),
         out_of_tree_modules=(
             [
                 c.str_(x, "kernel.out_of_tree_modules[]")

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 import shlex
 from dataclasses import dataclass, field
 from itertools import islice, zip_longest
 from typing import Any
 
+from regress.errors import RegressError
 from regress.model.capture import Capture
 from regress.model.names import bucket_range
+from regress.model.paths import safe_component
 from regress.model.result import OUTCOME_KINDS, DiffResult, Divergence, SideValues
+from regress.model.workload import builtin_names, resolve_workload
 from regress.report.format import (
     clean,
     evidence_text,
@@ -47,8 +49,6 @@ CLASS_LABELS: dict[str, str] = {
 }
 
 CONFIG_OPEN_MAX = 40  # more changed options than this: collapsed in HTML, cut in text
-
-_DEBIAN_RELEASE_RE = re.compile(r"\A\d+\.\d+\.\d+-\d+-[a-z0-9-]+\Z")
 
 
 @dataclass
@@ -377,6 +377,18 @@ def _row(
     )
 
 
+def side_name(c: Capture, other: Capture) -> str:
+    """The release, and when both sides share it, what tells them apart: the user's label
+    or the build's content key (two own builds of one release, other modules)."""
+    k, o = c.kernel, other.kernel
+    if k.release != o.release or k.identity == o.identity:
+        return k.release
+    if k.label and k.label != o.label:
+        return f"{k.release} [{k.label}]"
+    key = (k.build or {}).get("key")
+    return f"{k.release} [build {key}]" if key else k.release
+
+
 def _identity(c: Capture) -> str:
     """``Debian 6.1.192-3, upstream v6.1.192`` (what the release string does not say)."""
     k = c.kernel
@@ -392,7 +404,7 @@ def _kernel_range(old: Capture, new: Capture) -> str:
     a, b = old.kernel.upstream, new.kernel.upstream
     if a and b and a != b:
         return clean(f"v{a}..v{b}")
-    return clean(f"{old.kernel.release}..{new.kernel.release}")
+    return clean(f"{side_name(old, new)}..{side_name(new, old)}")
 
 
 def _distro_note(old: Capture, new: Capture) -> str:
@@ -521,9 +533,37 @@ def _footnotes(result: DiffResult, old: Capture, new: Capture) -> list[Footnote]
     return [Footnote(i + 1, clean(code), clean(msg)) for i, (code, msg) in enumerate(notes)]
 
 
+def _kernel_args(c: Capture, side: str) -> list[str] | None:
+    """The ``regress run`` options that boot this side's kernel again, or None."""
+    k = c.kernel
+    if k.build:
+        args = [f"--{side}-kernel", k.build.get("kernel", ""), f"--{side}-modules"]
+        args.append(k.build.get("modules", ""))
+        if k.build.get("headers"):
+            args += [f"--{side}-headers", k.build["headers"]]
+        if k.label and k.label != k.build.get("kernel"):
+            args += [f"--{side}-label", k.label]
+        return args
+    if (k.label or "").startswith("debian:"):
+        return [f"--{side}", str(k.label)]
+    if k.distro_version and k.release.endswith("-cloud-amd64"):
+        return [f"--{side}", f"debian:{k.release}"]
+    return None
+
+
+def _workload_arg(c: Capture) -> tuple[str, bool]:
+    """(what ``--workload`` takes, whether it is a built-in with this very spec)."""
+    name = c.workload.name
+    try:
+        builtin = name in builtin_names() and resolve_workload(name).spec_hash() == c.workload.hash
+    except RegressError:
+        builtin = False
+    return (name, True) if builtin else (f"{safe_component(name)}.toml", False)
+
+
 def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
     """The commands that re-run this comparison, as argv lists and shell text."""
-    name = old.workload.name
+    name, builtin = _workload_arg(old)
     runs = str(max(len(old.runs), len(new.runs), 1))
     steps: list[tuple[str, list[str]]] = []
     vm = old.machine.backend in ("qemu", "vagrant") and new.machine.backend == old.machine.backend
@@ -552,13 +592,8 @@ def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
                 ["regress", "report", "old.json", "new.json", "-o", "report.html"],
             )
         )
-    elif (
-        vm
-        and _DEBIAN_RELEASE_RE.match(old.kernel.release)
-        and _DEBIAN_RELEASE_RE.match(new.kernel.release)
-    ):
-        argv = ["regress", "run", "--old", f"debian:{old.kernel.release}"]
-        argv += ["--new", f"debian:{new.kernel.release}", "--workload", name, "--runs", runs]
+    elif vm and (old_args := _kernel_args(old, "old")) and (new_args := _kernel_args(new, "new")):
+        argv = ["regress", "run", *old_args, *new_args, "--workload", name, "--runs", runs]
         argv += shared
         for opt, used in explicit.items():
             argv += [f"--{opt}", ",".join(used)]
@@ -583,6 +618,21 @@ def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
                 "Write this report",
                 ["regress", "report", "old.json", "new.json", "-o", "report.html"],
             )
+        )
+    if not builtin and not _imported(old, new):
+        builtin_differs = old.workload.name in builtin_names()
+        steps.insert(
+            0,
+            (
+                f"Save the workload spec shown in the HTML report (and any files it names) as "
+                f"{name}"
+                + (
+                    f": this regress's built-in {old.workload.name} is a different spec"
+                    if builtin_differs
+                    else ""
+                ),
+                [],
+            ),
         )
     return [
         ReproStep(t, clean(shlex.join(a)) if a else "", [clean(x) for x in a]) for t, a in steps
@@ -860,8 +910,8 @@ def build_view(
     fn, cn = new.liveness_totals()
     facts = _Facts(
         workload=clean(old.workload.name),
-        ok=clean(old.kernel.release),
-        nk=clean(new.kernel.release),
+        ok=clean(side_name(old, new)),
+        nk=clean(side_name(new, old)),
         description=clean(str(old.workload.spec.get("description", "") or "")),
         has_liveness=bool(old.workload.spec.get("liveness")),
         fo=fo,

@@ -51,6 +51,7 @@ class KernelPaths:
     bzimage: Path
     modules: Path
     headers: Path | None = None
+    label: str = ""  # how reports name this side (default: the bzImage's path)
 
 
 @dataclass

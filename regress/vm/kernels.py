@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -62,6 +63,8 @@ class Kernel:
     source: str = "debian"  # "debian" or "paths"
     upstream: str = ""  # kernel.org version (6.1.192) when known
     headers: str = ""  # the release whose headers the guest compiles against, if not its own
+    # own builds: where the files came from and the content key of the entry
+    build: tuple[tuple[str, str], ...] = ()
 
     @property
     def headers_note(self) -> str:
@@ -214,6 +217,7 @@ def _load_entry(entry: Path) -> Kernel | None:
             source=str(doc.get("source", "debian")),
             upstream=str(doc.get("upstream") or _upstream_of(str(doc.get("version", "")))),
             headers=str(doc.get("headers", "")),
+            build=tuple(sorted((str(a), str(b)) for a, b in (doc.get("build") or {}).items())),
         )
     except KeyError:
         return None
@@ -336,13 +340,43 @@ def _link_headers(tree: Path, release: str, headers: tuple[str, ...]) -> None:
             link.symlink_to(f"/usr/src/{target}")
 
 
-def from_paths(bzimage: Path, modules: Path, headers: Path | None, *, label: str = "") -> Kernel:
-    """A user-built kernel: bzImage + an installed modules dir (+ headers dir) -> cache entry.
+def _hash_file(h: Any, path: Path) -> None:
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
 
-    ``modules`` is ``lib/modules/<release>`` (its name is the release). The entry is keyed
-    by release and the files' sizes/mtimes, so a rebuild is picked up.
-    """
-    bzimage, modules = Path(bzimage), Path(modules)
+
+def _hash_tree(h: Any, tag: str, root: Path, skip: frozenset[str] = frozenset()) -> None:
+    """Names, link targets and file contents of a tree, in a stable order."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel_dir = Path(dirpath).relative_to(root)
+        if rel_dir == Path("."):
+            dirnames[:] = [d for d in dirnames if d not in skip]
+        for name in sorted(filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]):
+            if rel_dir == Path(".") and name in skip:
+                continue
+            p = Path(dirpath) / name
+            h.update(f"{tag}:{rel_dir / name}\0".encode())
+            if p.is_symlink():
+                h.update(b"L" + os.readlink(p).encode() + b"\0")
+            elif p.is_file():
+                h.update(b"F")
+                _hash_file(h, p)
+
+
+def content_key(bzimage: Path, modules: Path, headers: Path | None) -> str:
+    """sha256 over everything that makes the kernel side what it is: the image, the
+    modules tree and the headers tree (a rebuilt module is another kernel side)."""
+    h = hashlib.sha256()
+    _hash_file(h, bzimage)
+    _hash_tree(h, "modules", modules, frozenset({"build", "source"}))
+    if headers is not None:
+        _hash_tree(h, "headers", headers)
+    return h.hexdigest()
+
+
+def check_paths(bzimage: Path, modules: Path, headers: Path | None) -> None:
     if not bzimage.is_file():
         raise InputError(f"{bzimage}: no such kernel image")
     if not (modules / "modules.dep").is_file() and not any(modules.glob("kernel")):
@@ -351,12 +385,27 @@ def from_paths(bzimage: Path, modules: Path, headers: Path | None, *, label: str
         )
     if headers is not None and not (Path(headers) / "Makefile").is_file():
         raise InputError(f"{headers}: not a kernel headers/build tree (no Makefile)")
-    release = modules.name
-    st = bzimage.stat()
-    key = f"paths-{release}-{st.st_size}-{int(st.st_mtime)}"
-    entry = kernels_dir() / key
+
+
+def paths_entry(bzimage: Path, modules: Path, headers: Path | None) -> tuple[str, Path]:
+    """(content key, cache entry) of an own build: what a run of it really boots."""
+    check_paths(bzimage, modules, headers)
+    key = f"paths-{modules.name}-{content_key(bzimage, modules, headers)[:16]}"
+    return key, kernels_dir() / key
+
+
+def from_paths(bzimage: Path, modules: Path, headers: Path | None, *, label: str = "") -> Kernel:
+    """A user-built kernel: bzImage + an installed modules dir (+ headers dir) -> cache entry.
+
+    ``modules`` is ``lib/modules/<release>`` (its name is the release). The entry is keyed
+    by release and the content of all three, so a rebuilt image, module or header is a
+    new entry; nothing is written into the user's directories.
+    """
+    bzimage, modules = Path(bzimage).absolute(), Path(modules).absolute()
+    headers = Path(headers).absolute() if headers is not None else None
+    key, entry = paths_entry(bzimage, modules, headers)
     with cache_lock(f"kernel-{key}"):
-        return _from_paths(bzimage, modules, headers, label, release, entry, key)
+        return _from_paths(bzimage, modules, headers, label, modules.name, entry, key)
 
 
 def _from_paths(
@@ -371,7 +420,18 @@ def _from_paths(
     hit = _load_entry(entry)
     if hit is not None:
         return hit
-    meta = {"label": label or str(bzimage), "release": release, "version": "", "source": "paths"}
+    meta = {
+        "label": label or str(bzimage),
+        "release": release,
+        "version": "",
+        "source": "paths",
+        "build": {
+            "kernel": str(bzimage),
+            "modules": str(modules),
+            "headers": str(headers or ""),
+            "key": key.rsplit("-", 1)[-1],
+        },
+    }
     with _staged_entry(entry, meta) as tmp:
         shutil.copy2(bzimage, tmp / "vmlinuz")
         mod_dest = tmp / "tree" / "lib" / "modules" / release
@@ -379,15 +439,16 @@ def _from_paths(
             modules, mod_dest, symlinks=True, ignore=shutil.ignore_patterns("build", "source")
         )
         if headers is not None:
-            headers = Path(headers)
             hdest = tmp / "tree" / "usr" / "src" / f"linux-headers-{release}"
             shutil.copytree(headers, hdest, symlinks=True)
             (mod_dest / "build").symlink_to(f"/usr/src/linux-headers-{release}")
-            # Debian splits headers into <abi>-<flavour> and <abi>-common; bcc needs both.
+            # Debian splits headers into an arch half and a -common half; bcc needs both.
             common = _debian_common_sibling(headers)
             if common is not None:
                 shutil.copytree(common, hdest.with_name(common.name), symlinks=True)
                 (mod_dest / "source").symlink_to(f"/usr/src/{common.name}")
+            if (headers / ".config").is_file():  # the build's config, for the report
+                shutil.copy2(headers / ".config", tmp / "config")
         _run(["depmod", "-a", "-b", str(tmp / "tree"), release], what=f"depmod {release}")
     result = _load_entry(entry)
     assert result is not None
@@ -395,11 +456,26 @@ def _from_paths(
 
 
 def _debian_common_sibling(headers: Path) -> Path | None:
-    m = re.fullmatch(r"linux-headers-(\d+\.\d+\.\d+-\d+)-[a-z0-9-]+", headers.name)
-    if m is None or (headers / "include" / "linux" / "kconfig.h").is_file():
+    """Debian's ``linux-headers-<x>-<flavour>`` has a ``linux-headers-<x>-common`` sibling,
+    whatever ``<x>`` looks like (6.1.0-57, 6.12.117+deb12): found by the Makefile's
+    include of it, else by name."""
+    if (headers / "include" / "linux" / "kconfig.h").is_file():
         return None
-    common = headers.parent / f"linux-headers-{m.group(1)}-common"
-    return common if common.is_dir() else None
+    makefile = headers / "Makefile"
+    try:
+        text = makefile.read_text(errors="replace")
+    except OSError:
+        text = ""
+    m = re.search(r"(linux-headers-[A-Za-z0-9.+~_-]+-common[A-Za-z0-9-]*)", text)
+    names = [m.group(1)] if m else []
+    parts = headers.name.rsplit("-", 2)  # linux-headers-<x>-cloud-amd64 -> <x>
+    if len(parts) == 3:
+        names.append(f"{parts[0]}-common")
+    for name in names:
+        common = headers.parent / name
+        if common.is_dir():
+            return common
+    return None
 
 
 def describe(kernel: Kernel) -> dict[str, str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import shlex
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ def _kernel_for(side: Side, progress: Progress) -> Kernel:
             side.paths.bzimage,
             side.paths.modules,
             side.paths.headers,
-            label=str(side.paths.bzimage),
+            label=side.paths.label or str(side.paths.bzimage),
         )
     release = kernels.resolve_release(side.ref)
     hit = kernels.cached(release)
@@ -325,6 +325,12 @@ def run_side(
         done_runs += nruns
     capture = merge_boots(parts, opts.runs, f"{side.name} capture")
     assert capture is not None and capture.complete
+    # The guest knows the release; the host knows how the side was named and built.
+    label = side.paths.label or str(side.paths.bzimage) if side.paths else side.ref
+    capture = replace(
+        capture,
+        kernel=replace(capture.kernel, label=label, build=dict(kernel.build) or None),
+    )
     path = out_dir / f"{side.name}.json"
     save_capture(capture, path)
     (out_dir / f"{side.name}.partial.json").unlink(missing_ok=True)
@@ -387,14 +393,25 @@ def dry_run_lines(opts: RunOptions) -> list[str]:
     per_boot = [1] * opts.runs if opts.fresh_boot_per_run else [opts.runs]
     for name, ref, paths in (("old", opts.old, opts.old_paths), ("new", opts.new, opts.new_paths)):
         if paths is not None:
-            kernel = Kernel(
-                label=str(paths.bzimage),
-                release=paths.modules.name,
-                vmlinuz=paths.bzimage,
-                tree=paths.modules.parent.parent.parent,
-                source="paths",
-            )
-            initrd = Path("<initramfs built from the modules dir>")
+            key, entry = kernels.paths_entry(paths.bzimage, paths.modules, paths.headers)
+            hit = kernels.cached(key)
+            if hit is None:
+                lines.append(
+                    f"# would copy {paths.bzimage}, {paths.modules}"
+                    + (f", {paths.headers}" if paths.headers else "")
+                    + f" into {entry} (content key {key}; nothing is written beside them)"
+                )
+                kernel = Kernel(
+                    label=paths.label or str(paths.bzimage),
+                    release=paths.modules.name,
+                    vmlinuz=entry / "vmlinuz",
+                    tree=entry / "tree",
+                    source="paths",
+                )
+                initrd = entry / "initramfs-<hash>.cpio.gz"
+            else:
+                kernel = hit
+                initrd = image.initramfs_path(hit)[0]
         else:
             release = kernels.resolve_release(ref)
             hit = kernels.cached(release)
