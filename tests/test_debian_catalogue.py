@@ -66,3 +66,21 @@ def test_this_machines_apt_lists_both_lines() -> None:
         assert k.release.endswith("-cloud-amd64") and k.upstream.startswith(k.line + ".")
         if k.has_headers:
             assert len(k.headers) == 2 and k.headers[1].endswith("-common"), k.headers
+
+
+@pytest.mark.skipif(shutil.which("apt-cache") is None, reason="needs apt")
+def test_every_spelling_of_a_612_kernel_resolves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from regress.vm import kernels
+
+    monkeypatch.setattr(kernels, "_APT_UPDATED", [True])  # no apt-get update from a test
+
+    latest = [k for k in kernels.available_debian() if k.line == "6.12"][-1]
+    for ref in (
+        f"debian:{latest.release}",
+        f"debian:{latest.version}",
+        f"debian:{latest.release.removesuffix('-cloud-amd64')}",  # 6.12.117+deb12
+        f"debian:{latest.upstream}",
+    ):
+        assert kernels.lookup(ref) == latest, ref
+    with pytest.raises(Exception, match="apt has no"):
+        kernels.lookup("debian:6.12.9999")

@@ -337,3 +337,58 @@ def test_twenty_boots_power_off_without_a_panic(vm_ready: None, tmp_path: Path) 
         console = (work / "command-boot0.console.log").read_text(errors="replace")
         assert "Kernel panic" not in console, f"boot {i}: {console[-2000:]}"
         assert "Input/output error" not in console, f"boot {i}"
+
+
+NEW_IN_612 = {
+    "cachestat", "fchmodat2", "map_shadow_stack", "futex_wake", "futex_wait", "futex_requeue",
+    "statmount", "listmount", "lsm_get_self_attr", "lsm_set_self_attr", "lsm_list_modules",
+    "mseal",
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_61_to_612_names_the_new_syscalls_and_nothing_else(tmp_path: Path) -> None:
+    """The bump most bookworm fleets face: 6.1 -> the 6.12 backport. The twelve syscalls
+    6.1 lacks answer ENOSYS there and something else on 6.12; nothing else diverges."""
+    from regress.diff.differ import diff_captures
+
+    latest = [k for k in kernels.available_debian() if k.line == "6.12" and k.has_headers][-1]
+    out = tmp_path / "bump"
+    argv = [sys.executable, "-m", "regress.cli.main", "run", "--no-narrow", "--runs", "3"]
+    argv += ["--old", "debian:6.1.0-57-cloud-amd64", "--new", f"debian:{latest.release}"]
+    argv += ["-w", "new-syscalls", "-o", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    old, new = load_capture(out / "old.json"), load_capture(out / "new.json")
+    assert new.kernel.upstream == latest.upstream and old.kernel.upstream is not None
+    result = diff_captures(old, new)
+    sig = {(d.key.split(":")[1], d.key.split(":")[2], d.cls) for d in result.significant}
+    vanished = {name for name, errno, cls in sig if errno == "ENOSYS" and cls == "vanished"}
+    assert vanished == NEW_IN_612, sig
+    others = {(n, e, c) for n, e, c in sig if not (e == "ENOSYS" and c == "vanished")}
+    assert {n for n, _e, c in others if c == "appeared"} == NEW_IN_612, others
+    assert all(c == "appeared" and n in NEW_IN_612 for n, _e, c in others), others
+    assert not result.regressions  # newly implemented syscalls are not regressions
+    text = (out / "report.txt").read_text()
+    assert f"v{old.kernel.upstream}..v{latest.upstream}" in text.replace("\n ", " ")
+
+
+@pytest.mark.slow
+def test_kernel_without_packaged_headers_runs_the_default_job(tmp_path: Path) -> None:
+    """debian:6.1.0-48 has no headers package: the closest (6.1.0-47's) compile the tracer,
+    the capture and the report say so, and the comparison runs as any other."""
+    no_headers = next(
+        k for k in kernels.available_debian() if k.line == "6.1" and not k.has_headers
+    )
+    out = tmp_path / "nh"
+    argv = [sys.executable, "-m", "regress.cli.main", "run", "--no-narrow", "--runs", "2"]
+    argv += ["--iterations", "10", "--new", f"debian:{no_headers.release}", "-o", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    new = load_capture(out / "new.json")
+    assert new.kernel.release == no_headers.release and new.kernel.foreign_headers
+    assert any("not " + no_headers.release + "'s own headers" in n for n in new.notes)
+    entry = kernels.cached(no_headers.release)
+    assert entry is not None and entry.headers and entry.headers != no_headers.release
+    assert f"linux-headers-{entry.headers}" == new.kernel.headers
+    assert "another kernel's: none packaged" in " ".join((out / "report.txt").read_text().split())

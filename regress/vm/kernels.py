@@ -167,9 +167,11 @@ def lookup(ref: str) -> debian.DebianKernel:
         if kind == "release":
             hits = [k for k in known if k.release == body]
         else:
-            hits = [k for k in known if k.version == body] or [
-                k for k in known if k.upstream == body
-            ]
+            hits = (
+                [k for k in known if k.version == body]
+                or [k for k in known if k.release == f"{body}-{DEBIAN_FLAVOUR}"]
+                or [k for k in known if k.upstream == body]
+            )
         if len(hits) > 1:
             raise UsageError(
                 f"kernel {ref!r}: {len(hits)} packages build upstream {body}: "

@@ -33,7 +33,10 @@ from regress.vm.backend import MAX_RUNS
 
 @app.command("workloads")
 def workloads_cmd() -> None:
-    """List the built-in workloads."""
+    """List the built-in workloads.
+
+    Example: regress workloads
+    """
     for name in builtin_names():
         spec = load_spec(builtin_dir() / f"{name}.toml")
         out.print(f"{name:<14} {spec.iterations:>5} it  {spec.description}", markup=False)
@@ -80,7 +83,10 @@ def capture_cmd(
         bool, typer.Option("--ebpf", help="Print the generated BPF C and exit (no root needed).")
     ] = False,
 ) -> None:
-    """Trace a workload's process tree on the running kernel into a capture file."""
+    """Trace a workload's process tree on the running kernel into a capture file.
+
+    Example: regress capture -w ps-loop --runs 3 -o ps.json
+    """
     from regress.guest import runner
     from regress.guest.environment import tracefs_path
 
@@ -239,7 +245,10 @@ def show_cmd(
     file: Annotated[Path, typer.Argument(help="Capture file.")],
     top: Annotated[int, typer.Option("--top", min=1, help="Rows per table.")] = 25,
 ) -> None:
-    """Summarise a capture: kernel, workload, runs, top syscall/errno counts, probes."""
+    """Summarise a capture: kernel, workload, runs, top syscall/errno counts, probes.
+
+    Example: regress show ps.json
+    """
     capture = load_capture(file)
     for line in render_summary(capture, top=top):
         out.print(line, markup=False)
@@ -247,7 +256,10 @@ def show_cmd(
 
 @app.command("validate")
 def validate_cmd(file: Annotated[Path, typer.Argument(help="Capture file.")]) -> None:
-    """Check that a file is a readable capture of this schema (or migratable to it)."""
+    """Check that a file is a readable capture of this schema (or migratable to it).
+
+    Example: regress validate ps.json
+    """
     capture = load_capture(file)
     state = capture.state
     out.print(

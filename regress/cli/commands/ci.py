@@ -81,7 +81,11 @@ def ci_cmd(
     narrow: o.Narrow = True,
     backend: o.Backend = o.BACKEND,
 ) -> int:
-    """Kernel-bump gate: every workload on both kernels, reports + index + JUnit, exit 0/1/2."""
+    """Kernel-bump gate: every workload on both kernels, reports + index + JUnit, exit 0/1/2.
+
+    Example: regress ci --old debian:6.1.0-47-cloud-amd64
+    --new debian:6.1.0-56-cloud-amd64 --workloads ps-loop,file-io --out ci-out
+    """
     run = o.with_vm_shape(
         RunOptions(runs=runs, iterations=iterations),
         cpus=cpus,
@@ -193,7 +197,10 @@ def selftest_cmd(
     backend: o.Backend = o.BACKEND,
 ) -> int:
     """Positive control: boot one kernel twice, the second time with an injected fault
-    (BPF-LSM denies some /proc/<pid>/stat opens by ps), and check the differ ranks it first."""
+    (BPF-LSM denies some /proc/<pid>/stat opens by ps), and check the differ ranks it first.
+
+    Example: regress selftest --canary null
+    """
     fault: FaultSpec | ReturnFault
     if canary == "lsm":
         fault = FaultSpec(

@@ -50,7 +50,10 @@ def diff_cmd(
     min_ratio: o.MinRatio = o.MIN_RATIO,
     min_delta: o.MinDelta = o.MIN_DELTA,
 ) -> int:
-    """Rank what the new kernel does differently (benchstat-like table)."""
+    """Rank what the new kernel does differently (benchstat-like table).
+
+    Example: regress diff old.json new.json --json diff.json
+    """
     if top is not None and top < 1:
         raise UsageError("--top must be >= 1")
     th = o.thresholds(alpha, min_ratio, min_delta)

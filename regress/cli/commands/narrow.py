@@ -84,7 +84,11 @@ def narrow_cmd(
     min_ratio: o.MinRatio = o.MIN_RATIO,
     min_delta: o.MinDelta = o.MIN_DELTA,
 ) -> int:
-    """Narrow a saved comparison down to kernel functions ('Where it diverges')."""
+    """Narrow a saved comparison down to kernel functions ('Where it diverges').
+
+    Example: regress narrow reports/ps-loop-x/old.json reports/ps-loop-x/new.json
+    --syscalls getdents64
+    """
     th = o.thresholds(alpha, min_ratio, min_delta)
     chosen = [x.strip() for x in syscalls.split(",") if x.strip()] if syscalls else None
     for name in chosen or []:

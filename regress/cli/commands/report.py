@@ -59,7 +59,10 @@ def report_cmd(
     min_ratio: o.MinRatio = o.MIN_RATIO,
     min_delta: o.MinDelta = o.MIN_DELTA,
 ) -> int:
-    """Render the diff of two captures as a bug report (HTML, or plain text for a list)."""
+    """Render the diff of two captures as a bug report (HTML, or plain text for a list).
+
+    Example: regress report old.json new.json -o reports/bug.html
+    """
     from regress.report import render_text, write_reports
 
     if text and fmt is Format.html:
@@ -98,7 +101,10 @@ def bundle_cmd(
     min_ratio: o.MinRatio = o.MIN_RATIO,
     min_delta: o.MinDelta = o.MIN_DELTA,
 ) -> int:
-    """Pack both captures, the HTML and text reports and a sha256 manifest into a tar.gz."""
+    """Pack both captures, the HTML and text reports and a sha256 manifest into a tar.gz.
+
+    Example: regress bundle old.json new.json -o bug.tar.gz
+    """
     from regress.report import render_html, render_text, write_bundle
 
     if not output.name.endswith((".tar.gz", ".tgz")):

@@ -30,7 +30,10 @@ def kernel_fetch(
         list[str], typer.Argument(help="debian:6.1.0-56-cloud-amd64 or debian:6.1.192-2")
     ],
 ) -> None:
-    """Download Debian kernels + modules + headers into the cache."""
+    """Download Debian kernels + modules + headers into the cache.
+
+    Example: regress kernel fetch debian:6.12.117+deb12-cloud-amd64
+    """
     for ref in refs:
         with err.status(f"fetching {ref}"):
             k = kernels.fetch_debian(ref)
@@ -43,7 +46,10 @@ def kernel_list(
         bool, typer.Option("--available/--cached", help="also list kernels apt can fetch")
     ] = True,
 ) -> None:
-    """Cached kernels, and (by default) the Debian cloud kernels apt can fetch."""
+    """Cached kernels, and (by default) the Debian cloud kernels apt can fetch.
+
+    Example: regress kernel list --cached
+    """
     cached = kernels.list_cached()
     names = {k.release for k in cached}
     out.print(f"cached in {kernels.kernels_dir()}:", markup=False)
@@ -77,7 +83,10 @@ def kernel_list(
 def image_build(
     force: Annotated[bool, typer.Option("--force", help="rebuild even if cached")] = False,
 ) -> None:
-    """debootstrap the guest root image (cached by recipe hash)."""
+    """debootstrap the guest root image (cached by recipe hash).
+
+    Example: regress image build
+    """
     with err.status("building the guest image (debootstrap, ~1 min)"):
         img = image.build_root_image(force=force)
     out.print(f"{img.path}  recipe {img.recipe_hash}", markup=False)
@@ -138,7 +147,11 @@ def run_cmd(
         bool, typer.Option("--dry-run", help="print the commands, run nothing")
     ] = False,
 ) -> None:
-    """Compare two kernels: boot each in a VM, capture the workload, diff, write the report."""
+    """Compare two kernels: boot each in a VM, capture the workload, diff, write the report.
+
+    Example: regress run --old debian:6.1.0-57-cloud-amd64
+    --new debian:6.12.117+deb12-cloud-amd64 -w new-syscalls
+    """
     opts = o.with_vm_shape(
         RunOptions(
             old=old,

@@ -1,0 +1,43 @@
+"""CLI conventions a perf/bpftrace user expects: --version, -h, completion, an example in
+every command's help, flags that do not look like they take a value."""
+
+from __future__ import annotations
+
+import typer.main
+from typer.testing import CliRunner
+
+from regress import __version__
+from regress.cli.main import app
+
+runner = CliRunner()
+
+
+def _commands() -> list[list[str]]:
+    found: list[list[str]] = []
+
+    def walk(cmd: object, prefix: list[str]) -> None:
+        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+            if hasattr(sub, "commands"):
+                walk(sub, [*prefix, name])
+            else:
+                found.append([*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_version_and_short_help() -> None:
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == f"regress {__version__}"
+    res = runner.invoke(app, ["-h"])
+    assert res.exit_code == 0 and "--install-completion" in res.stdout
+
+
+def test_every_command_has_an_example_and_flags_take_no_value() -> None:
+    commands = _commands()
+    assert len(commands) >= 15, commands
+    for argv in commands:
+        res = runner.invoke(app, [*argv, "-h"], env={"COLUMNS": "100"})
+        assert res.exit_code == 0, (argv, res.stdout)
+        assert "Example: regress " in res.stdout, argv
+        assert "<bool>" not in res.stdout, argv
