@@ -132,7 +132,12 @@ def test_outputs_for_a_regression(tmp_path: Path) -> None:
     assert w["ps-loop"]["status"] == "regression" and w["ps-loop"]["failed"]
     assert [t["key"] for t in w["ps-loop"]["top"][:2]] == ["liveness", "syscall:openat:EACCES"]
     assert w["ps-loop"]["aa"]["false_positives"] == 0
-    assert w["ps-loop"]["reports"] == {"html": "ps-loop/report.html", "text": "ps-loop/report.txt"}
+    assert w["ps-loop"]["reports"] == {
+        "html": "ps-loop/report.html",
+        "text": "ps-loop/report.txt",
+        "repro": "ps-loop/repro.sh",
+    }
+    assert (out / "ps-loop" / "repro.sh").stat().st_mode & 0o111  # executable
     assert w["proc-scan"]["status"] == "clean" and not w["proc-scan"]["failed"]
     assert w["fork-exec"]["status"] == "error" and "timed out" in w["fork-exec"]["error"]
     # JUnit: one case per workload; failure message lists the top divergences

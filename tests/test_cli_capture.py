@@ -231,6 +231,23 @@ def test_capture_show_validate_ps_loop(tmp_path: Path) -> None:
 
 
 @pytest.mark.root
+def test_unknown_probes_are_loud_and_refused_with_strict(tmp_path: Path) -> None:
+    """A tracepoint this kernel does not have is never a silent zero."""
+    out = tmp_path / "c.json"
+    base = ["capture", "-w", "ps-loop", "--runs", "1", "--iterations", "2", "-o", str(out)]
+    strict = cli(*base, "--tracepoints", "nosuch:event,sched:sched_process_fork", "--strict")
+    one_line_error(strict, 2, "not on this kernel", "tracepoint nosuch:event")
+    assert not out.exists()
+    loud = cli(*base, "--tracepoints", "nosuch:event")
+    assert loud.returncode == 0, loud.stderr
+    assert "warning: not on this kernel, recorded as absent: tracepoint nosuch:event" in (
+        " ".join(loud.stderr.split())
+    )
+    show = cli("show", str(out))
+    assert "nosuch:event" in show.stdout and "absent" in show.stdout
+
+
+@pytest.mark.root
 def test_broken_headers_compile_error_is_one_line(tmp_path: Path) -> None:
     """A headers tree bcc cannot compile against: TracerError naming clang's first error."""
     (tmp_path / "include" / "linux").mkdir(parents=True)

@@ -4,10 +4,11 @@ network resources, bundle integrity, the CLI, and real headless Chromium."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import html.parser
 import json
 import re
+import shutil
+import subprocess
 import tarfile
 from dataclasses import replace
 from html import escape as html_escape
@@ -259,25 +260,77 @@ def test_html_shows_the_story() -> None:
 
 def test_bundle_manifest_hashes_every_member(tmp_path: Path) -> None:
     out = tmp_path / "b.tar.gz"
+    log = tmp_path / "old-boot0.console.log"
+    log.write_text("[    0.000000] Linux version ...\n")
     manifest = write_bundle(
-        out, old_path=OLD, new_path=NEW, html="<p>h</p>", text="t\n", meta={"workload": "w"}
+        out,
+        old_path=OLD,
+        new_path=NEW,
+        html="<p>h</p>",
+        text="t\n",
+        meta={"workload": "w"},
+        repro="#!/bin/sh\necho hi\n",
+        logs=[log],
+        top="regress-w-a..b",
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.gz"], "temp file left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.gz", log.name], "temp left"
     with tarfile.open(out) as tar:
         names = tar.getnames()
-        assert names[0] == "manifest.json"
-        inner = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        assert all(n.startswith("regress-w-a..b/") for n in names), names  # one top folder
+        assert names[0] == "regress-w-a..b/manifest.json"
+        inner = json.loads(tar.extractfile(names[0]).read())  # type: ignore[union-attr]
         assert inner == manifest
         files = {f["name"]: f for f in inner["files"]}
-        assert set(files) == {"old-capture.json", "new-capture.json", "report.html", "report.txt"}
-        for name, f in files.items():
-            data = tar.extractfile(name).read()  # type: ignore[union-attr]
-            assert hashlib.sha256(data).hexdigest() == f["sha256"]
-        assert tar.extractfile("old-capture.json").read() == OLD.read_bytes()  # type: ignore[union-attr]
+        assert set(files) == {
+            "old-capture.json",
+            "new-capture.json",
+            "report.html",
+            "report.txt",
+            "repro.sh",
+            f"logs/{log.name}",
+        }
+        assert tar.getmember("regress-w-a..b/repro.sh").mode == 0o755
+        tar.extractall(tmp_path / "x", filter="data")
+    # checkable with the standard tool, from inside the folder
+    folder = tmp_path / "x" / "regress-w-a..b"
+    check = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True
+    )
+    assert check.returncode == 0 and check.stdout.count(": OK") == 6, check.stdout
+    (folder / "report.txt").write_text("altered\n")
+    bad = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "report.txt: FAILED" in bad.stdout
     again = tmp_path / "c.tar.gz"
     write_bundle(again, old_path=OLD, new_path=NEW, html="<p>h</p>", text="t\n",
-                 meta={"workload": "w"})  # fmt: skip
+                 meta={"workload": "w"}, repro="#!/bin/sh\necho hi\n", logs=[log],
+                 top="regress-w-a..b")  # fmt: skip
     assert again.read_bytes() == out.read_bytes(), "bundles must be reproducible"
+
+
+@pytest.mark.root
+def test_repro_sh_from_a_bundle_counts_on_this_host(tmp_path: Path) -> None:
+    """The bundle's repro.sh runs without regress on this host's kernel and prints the top
+    divergences' counts (the planted statx ENOENT of the bisect captures)."""
+    if shutil.which("bpftrace") is None:
+        pytest.skip("bpftrace not installed (scripts/setup.sh installs it)")
+    data = Path(__file__).parent / "testdata" / "bisect"
+    old, new = data / "6.1.0-51-cloud-amd64.json.gz", data / "6.1.0-52-cloud-amd64.json.gz"
+    out = tmp_path / "bug.tar.gz"
+    assert run(["bundle", str(old), str(new), "-o", str(out)]) == 0
+    with tarfile.open(out) as tar:
+        tar.extractall(tmp_path, filter="data")
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert folder.name.startswith("regress-bisect-plant-6.1.0-51")
+    proc = subprocess.run(
+        ["sh", str(folder / "repro.sh")], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(x for x in proc.stdout.splitlines() if "syscall:statx:ENOENT" in x)
+    here = float(line.split(":")[-1].split()[0])
+    assert here > 0, proc.stdout  # this host takes the "new" branch of the planted workload
+    assert "outcomes:" in proc.stdout and "exit 0" in proc.stdout
 
 
 # --------------------------------------------------------------------------- CLI
@@ -301,7 +354,9 @@ def test_cli_report_html_text_and_bundle(
     bundle = tmp_path / "b.tar.gz"
     assert run(["bundle", str(OLD), str(NEW), "-o", str(bundle)]) == 0
     with tarfile.open(bundle) as tar:
-        assert "report.html" in tar.getnames()
+        names = tar.getnames()
+    top = "regress-ps-loop-6.1.0-47-cloud-amd64..6.1.0-56-cloud-amd64"
+    assert {f"{top}/report.html", f"{top}/repro.sh", f"{top}/SHA256SUMS"} <= set(names)
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,10 @@ from typing import Any
 
 from regress.diff.differ import diff_captures
 from regress.gate.controls import MIN_AA_RUNS, AAControl, aa_control
-from regress.model.capture import Capture, load_capture
+from regress.model.capture import Capture, atomic_write_text, load_capture
 from regress.model.events import Event, Progress, ignore
 from regress.model.result import DiffResult, Thresholds
+from regress.report.view import build_view
 from regress.report.write import write_reports
 from regress.vm import backend as vm_backend
 from regress.vm.backend import RunOptions
@@ -94,7 +95,10 @@ def render(judged: Judged, out_dir: Path) -> dict[str, Path]:
     """The HTML and text reports of a comparison, written once into ``out_dir``."""
     html, text = out_dir / "report.html", out_dir / "report.txt"
     write_reports(judged.result, judged.old, judged.new, html=html, text=text)
-    return {"html": html, "text": text}
+    repro = out_dir / "repro.sh"  # the reproducer without regress, next to the reports
+    atomic_write_text(repro, build_view(judged.result, judged.old, judged.new).repro_script)
+    repro.chmod(0o755)
+    return {"html": html, "text": text, "repro": repro}
 
 
 def compare(

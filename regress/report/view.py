@@ -35,6 +35,7 @@ from regress.report.format import (
     path_text,
     plural,
 )
+from regress.report.repro import repro_script
 
 CLASS_LABELS: dict[str, str] = {
     "liveness": "liveness",
@@ -212,6 +213,7 @@ class ReportView:
     suspects_title: str  # "Changes between v6.1.170 and v6.1.192 touching ...", "" when none
     suspects: list[SuspectView]
     repro: list[ReproStep]
+    repro_script: str  # repro.sh: the workload + the top divergences with bpftrace
     bpf: list[BpfProgram]
 
 
@@ -1003,6 +1005,9 @@ def build_view(
         narrowing=narrowing_text(result),
         suspects_title=suspects_title(result),
         suspects=_suspects(result),
-        repro=_repro(result, old, new),
+        repro=(repro := _repro(result, old, new)),
+        repro_script=repro_script(
+            result, old, new, next((r.command for r in reversed(repro) if r.command), "")
+        ),
         bpf=bpf,
     )

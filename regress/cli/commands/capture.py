@@ -82,6 +82,13 @@ def capture_cmd(
     ebpf: Annotated[
         bool, typer.Option("--ebpf", help="Print the generated BPF C and exit (no root needed).")
     ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse (exit 2) when a --tracepoints/--functions name matches nothing here.",
+        ),
+    ] = False,
 ) -> None:
     """Trace a workload's process tree on the running kernel into a capture file.
 
@@ -131,6 +138,8 @@ def capture_cmd(
             f"-o {output}: cannot create a file there: {exc.strerror or exc}"
         ) from None
 
+    if tps or fns:
+        _check_requested(tps or [], fns or [], strict=strict)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -165,6 +174,30 @@ def capture_cmd(
         f"wrote {output}: {capture.workload.name}, {len(capture.runs)} runs x "
         f"{capture.iterations_per_run} iterations, {total} syscalls on {capture.kernel.release}",
         markup=False,
+    )
+
+
+def _check_requested(tracepoints: list[str], functions: list[str], *, strict: bool) -> None:
+    """Probes asked for by name that this kernel does not have: a loud warning (they are
+    recorded as absent, never as zero), or with ``--strict`` a refusal before tracing."""
+    from regress.guest import runner
+    from regress.guest.environment import ensure_tracefs
+
+    plan = runner.plan_tracer(tracepoints, functions, tracefs=ensure_tracefs())
+    missing = [
+        f"{st.kind} {st.name} ({st.reason})"
+        for st in plan.statuses
+        if st.status != "attached" and st.name in {*tracepoints, *functions}
+    ]
+    if not missing:
+        return
+    text = "; ".join(missing)
+    if strict:
+        raise UsageError(f"not on this kernel: {text}", hint="drop them, or run without --strict")
+    err.print(
+        f"regress: warning: not on this kernel, recorded as absent: {text}",
+        markup=False,
+        style="bold yellow",
     )
 
 

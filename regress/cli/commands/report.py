@@ -105,18 +105,32 @@ def bundle_cmd(
 
     Example: regress bundle old.json new.json -o bug.tar.gz
     """
+    from regress.model.paths import safe_component
     from regress.report import render_html, render_text, write_bundle
+    from regress.report.repro import repro_script
+    from regress.report.view import build_view
 
     if not output.name.endswith((".tar.gz", ".tgz")):
         raise UsageError(f"{output}: the bundle name must end in .tar.gz or .tgz")
     th = o.thresholds(alpha, min_ratio, min_delta)
     result, co, cn = _diff(old, new, force=force, th=th)
+    steps = [s.command for s in build_view(result, co, cn).repro if s.command]
+    # the console logs of the boots that made these captures (regress run's layout)
+    logs = sorted(
+        {p.resolve() for c in (old, new) for p in Path(c).parent.glob("logs/*.console.log")}
+    )
+    top = safe_component(
+        f"regress-{co.workload.name}-{co.kernel.release}..{cn.kernel.release}", limit=120
+    )
     manifest = write_bundle(
         output,
         old_path=old,
         new_path=new,
         html=render_html(result, co, cn),
         text=render_text(result, co, cn),
+        repro=repro_script(result, co, cn, steps[-1] if steps else "regress run"),
+        logs=logs,
+        top=top,
         meta={
             "old_kernel": co.kernel.release,
             "new_kernel": cn.kernel.release,
@@ -126,7 +140,8 @@ def bundle_cmd(
         },
     )
     err.print(
-        f"wrote {output}: {len(manifest['files'])} files + manifest.json ({_verdict(result)})",
+        f"wrote {output}: {top}/ with {len(manifest['files'])} files, SHA256SUMS and "
+        f"manifest.json ({_verdict(result)})",
         markup=False,
     )
     return 0
