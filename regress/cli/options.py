@@ -7,6 +7,9 @@ and ``report`` cannot drift apart.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -168,3 +171,14 @@ def kernel_paths(
     if label is not None and not 0 < len(label) <= 80:
         raise UsageError(f"--{which}-label: 1 to 80 characters")
     return KernelPaths(kernel, modules, headers, label or "")
+
+
+def out_width() -> int | None:
+    """Columns to fit stdout to: $COLUMNS, else the terminal's; None for a pipe or file
+    (full lines, so scripts and golden files see every column)."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) >= 40:
+        return int(env)
+    if sys.stdout.isatty():
+        return max(40, shutil.get_terminal_size().columns)
+    return None

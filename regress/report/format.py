@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Literal
 
 from regress.model.result import Culprit, Evidence
 
@@ -127,6 +127,75 @@ def aligned(
 
     head = [line(headers)] + ([line(["-" * w for w in widths])] if rule else [])
     return head + [line(r) for r in rows]
+
+
+def fitted_table(
+    headers: list[str],
+    rows: list[list[str]],
+    right: set[int],
+    *,
+    width: int | None,
+    drop_order: tuple[int, ...] = (),
+    fold: int | None = None,
+    min_fold: int = 16,
+) -> list[str]:
+    """A rich table that fits ``width`` columns (None: its natural width).
+
+    The ``fold`` column (a key name) folds onto more lines down to ``min_fold``
+    characters; numbers never wrap or shrink; when folding is not enough the columns in
+    ``drop_order`` are left out one by one. Deterministic for a given width (rendered to
+    a string, no terminal queried).
+    """
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    natural = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    keep = [i for i in range(len(headers)) if natural[i] > 0]
+    pending = [c for c in drop_order if c in keep]
+    fold_width: int | None = None
+    while width is not None:
+        total = sum(natural[i] for i in keep) + 2 * (len(keep) - 1)
+        if total <= width:
+            break
+        if fold is not None and fold in keep:
+            room = width - (total - natural[fold])
+            if room >= min(min_fold, natural[fold]):
+                fold_width = room
+                break
+        if not pending:
+            break
+        keep.remove(pending.pop(0))
+    table = Table(
+        box=None, show_edge=False, pad_edge=False, padding=(0, 1), header_style="", expand=False
+    )
+    justify: dict[int, Literal["left", "right"]] = {
+        i: "right" if i in right else "left" for i in keep
+    }
+    for i in keep:
+        table.add_column(
+            Text(headers[i], justify=justify[i]),
+            justify="right" if i in right else "left",
+            no_wrap=i != fold,
+            overflow="fold" if i == fold else "ellipsis",
+            # (rich right-justifies only columns without an explicit width)
+            width=fold_width if i == fold and fold_width is not None else None,
+        )
+    for r in rows:
+        table.add_row(*(Text(r[i], justify=justify[i]) for i in keep))
+    buf = io.StringIO()
+    Console(
+        file=buf,
+        width=100_000,
+        color_system=None,
+        force_terminal=False,
+        highlight=False,
+        emoji=False,
+        legacy_windows=False,
+    ).print(table)
+    return [line.rstrip() for line in buf.getvalue().splitlines()]
 
 
 def evidence_text(e: Evidence) -> str:

@@ -6,12 +6,15 @@ byte-identical text; golden tests in ``tests/testdata/diff`` depend on it. ASCII
 
 from __future__ import annotations
 
+import textwrap
+
 from regress.model.result import OUTCOME_KINDS, DiffResult, Divergence, SideValues
 from regress.report.format import (
     ASCII,
     MISSING,
     aligned,
     culprit_lines,
+    fitted_table,
     fmt_ci,
     fmt_num,
     fmt_p,
@@ -21,6 +24,7 @@ from regress.report.format import (
 )
 
 DEFAULT_TOP = 20
+TABLE_LINE = "\x00"  # marks table lines, which are fitted already and never re-wrapped
 
 
 def _ratio_cell(d: Divergence) -> str:
@@ -74,8 +78,16 @@ def contrast_lines(result: DiffResult) -> list[str]:
     return lines
 
 
-def render_table(result: DiffResult, *, top: int | None = None, show_all: bool = False) -> str:
-    """The ``regress diff`` text: header, ranked rows, numbered warning footnotes."""
+def render_table(
+    result: DiffResult,
+    *,
+    top: int | None = None,
+    show_all: bool = False,
+    width: int | None = None,
+) -> str:
+    """The ``regress diff`` text: header, ranked rows, numbered warning footnotes; fitted
+    to ``width`` columns when given (the key folds; test, p, delta columns drop, in that
+    order, before anything wraps; prose lines wrap)."""
     th = result.thresholds
     lines: list[str] = []
     for tag, s in (("old", result.old), ("new", result.new)):
@@ -121,7 +133,14 @@ def render_table(result: DiffResult, *, top: int | None = None, show_all: bool =
                     "".join(f"[{m}]" for m in marks),
                 ]
             )
-        lines += aligned(header, body, right={0, 3, 4, 5, 7, 8})
+        lines += fitted_table(
+            header,
+            body,
+            right={0, 3, 4, 5, 7, 8},
+            width=width,
+            drop_order=(9, 7, 5, 0),
+            fold=2,
+        )
         hidden = (len(result.divergences) if show_all else len(result.shown)) - len(rows)
         if hidden > 0:
             lines.append(f"... {hidden} more rows not shown (--top N, --all)")
@@ -141,4 +160,20 @@ def render_table(result: DiffResult, *, top: int | None = None, show_all: bool =
         lines.append("")
         for i, w in enumerate(result.warnings, 1):
             lines.append(f"[{i}] {w.message}")
+    if width is not None:  # prose folds at the width, continuation lines indented
+        lines = [
+            w
+            for line in lines
+            for w in (
+                textwrap.wrap(
+                    line,
+                    width,
+                    subsequent_indent=" " * (len(line) - len(line.lstrip()) + 2),
+                    break_on_hyphens=False,
+                )
+                if len(line) > width and not line.startswith(TABLE_LINE)
+                else [line]
+            )
+        ]
+    lines = [line.removeprefix(TABLE_LINE) for line in lines]
     return ("\n".join(lines) + "\n").translate(ASCII)

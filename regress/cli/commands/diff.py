@@ -67,6 +67,6 @@ def diff_cmd(
     else:
         if json_out is not None:
             atomic_write_text(Path(json_out), to_json(result))  # InputError on failure
-        sys.stdout.write(render_table(result, top=top, show_all=show_all))
+        sys.stdout.write(render_table(result, top=top, show_all=show_all, width=o.out_width()))
     sys.stdout.flush()
     return 1 if fails(result, fail_on) else 0
