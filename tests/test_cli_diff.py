@@ -84,7 +84,7 @@ def test_json_output_is_deterministic_and_complete(
     assert out1 == out2
     assert a.read_bytes() == b.read_bytes()
     doc = json.loads(a.read_text())
-    assert doc["format"] == "regress-diff" and doc["format_version"] == 3
+    assert doc["format"] == "regress-diff" and doc["format_version"] == 4
     assert doc["significant_count"] == 2 and doc["regression_count"] == 2
     first = doc["divergences"][0]
     assert first["key"] == "syscall:kill:ESRCH" and first["cls"] == "appeared"

@@ -7,16 +7,18 @@ and ``report`` cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from regress.errors import UsageError
+from regress.model.capture import atomic_write_text
 from regress.model.result import FailOn, Thresholds
 from regress.vm.backend import (
     DEFAULT_NEW,
@@ -182,3 +184,18 @@ def out_width() -> int | None:
     if sys.stdout.isatty():
         return max(40, shutil.get_terminal_size().columns)
     return None
+
+
+JsonOut = Annotated[
+    str | None, typer.Option("--json", help="also write JSON to PATH, or only JSON with -")
+]
+
+
+def emit_json(doc: Any, dest: str) -> None:
+    """JSON to stdout (``-``) or atomically to a file (never a traceback on a bad path)."""
+    text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    if dest == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        atomic_write_text(Path(dest), text)

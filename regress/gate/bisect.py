@@ -116,6 +116,7 @@ class BisectOutcome:
 
         return {
             "format": "regress-bisect",
+            "format_version": 1,
             "criterion": self.criterion.describe(),
             "good": k(self.good),
             "bad": k(self.bad),

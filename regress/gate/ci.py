@@ -344,6 +344,35 @@ def _canary(opts: CiOptions, progress: Progress) -> CanaryOutcome:
     )
 
 
+def diff_junit(judged: pipeline.Judged, fail_on: FailOn, reports: dict[str, str]) -> str:
+    """JUnit XML of one comparison of saved captures (``regress diff --junit``): the same
+    test case ``regress ci`` writes for a workload, for CI systems without VMs."""
+    result = judged.result
+    wo = WorkloadOutcome(
+        workload=judged.old.workload.name,
+        slug=workload_slug(judged.old.workload.name),
+        status=status_of(result),
+        failed=fails(result, fail_on),
+        significant=len(result.significant),
+        regressions=len(result.regressions),
+        keys_tested=result.keys_tested,
+        top=top_rows(result),
+        aa=judged.aa,
+        reports=reports,
+        captures={"old": result.old.path, "new": result.new.path},
+    )
+    summary = {
+        "old": judged.old.kernel.release,
+        "new": judged.new.kernel.release,
+        "runs": min(len(judged.old.runs), len(judged.new.runs)),
+        "fail_on": str(fail_on),
+        "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "workloads": [wo.to_dict()],
+        "selftest": None,
+    }
+    return junit_xml(summary)
+
+
 def summary_doc(
     opts: CiOptions,
     outcomes: list[WorkloadOutcome],

@@ -13,7 +13,9 @@ Version history: 1 -- first version; 2 -- ``name``/``sub`` per divergence, ``tes
 iterations both failed and passed, the keys that differ between them (side, failing,
 passing, rows of kind/name/sub/label/failing/passing/p/q, keys_tested, method);
 ``culprits``: "Where it diverges", per function its basis and evidence (source diff or
-contrast, label, before/after per iteration, side, q, ratio, class).
+contrast, label, before/after per iteration, side, q, ratio, class); 4 -- threshold
+``min_ratio_signal``; ``suspects`` (the upstream changes between two Debian packages,
+ranked). Documented by ``docs/schemas/regress-diff.schema.json``, validated in tests.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from regress.model.result import DiffResult, Divergence, SideValues, plain
 
 JSON_FORMAT = "regress-diff"
-JSON_VERSION = 3
+JSON_VERSION = 4
 
 
 def _side(sv: SideValues) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -32,14 +32,36 @@ from regress.vm.backend import MAX_RUNS
 
 
 @app.command("workloads")
-def workloads_cmd() -> None:
+def workloads_cmd(json_out: o.JsonOut = None) -> None:
     """List the built-in workloads.
 
-    Example: regress workloads
+    Example: regress workloads --json -
     """
-    for name in builtin_names():
-        spec = load_spec(builtin_dir() / f"{name}.toml")
-        out.print(f"{name:<14} {spec.iterations:>5} it  {spec.description}", markup=False)
+    specs = [load_spec(builtin_dir() / f"{name}.toml") for name in builtin_names()]
+    if json_out is not None:
+        o.emit_json(
+            {
+                "format": "regress-workloads",
+                "format_version": 1,
+                "workloads": [
+                    {
+                        "name": s.name,
+                        "iterations": s.iterations,
+                        "description": s.description,
+                        "hash": s.spec_hash(),
+                        "functions": list(s.functions),
+                        "tracepoints": list(s.tracepoints),
+                        "liveness": s.liveness is not None,
+                    }
+                    for s in specs
+                ],
+            },
+            json_out,
+        )
+        if json_out == "-":
+            return
+    for spec in specs:
+        out.print(f"{spec.name:<14} {spec.iterations:>5} it  {spec.description}", markup=False)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -219,32 +241,12 @@ def _per_iteration(capture: Capture) -> Iterator[tuple[str, str, float, int]]:
         yield name, e, n / iterations, seen[(name, e)]
 
 
-def render_summary(capture: Capture, *, top: int = 25) -> list[str]:
-    """Plain-text summary lines of a capture (kept out of rich so tests can read it)."""
+def summary_dict(capture: Capture, *, top: int = 25) -> dict[str, Any]:
+    """What ``regress show`` says about a capture, as data (``--json``; the text is
+    rendered from it, so both carry the same content)."""
     k, m, w = capture.kernel, capture.machine, capture.workload
-    lines = [
-        f"kernel    {k.release}  ({k.version[:80]})",
-        f"machine   {m.backend} {m.arch} {m.cpus} cpus {m.mem_mb} MiB"
-        + (f" accel={m.accel}" if m.accel else ""),
-        f"workload  {w.name}  spec {w.hash[:12]}",
-        f"tracer    {capture.tracer.fingerprint[:12]}  bcc {capture.bcc_version or '?'}",
-        f"runs      {len(capture.runs)}/{capture.requested_runs}"
-        + ("" if capture.complete else f"  ({capture.state.split(' (')[0]})")
-        + f" x {capture.iterations_per_run} iterations",
-    ]
-    for note in capture.notes:
-        lines.append(f"note      {note}")
     rows = sorted(_per_iteration(capture), key=lambda r: (-r[2], r[0], r[1]))
     errors = [r for r in rows if r[1] != "ok"]
-    lines.append("")
-    lines.append(f"syscalls per iteration (top {top}):")
-    for name, e, mean, _ in rows[:top]:
-        lines.append(f"  {name + ' ' + e:<36} {mean:>12.2f}")
-    lines.append("failing syscalls per iteration:")
-    for name, e, mean, _ in errors[:top]:
-        lines.append(f"  {name + ' ' + e:<36} {mean:>12.2f}")
-    if not errors:
-        lines.append("  (none)")
     tp_totals: dict[str, int] = {}
     fn_totals: dict[str, int] = {}
     its = capture.total_iterations or 1
@@ -254,22 +256,92 @@ def render_summary(capture: Capture, *, top: int = 25) -> list[str]:
         for f, n in r.functions.items():
             fn_totals[f] = fn_totals.get(f, 0) + n
     live_failed, live_total = capture.liveness_totals()
-    live_pass = live_total - live_failed
-    lost = capture.lost_totals()
+
+    def per_it(kind: str, name: str) -> float | None:
+        totals = {"tracepoint": tp_totals, "function": fn_totals}.get(kind)
+        return None if totals is None else round(totals.get(name, 0) / its, 4)
+
+    return {
+        "format": "regress-show",
+        "format_version": 1,
+        "kernel": {
+            "release": k.release,
+            "version": k.version,
+            "upstream": k.upstream,
+            "headers": k.headers,
+            "tainted": k.tainted,
+            "label": k.label,
+        },
+        "machine": {**m.shape(), "hostname": m.hostname},
+        "workload": {"name": w.name, "hash": w.hash},
+        "tracer": {"fingerprint": capture.tracer.fingerprint, "bcc": capture.bcc_version},
+        "runs": {
+            "done": len(capture.runs),
+            "requested": capture.requested_runs,
+            "state": capture.state,
+            "iterations_per_run": capture.iterations_per_run,
+        },
+        "notes": list(capture.notes),
+        "syscalls": [
+            {"syscall": n, "errno": e, "per_iteration": round(v, 4)} for n, e, v, _ in rows[:top]
+        ],
+        "failing": [
+            {"syscall": n, "errno": e, "per_iteration": round(v, 4)} for n, e, v, _ in errors[:top]
+        ],
+        "probes": [
+            {
+                "kind": p.kind,
+                "name": p.name,
+                "status": p.status,
+                "reason": p.reason,
+                "per_iteration": per_it(p.kind, p.name) if p.status == "attached" else None,
+            }
+            for p in capture.probes
+        ],
+        "liveness": (
+            {"passed": live_total - live_failed, "total": live_total} if live_total else None
+        ),
+        "lost": dict(sorted(capture.lost_totals().items())),
+    }
+
+
+def render_summary(capture: Capture, *, top: int = 25) -> list[str]:
+    """Plain-text summary lines of a capture (kept out of rich so tests can read it)."""
+    d = summary_dict(capture, top=top)
+    k, m, w, runs = d["kernel"], d["machine"], d["workload"], d["runs"]
+    lines = [
+        f"kernel    {k['release']}  ({k['version'][:80]})",
+        f"machine   {m['backend']} {m['arch']} {m['cpus']} cpus {m['mem_mb']} MiB"
+        + (f" accel={m['accel']}" if m["accel"] else ""),
+        f"workload  {w['name']}  spec {w['hash'][:12]}",
+        f"tracer    {d['tracer']['fingerprint'][:12]}  bcc {d['tracer']['bcc'] or '?'}",
+        f"runs      {runs['done']}/{runs['requested']}"
+        + ("" if capture.complete else f"  ({runs['state'].split(' (')[0]})")
+        + f" x {runs['iterations_per_run']} iterations",
+    ]
+    for note in d["notes"]:
+        lines.append(f"note      {note}")
+    lines.append("")
+    lines.append(f"syscalls per iteration (top {top}):")
+    for r in d["syscalls"]:
+        lines.append(f"  {r['syscall'] + ' ' + r['errno']:<36} {r['per_iteration']:>12.2f}")
+    lines.append("failing syscalls per iteration:")
+    for r in d["failing"]:
+        lines.append(f"  {r['syscall'] + ' ' + r['errno']:<36} {r['per_iteration']:>12.2f}")
+    if not d["failing"]:
+        lines.append("  (none)")
     lines.append("probes:")
-    for p in capture.probes:
-        count = ""
-        if p.status == "attached" and p.kind == "tracepoint":
-            count = f"{tp_totals.get(p.name, 0) / its:.2f}/it"
-        elif p.status == "attached" and p.kind == "function":
-            count = f"{fn_totals.get(p.name, 0) / its:.2f}/it"
-        reason = f"  ({p.reason})" if p.reason else ""
-        lines.append(f"  {p.kind:<10} {p.name:<40} {p.status:<8} {count}{reason}")
+    for p in d["probes"]:
+        count = "" if p["per_iteration"] is None else f"{p['per_iteration']:.2f}/it"
+        reason = f"  ({p['reason']})" if p["reason"] else ""
+        lines.append(f"  {p['kind']:<10} {p['name']:<40} {p['status']:<8} {count}{reason}")
+    live = d["liveness"]
     lines.append(
         "liveness  "
-        + (f"{live_pass}/{live_total} iterations passed" if live_total else "no liveness check")
+        + (f"{live['passed']}/{live['total']} iterations passed" if live else "no liveness check")
     )
-    lines.append("lost      " + (", ".join(f"{c}={n}" for c, n in sorted(lost.items())) or "none"))
+    lost = d["lost"]
+    lines.append("lost      " + (", ".join(f"{c}={n}" for c, n in lost.items()) or "none"))
     return lines
 
 
@@ -277,12 +349,17 @@ def render_summary(capture: Capture, *, top: int = 25) -> list[str]:
 def show_cmd(
     file: Annotated[Path, typer.Argument(help="Capture file.")],
     top: Annotated[int, typer.Option("--top", min=1, help="Rows per table.")] = 25,
+    json_out: o.JsonOut = None,
 ) -> None:
     """Summarise a capture: kernel, workload, runs, top syscall/errno counts, probes.
 
-    Example: regress show ps.json
+    Example: regress show ps.json --json -
     """
     capture = load_capture(file)
+    if json_out is not None:
+        o.emit_json(summary_dict(capture, top=top), json_out)
+        if json_out == "-":
+            return
     for line in render_summary(capture, top=top):
         out.print(line, markup=False)
 

@@ -17,6 +17,7 @@ from regress.cli import options as o
 from regress.cli.app import app
 from regress.diff.differ import load_side
 from regress.errors import UsageError
+from regress.gate.ci import diff_junit
 from regress.gate.pipeline import judge_captures
 from regress.model.capture import atomic_write_text
 from regress.model.result import FailOn, fails
@@ -44,6 +45,10 @@ def diff_cmd(
     show_all: Annotated[
         bool, typer.Option("--all", help="list every key, including unchanged ones")
     ] = False,
+    junit_out: Annotated[
+        Path | None,
+        typer.Option("--junit", help="also write a JUnit XML test case (CI without VMs)"),
+    ] = None,
     force: o.Force = False,
     fail_on: o.FailOnOpt = FailOn.any,
     alpha: o.Alpha = o.ALPHA,
@@ -52,16 +57,18 @@ def diff_cmd(
 ) -> int:
     """Rank what the new kernel does differently (benchstat-like table).
 
-    Example: regress diff old.json new.json --json diff.json
+    Example: regress diff old.json new.json --json diff.json --junit junit.xml
     """
     if top is not None and top < 1:
         raise UsageError("--top must be >= 1")
     th = o.thresholds(alpha, min_ratio, min_delta)
     old_cap, new_cap = load_side(old), load_side(new)
-    result = judge_captures(
-        old_cap, new_cap, th, force=force, old_path=str(old), new_path=str(new)
-    ).result
+    judged = judge_captures(old_cap, new_cap, th, force=force, old_path=str(old), new_path=str(new))
+    result = judged.result
     write_reports(result, old_cap, new_cap, html=html_out, text=text_out)
+    if junit_out is not None:
+        reports = {k: str(p) for k, p in (("html", html_out), ("text", text_out)) if p}
+        atomic_write_text(junit_out, diff_junit(judged, fail_on, reports))
     if json_out == "-":
         sys.stdout.write(to_json(result))
     else:

@@ -45,6 +45,7 @@ def kernel_list(
     available: Annotated[
         bool, typer.Option("--available/--cached", help="also list kernels apt can fetch")
     ] = True,
+    json_out: o.JsonOut = None,
 ) -> None:
     """Cached kernels, and (by default) the Debian cloud kernels apt can fetch.
 
@@ -52,6 +53,50 @@ def kernel_list(
     """
     cached = kernels.list_cached()
     names = {k.release for k in cached}
+    if json_out is not None:
+        known = kernels.available_debian() if available else []
+
+        def headers_of(a: debian.DebianKernel) -> str | None:
+            if a.has_headers:
+                return a.release
+            closest = debian.closest_with_headers(a, known)
+            return closest.release if closest else None
+
+        o.emit_json(
+            {
+                "format": "regress-kernels",
+                "format_version": 1,
+                "cache": str(kernels.kernels_dir()),
+                "cached": [
+                    {
+                        "label": k.label,
+                        "release": k.release,
+                        "version": k.version,
+                        "upstream": k.upstream,
+                        "source": k.source,
+                        "headers": k.headers or k.release,
+                        "build_key": dict(k.build).get("key"),
+                    }
+                    for k in cached
+                ],
+                "available": [
+                    {
+                        "ref": f"debian:{a.release}",
+                        "release": a.release,
+                        "version": a.version,
+                        "upstream": a.upstream,
+                        "line": a.line,
+                        "headers": headers_of(a),
+                        "own_headers": a.has_headers,
+                        "cached": a.release in names,
+                    }
+                    for a in known
+                ],
+            },
+            json_out,
+        )
+        if json_out == "-":
+            return
     out.print(f"cached in {kernels.kernels_dir()}:", markup=False)
     for k in cached:
         extra = f"headers of {k.headers}" if k.headers and k.headers != k.release else ""
