@@ -20,5 +20,5 @@ lint:
 # or network request.
 screenshot:
 	$(REGRESS) report $(SAMPLE_OLD) $(SAMPLE_NEW) -o reports/sample-report.html
-	$(REGRESS) report $(SAMPLE_OLD) $(SAMPLE_NEW) --text -o reports/sample-report.txt
+	$(REGRESS) report $(SAMPLE_OLD) $(SAMPLE_NEW) --text reports/sample-report.txt
 	PYTHONPATH=tests $(PY) -m support.chromium reports/sample-report.html reports

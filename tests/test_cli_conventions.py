@@ -3,6 +3,8 @@ every command's help, flags that do not look like they take a value."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer.main
 from typer.testing import CliRunner
 
@@ -41,3 +43,40 @@ def test_every_command_has_an_example_and_flags_take_no_value() -> None:
         assert res.exit_code == 0, (argv, res.stdout)
         assert "Example: regress " in res.stdout, argv
         assert "<bool>" not in res.stdout, argv
+
+
+SHARED = [
+    "-o/--output", "--json", "--html", "--text", "-w/--workload", "--functions", "--tracepoints",
+    "--runs", "--iterations", "--old/--new", "--alpha", "--fail-on", "--force", "--dry-run",
+    "--accel", "--cpus",
+]  # fmt: skip
+
+
+def options_table() -> str:
+    """Every command x every shared option, from the CLI itself."""
+
+    def names(argv: list[str]) -> set[str]:
+        cmd: object = typer.main.get_command(app)
+        for part in argv:
+            cmd = cmd.commands[part]  # type: ignore[attr-defined]
+        found: set[str] = set()
+        for p in cmd.params:  # type: ignore[attr-defined]
+            found.update(getattr(p, "opts", []))
+            found.update(getattr(p, "secondary_opts", []))
+        return found
+
+    rows = ["| command | " + " | ".join(f"`{s}`" for s in SHARED) + " |"]
+    rows.append("|---|" + "---|" * len(SHARED))
+    for argv in _commands():
+        have = names(argv)
+        marks = ["✓" if all(x in have for x in s.split("/")) else "" for s in SHARED]
+        rows.append(f"| `{' '.join(argv)}` | " + " | ".join(marks) + " |")
+    return "\n".join(rows)
+
+
+def test_readme_options_table_is_the_cli() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("<!-- options-table -->\n", 1)[1].split("\n<!-- /options-table -->")[0]
+    assert table == options_table(), (
+        "README options table is stale; regenerate:\n" + options_table()
+    )

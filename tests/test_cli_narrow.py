@@ -27,7 +27,7 @@ def test_nothing_regressed_runs_no_pass(tmp_path: Path, capsys: pytest.CaptureFi
     ("extra", "fragment"),
     [
         (["--syscalls", "open at"], "--syscalls: 'open at' is not a syscall name"),
-        (["--old-modules", "/nonexistent"], "--old-modules/--old-headers need --old-kernel"),
+        (["--old-modules", "/nonexistent"], "--old-modules/--old-headers/--old-label need"),
         (["--workload", "proc-scan"], "differs from 'proc-scan' now"),
     ],
 )
@@ -51,11 +51,12 @@ def test_bad_input_is_one_line(
                 str(REPORT / "ps-loop-new.json"),
                 "--format",
                 "html",
-                "--text",
+                "--html",
+                "-",
                 "-o",
                 "x.html",
             ],
-            "--text contradicts --format html",
+            "-o and --html both ask for the html report",
         ),
         (
             ["capture", "-w", "ps-loop", "--runs", "99999999999999999999999", "-o", "c.json"],

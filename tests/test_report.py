@@ -157,7 +157,7 @@ ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "header", "main", "footer", "nav",
     "section", "h1", "h2", "h3", "p", "span", "b", "ul", "ol", "li", "a", "table", "thead",
     "tbody", "tr", "th", "td", "code", "sup", "details", "summary", "div", "pre", "svg",
-    "line", "text", "circle", "rect", "script",
+    "line", "text", "circle", "rect", "script", "path", "tspan",
 }  # fmt: skip
 
 
@@ -348,7 +348,7 @@ def test_cli_report_html_text_and_bundle(
     assert page.startswith("<!doctype html>")
     assert "liveness check fails in 37 of 200" in page
     capsys.readouterr()
-    assert run(["report", str(OLD), str(NEW), "--text"]) == 0
+    assert run(["report", str(OLD), str(NEW), "--text", "-"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("Subject: [REGRESSION] ps-loop: liveness check fails in 37/200")
     bundle = tmp_path / "b.tar.gz"
@@ -363,7 +363,10 @@ def test_cli_report_html_text_and_bundle(
     ("argv", "message"),
     [
         (["report", str(OLD), str(NEW)], "pass -o FILE.html"),
-        (["report", str(OLD), "/nonexistent.json", "--text"], "/nonexistent.json"),
+        (["report", str(OLD), "/nonexistent.json", "--text", "-"], "/nonexistent.json"),
+        (["report", str(OLD), str(NEW), "--text", "-", "--html", "-"], "only one output"),
+        (["report", str(OLD), str(NEW), "-o", "x.html", "--html", "y.html"], "both ask for"),
+        (["report", str(OLD), str(NEW), "--html", "x.r", "--text", "x.r"], "asked for both"),
         (["bundle", str(OLD), str(NEW), "-o", "x.zip"], "must end in .tar.gz"),
     ],
 )
@@ -420,6 +423,47 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     seen = render_page(bad, {"desktop": DESKTOP}, tmp_path)
     assert any("undefinedFunction" in e for e in seen.console_errors), seen.console_errors
     assert seen.external_requests == ["http://198.51.100.1/x.png"]
+
+
+@pytest.mark.browser
+def test_first_screen_leads_with_the_verdict_and_the_overview(tmp_path: Path) -> None:
+    """At 1400x900 the verdict, the headline naming the top divergence and the overview
+    chart are on the first screen; at 390 px (a phone) nothing scrolls sideways."""
+    from support.chromium import render_page
+
+    result, old, new = sample()
+    page = tmp_path / "report.html"
+    page.write_text(render_html(result, old, new))
+    layout = (
+        "JSON.stringify({verdict: document.querySelector('.verdict').getBoundingClientRect()"
+        ".bottom, headline: document.querySelector('#headline').getBoundingClientRect().bottom,"
+        " overview: document.querySelector('svg.overview').getBoundingClientRect().bottom,"
+        " wide: document.documentElement.scrollWidth, view: window.innerWidth})"
+    )
+    shots = {"phone": (390, 844, 2.0, True), "desk1400": (1400, 900, 1.0, False)}
+    seen = render_page(page, shots, tmp_path, full_page=False, evaluate=layout)
+    assert seen.console_errors == [] and seen.external_requests == []
+    at = json.loads(str(seen.evaluated))
+    assert at["verdict"] < at["headline"] < at["overview"] <= 900, at
+    assert at["wide"] <= at["view"], at
+    assert "find_ge_pid" in page.read_text().split('id="overview"', 1)[1].split("</svg>", 1)[0]
+    phone = render_page(
+        page, {"phone": (390, 844, 2.0, True)}, tmp_path, evaluate=layout.replace("JSON", "JSON")
+    )
+    assert json.loads(str(phone.evaluated))["wide"] <= 390, phone.evaluated
+    for shot in seen.screenshots + phone.screenshots:
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_page_size_follows_what_changed() -> None:
+    """Unchanged rows keep their numbers but no charts: a no-change report stays small."""
+    from regress.diff.differ import diff_captures
+
+    old, _new = sample_captures()
+    same = diff_captures(old, old)
+    page = render_html(same, old, old)
+    assert page.count("<svg") <= 2, page.count("<svg")  # (no overview when nothing moved)
+    assert len(page) < 200_000, len(page)
 
 
 def test_cli_diff_writes_reports_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

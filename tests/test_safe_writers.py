@@ -72,7 +72,7 @@ def test_directories_and_missing_parents_are_refused(
 
 
 def test_dev_stdout_streams_the_report(capfd: pytest.CaptureFixture[str]) -> None:
-    assert run(["report", str(OLD), str(NEW), "--text", "-o", "/dev/stdout"]) == 0
+    assert run(["report", str(OLD), str(NEW), "--format", "text", "-o", "/dev/stdout"]) == 0
     out = capfd.readouterr().out
     assert out.startswith("Subject: [REGRESSION]") and "Where it diverges" in out
 

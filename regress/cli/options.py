@@ -199,3 +199,36 @@ def emit_json(doc: Any, dest: str) -> None:
         sys.stdout.flush()
     else:
         atomic_write_text(Path(dest), text)
+
+
+HtmlOut = Annotated[
+    str | None, typer.Option("--html", help="also write the HTML report to PATH, or - (stdout)")
+]
+TextOut = Annotated[
+    str | None, typer.Option("--text", help="also write the text report to PATH, or - (stdout)")
+]
+
+
+def check_outputs(targets: dict[str, str]) -> None:
+    """Refuse contradictions among output options: two of them on stdout, or two kinds
+    of output into one file."""
+    dashes = [k for k, v in targets.items() if v == "-"]
+    if len(dashes) > 1:
+        raise UsageError(f"only one output can go to stdout ('-'): {', '.join(sorted(dashes))}")
+    seen: dict[Path, str] = {}
+    for kind, dest in targets.items():
+        if dest == "-":
+            continue
+        path = Path(dest).absolute()
+        if path in seen:
+            raise UsageError(f"{dest}: asked for both the {seen[path]} and the {kind} output")
+        seen[path] = kind
+
+
+def emit_text(text: str, dest: str) -> None:
+    """Text to stdout (``-``) or atomically to a file."""
+    if dest == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        atomic_write_text(Path(dest), text)

@@ -43,10 +43,21 @@ def environment() -> jinja2.Environment:
     )
 
 
-def _html_rows(rows: list[RowView]) -> list[HtmlRow]:
+def _html_rows(rows: list[RowView], *, alpha: float | None = None) -> list[HtmlRow]:
+    """Rows with their charts. Among the rows not shown by default (``alpha`` given) only
+    those that changed past the FDR (return-value context rows) keep charts; the others
+    keep their per-run numbers, so the page grows with what changed, not with what was
+    tested."""
+    empty = Markup("")
+
+    def charted(r: RowView) -> bool:
+        return alpha is None or r.sort_q <= alpha
+
     return [
         HtmlRow(
-            r, svg.dots(r.old_values, r.new_values, r.label), svg.histogram(r.histogram, r.label)
+            r,
+            svg.dots(r.old_values, r.new_values, r.label) if charted(r) else empty,
+            svg.histogram(r.histogram, r.label) if charted(r) else empty,
         )
         for r in rows
     ]
@@ -59,7 +70,8 @@ def render_html(result: DiffResult, old: Capture, new: Capture) -> str:
     return template.render(
         v=view,
         rows=_html_rows(view.rows),
-        more=_html_rows(view.more_rows),
+        more=_html_rows(view.more_rows, alpha=result.thresholds.alpha),
+        overview=svg.overview(list(result.shown)),
         version=__version__,
     )
 

@@ -7,9 +7,12 @@ script. Only numbers and escaped labels go into the markup; the result is a
 
 from __future__ import annotations
 
+import math
+
 from markupsafe import Markup, escape
 
-from regress.report.format import fmt_num
+from regress.model.result import Divergence
+from regress.report.format import fmt_num, fmt_ratio
 from regress.report.view import HistBar
 
 OLD_COLOR = "#4d6a8a"
@@ -112,5 +115,106 @@ def histogram(bars: list[HistBar], label: str) -> Markup:
         f'<text x="{_f(panel + gap / 2)}" y="{_f(height - 2)}" class="tick" '
         'text-anchor="middle">log2 bucket of the return value</text>'
     )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+CLASS_COLORS = {
+    "liveness": "#a4161a",
+    "exit-status": "#a4161a",
+    "appeared": "#c4551a",
+    "vanished": "#2f5d8a",
+    "rate": "#3b3b3b",
+    "certain-small": "#7a7a7a",
+    "suggestive": "#b0a36a",
+    "absent": "#9a9a9a",
+}
+OVERVIEW_ROWS = 12
+MAX_LOG2 = 4.0  # the axis spans x1/16 .. x16; beyond (and appear/vanish) sit at its ends
+
+
+def _outcome_ratio(d: Divergence) -> float | None:
+    """Failure fraction new/old for liveness/exit rows (None: nothing failed on either)."""
+    a, b = d.old.center, d.new.center
+    if a != a or b != b or (a == 0 and b == 0):
+        return None
+    return math.inf if a == 0 else b / a
+
+
+def overview(rows: list[Divergence]) -> Markup:
+    """The comparison at a glance: each top row's new/old ratio with its confidence
+    interval on one log axis, coloured by class (appeared/vanished at the ends)."""
+    rows = [d for d in rows if d.cls != "absent"][:OVERVIEW_ROWS]
+    if not rows:
+        return Markup("")
+    label_w, plot_w, value_w, row_h, top = 300.0, 380.0, 90.0, 22.0, 26.0
+    width = label_w + plot_w + value_w
+    height = top + row_h * len(rows) + 10
+
+    def x(ratio: float) -> float:
+        lr = max(-MAX_LOG2, min(MAX_LOG2, math.log2(ratio))) if ratio > 0 else -MAX_LOG2
+        if math.isinf(ratio):
+            lr = MAX_LOG2
+        return label_w + plot_w * (lr + MAX_LOG2) / (2 * MAX_LOG2)
+
+    parts = [
+        f'<svg class="overview" viewBox="0 0 {_f(width)} {_f(height)}" width="100%" '
+        f'preserveAspectRatio="xMinYMin meet" role="img" '
+        f'aria-label="new/old ratio of the top {len(rows)} rows on a log axis">',
+    ]
+    for tick in (1 / 16, 1 / 4, 1 / 2, 1, 2, 4, 16):
+        tx = x(tick)
+        name = f"x{tick:g}" if tick >= 1 else f"x1/{round(1 / tick)}"
+        parts.append(
+            f'<line x1="{_f(tx)}" y1="{_f(top - 6)}" x2="{_f(tx)}" y2="{_f(height - 8)}" '
+            f'class="{"axis" if tick == 1 else "grid"}"/>'
+        )
+        parts.append(
+            f'<text x="{_f(tx)}" y="{_f(top - 10)}" class="tick" text-anchor="middle">{name}</text>'
+        )
+    for i, d in enumerate(rows):
+        y = top + row_h * i + row_h / 2
+        color = CLASS_COLORS.get(d.cls, "#3b3b3b")
+        label = d.label if len(d.label) <= 44 else d.label[:43] + "…"
+        parts.append(
+            f'<text x="{_f(label_w - 8)}" y="{_f(y + 4)}" class="lane" text-anchor="end">'
+            f"{escape(label)}<title>{escape(d.key)}</title></text>"
+        )
+        if d.kind in ("liveness", "exit"):
+            ratio = _outcome_ratio(d)
+            ci = None
+        elif d.cls == "appeared":
+            ratio, ci = math.inf, None
+        elif d.cls == "vanished":
+            ratio, ci = 0.0, None
+        else:
+            ratio, ci = d.ratio, d.ratio_ci
+        if ratio is None or ratio != ratio:
+            continue
+        if ci is not None and all(c == c and c is not None for c in ci):
+            lo, hi = x(max(ci[0], 1e-12)), x(ci[1])
+            parts.append(
+                f'<line x1="{_f(lo)}" y1="{_f(y)}" x2="{_f(hi)}" y2="{_f(y)}" '
+                f'stroke="{color}" stroke-width="3" stroke-opacity="0.45"/>'
+            )
+        cx = x(ratio)
+        at_edge = math.isinf(ratio) or ratio == 0 or abs(math.log2(ratio)) > MAX_LOG2
+        if at_edge:  # an arrowhead pointing off the axis
+            tip = 6.0 if math.isinf(ratio) or ratio > 1 else -6.0
+            shape = (
+                f'<path d="M{_f(cx - tip)} {_f(y - 6)} L{_f(cx + tip)} {_f(y)} '
+                f'L{_f(cx - tip)} {_f(y + 6)} Z" fill="{color}"/>'
+            )
+        else:
+            shape = f'<circle cx="{_f(cx)}" cy="{_f(y)}" r="5" fill="{color}"/>'
+        parts.append(shape)
+        text = (
+            "appeared" if d.cls == "appeared" else "vanished" if d.cls == "vanished"
+            else "new" if math.isinf(ratio) else fmt_ratio(ratio)
+        )  # fmt: skip
+        parts.append(
+            f'<text x="{_f(label_w + plot_w + 8)}" y="{_f(y + 4)}" class="lane">'
+            f'{escape(text)} <tspan class="cls">{escape(d.cls)}</tspan></text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))

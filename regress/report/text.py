@@ -149,7 +149,7 @@ def build_text_view(result: DiffResult, old: Capture, new: Capture) -> TextView:
     notes: list[str] = []
     for f in v.footnotes:
         notes += wrap(
-            f"{f.message} ({f.code})",
+            f.message,
             indent=f"  [{f.number}] ",
             hanging=" " * (len(str(f.number)) + 5),
         )

@@ -21,24 +21,19 @@ from regress.gate.ci import diff_junit
 from regress.gate.pipeline import judge_captures
 from regress.model.capture import atomic_write_text
 from regress.model.result import FailOn, fails
+from regress.report.html import render_html
 from regress.report.json import to_json
 from regress.report.table import render_table
-from regress.report.write import write_reports
+from regress.report.text import render_text
 
 
 @app.command("diff")
 def diff_cmd(
     old: o.OldCapture,
     new: o.NewCapture,
-    json_out: Annotated[
-        str | None, typer.Option("--json", help="also write JSON here ('-': only JSON to stdout)")
-    ] = None,
-    html_out: Annotated[
-        Path | None, typer.Option("--html", help="also write the HTML report here")
-    ] = None,
-    text_out: Annotated[
-        Path | None, typer.Option("--text", help="also write the text report here")
-    ] = None,
+    json_out: o.JsonOut = None,
+    html_out: o.HtmlOut = None,
+    text_out: o.TextOut = None,
     top: Annotated[
         int | None, typer.Option("--top", help="show at most N rows (default 20; all with --all)")
     ] = None,
@@ -63,17 +58,21 @@ def diff_cmd(
         raise UsageError("--top must be >= 1")
     th = o.thresholds(alpha, min_ratio, min_delta)
     old_cap, new_cap = load_side(old), load_side(new)
+    outputs = {k: v for k, v in (("json", json_out), ("html", html_out), ("text", text_out)) if v}
+    if junit_out is not None:
+        outputs["junit"] = str(junit_out)
+    o.check_outputs(outputs)  # before minutes of diffing: contradictions are refused
     judged = judge_captures(old_cap, new_cap, th, force=force, old_path=str(old), new_path=str(new))
     result = judged.result
-    write_reports(result, old_cap, new_cap, html=html_out, text=text_out)
+    for kind, render in (("html", render_html), ("text", render_text)):
+        if outputs.get(kind):
+            o.emit_text(render(result, old_cap, new_cap), outputs[kind])
+    if json_out is not None:
+        o.emit_text(to_json(result), json_out)
     if junit_out is not None:
-        reports = {k: str(p) for k, p in (("html", html_out), ("text", text_out)) if p}
+        reports = {k: v for k, v in (("html", html_out), ("text", text_out)) if v and v != "-"}
         atomic_write_text(junit_out, diff_junit(judged, fail_on, reports))
-    if json_out == "-":
-        sys.stdout.write(to_json(result))
-    else:
-        if json_out is not None:
-            atomic_write_text(Path(json_out), to_json(result))  # InputError on failure
+    if "-" not in outputs.values():  # the table, unless stdout carries one of the outputs
         sys.stdout.write(render_table(result, top=top, show_all=show_all, width=o.out_width()))
     sys.stdout.flush()
     return 1 if fails(result, fail_on) else 0

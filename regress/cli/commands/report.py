@@ -7,7 +7,6 @@ code is 0 whatever the verdict (use ``regress diff --fail-on`` for CI).
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 
@@ -48,12 +47,13 @@ def report_cmd(
     old: o.OldCapture,
     new: o.NewCapture,
     output: str | None = typer.Option(
-        None, "-o", "--output", help="write the report here (text: '-' or omitted = stdout)"
+        None, "-o", "--output", help="write the report here, in --format (default html)"
     ),
     fmt: Format | None = typer.Option(
-        None, "--format", help="html (self-contained, the default) or text"
+        None, "--format", help="format of -o: html (self-contained, the default) or text"
     ),
-    text: bool = typer.Option(False, "--text", help="same as --format text"),
+    html_out: o.HtmlOut = None,
+    text_out: o.TextOut = None,
     force: o.Force = False,
     alpha: o.Alpha = o.ALPHA,
     min_ratio: o.MinRatio = o.MIN_RATIO,
@@ -61,33 +61,31 @@ def report_cmd(
 ) -> int:
     """Render the diff of two captures as a bug report (HTML, or plain text for a list).
 
-    Example: regress report old.json new.json -o reports/bug.html
+    Example: regress report old.json new.json -o reports/bug.html --text reports/bug.txt
     """
-    from regress.report import render_text, write_reports
+    from regress.report import render_html, render_text
 
-    if text and fmt is Format.html:
-        raise UsageError("--text contradicts --format html: pass one of them")
-    if text:
-        fmt = Format.text
-    fmt = fmt or Format.html
-    if fmt is Format.html and output in (None, "-"):
-        raise UsageError("the HTML report needs a file: pass -o FILE.html")
+    targets: dict[str, str] = {}
+    if output is not None:
+        targets[(fmt or Format.html).value] = output
+    elif fmt is not None:
+        raise UsageError("--format sets the format of -o: pass -o PATH (or --html/--text)")
+    for kind, dest in (("html", html_out), ("text", text_out)):
+        if dest is None:
+            continue
+        if kind in targets:
+            raise UsageError(f"-o and --{kind} both ask for the {kind} report: pass one of them")
+        targets[kind] = dest
+    if not targets:
+        raise UsageError("nothing to write: pass -o FILE.html, --html PATH|- or --text PATH|-")
+    o.check_outputs(targets)
     th = o.thresholds(alpha, min_ratio, min_delta)
     result, co, cn = _diff(old, new, force=force, th=th)
-    if output in (None, "-"):  # text only: HTML without -o was refused above
-        sys.stdout.write(render_text(result, co, cn))
-        sys.stdout.flush()
-        return 0
-    assert output is not None
-    target = Path(output)
-    write_reports(
-        result,
-        co,
-        cn,
-        html=target if fmt is Format.html else None,
-        text=target if fmt is Format.text else None,
-    )
-    err.print(f"wrote {output} ({_verdict(result)})", markup=False)
+    render = {"html": render_html, "text": render_text}
+    for kind, dest in sorted(targets.items()):
+        o.emit_text(render[kind](result, co, cn), dest)
+        if dest != "-":
+            err.print(f"wrote {dest} ({_verdict(result)})", markup=False)
     return 0
 
 

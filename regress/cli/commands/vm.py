@@ -137,8 +137,11 @@ def image_build(
     out.print(f"{img.path}  recipe {img.recipe_hash}", markup=False)
 
 
-def _split(value: str | None) -> list[str] | None:
-    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+def _split(values: list[str] | None) -> list[str] | None:
+    """Repeated and/or comma-separated values (as ``capture`` takes them)."""
+    if not values:
+        return None
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
 
 
 @app.command("run")
@@ -151,15 +154,16 @@ def run_cmd(
     runs: o.Runs = o.RUNS,
     iterations: o.Iterations = None,
     functions: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
-            help="kernel functions to count, comma-separated patterns (default: the workload's)"
+            help="kernel function patterns to count, repeatable or comma-separated "
+            "(default: the workload's)"
         ),
     ] = None,
     function_returns: o.FunctionReturns = o.FUNCTION_RETURNS,
     narrow: o.Narrow = True,
     tracepoints: Annotated[
-        str | None, typer.Option(help="tracepoint patterns, comma-separated")
+        list[str] | None, typer.Option(help="tracepoint patterns, repeatable or comma-separated")
     ] = None,
     fresh_boot_per_run: Annotated[
         bool, typer.Option("--fresh-boot-per-run", help="boot a fresh VM for every run")
