@@ -80,3 +80,12 @@ def test_readme_options_table_is_the_cli() -> None:
     assert table == options_table(), (
         "README options table is stale; regenerate:\n" + options_table()
     )
+
+
+def test_help_reads_at_80_columns() -> None:
+    """No line of any command's help is wider than 80 columns, and no default is cut."""
+    for argv in _commands():
+        res = runner.invoke(app, [*argv, "-h"], env={"COLUMNS": "80"}, terminal_width=80)
+        lines = res.stdout.splitlines()
+        assert all(len(x) <= 80 for x in lines), (argv, [x for x in lines if len(x) > 80])
+        assert "…" not in res.stdout, argv

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from typer.core import TyperOption
 
 from regress import __version__
 
@@ -21,17 +20,11 @@ app = typer.Typer(
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    # Plain help (click's formatter): it wraps at the terminal width and never cuts a
+    # default or an example, where typer's rich panels ellipsize them at 80 columns.
+    rich_markup_mode=None,
 )
 
-_display_type = TyperOption.display_type_rich
-
-
-def _flag_has_no_value(self: TyperOption, ctx: typer.Context) -> str | None:
-    """typer 0.29 shows ``<bool>`` after every flag, as if it took a value: flags get none."""
-    return None if getattr(self, "is_flag", False) else _display_type(self, ctx)
-
-
-TyperOption.display_type_rich = _flag_has_no_value  # type: ignore[method-assign,assignment]
 
 # Core code never prints; commands print results to stdout and chatter to stderr.
 out = Console(highlight=False, soft_wrap=True)

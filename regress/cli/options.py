@@ -86,10 +86,18 @@ Narrow = Annotated[
 
 # --------------------------------------------------------------------------- kernels, VMs
 
+# The default is spelled in the help text (typer would cut it at 80 columns).
 OldKernel = Annotated[
-    str, typer.Option("--old", help="old kernel (debian:<release> or debian:<version>)")
+    str,
+    typer.Option(
+        "--old",
+        help=f"old kernel, debian:<release|version> (default {DEFAULT_OLD})",
+        show_default=False,
+    ),
 ]
-NewKernel = Annotated[str, typer.Option("--new", help="new kernel")]
+NewKernel = Annotated[
+    str, typer.Option("--new", help=f"new kernel (default {DEFAULT_NEW})", show_default=False)
+]
 OLD = DEFAULT_OLD
 NEW = DEFAULT_NEW
 Runs = Annotated[int, typer.Option("--runs", help="runs per kernel (>= 4 for the A/A control)")]

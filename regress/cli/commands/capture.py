@@ -7,6 +7,7 @@ stderr (rich), results to stdout.
 from __future__ import annotations
 
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -309,8 +310,11 @@ def render_summary(capture: Capture, *, top: int = 25) -> list[str]:
     """Plain-text summary lines of a capture (kept out of rich so tests can read it)."""
     d = summary_dict(capture, top=top)
     k, m, w, runs = d["kernel"], d["machine"], d["workload"], d["runs"]
+    version = textwrap.wrap(k["version"], 90, subsequent_indent=" " * 10) or [""]
     lines = [
-        f"kernel    {k['release']}  ({k['version'][:80]})",
+        f"kernel    {k['release']}",
+        f"          {version[0]}",
+        *version[1:],
         f"machine   {m['backend']} {m['arch']} {m['cpus']} cpus {m['mem_mb']} MiB"
         + (f" accel={m['accel']}" if m["accel"] else ""),
         f"workload  {w['name']}  spec {w['hash'][:12]}",
@@ -331,10 +335,19 @@ def render_summary(capture: Capture, *, top: int = 25) -> list[str]:
     if not d["failing"]:
         lines.append("  (none)")
     lines.append("probes:")
+    # a reason shared by several probes (kprobes unavailable here) is said once, below
+    reasons = [p["reason"] for p in d["probes"] if p["reason"]]
+    shared = [r for r in dict.fromkeys(reasons) if reasons.count(r) > 1]
     for p in d["probes"]:
         count = "" if p["per_iteration"] is None else f"{p['per_iteration']:.2f}/it"
-        reason = f"  ({p['reason']})" if p["reason"] else ""
-        lines.append(f"  {p['kind']:<10} {p['name']:<40} {p['status']:<8} {count}{reason}")
+        reason = ""
+        if p["reason"] in shared:
+            reason = f"  [{shared.index(p['reason']) + 1}]"
+        elif p["reason"]:
+            reason = f"  ({p['reason']})"
+        lines.append(f"  {p['kind']:<10} {p['name']:<40} {p['status']:<8} {count}{reason}".rstrip())
+    for i, r in enumerate(shared, 1):
+        lines.append(f"  [{i}] {r}")
     live = d["liveness"]
     lines.append(
         "liveness  "
