@@ -78,6 +78,8 @@ def test_kernel_bump(vm_ready: None, tmp_path: Path) -> None:
         assert rc in (0, 1), f"{side}: run and ci captures are not comparable"
 
 
+@pytest.mark.slow  # (default suite: the exit codes via a fixture backend in test_ci.py,
+# the A/A statistics on this host in test_differ_groundtruth.py)
 def test_aa_run_exits_zero(vm_ready: None, tmp_path: Path) -> None:
     out = tmp_path / "aa"
     rc = cli_run(

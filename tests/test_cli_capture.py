@@ -316,6 +316,9 @@ def test_ctrl_c_keeps_the_finished_runs_labelled_interrupted(tmp_path: Path) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a CI job started in the background inherits SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler: give the child the default disposition
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

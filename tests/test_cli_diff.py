@@ -7,9 +7,6 @@ is written to NAME.stdout.got for review (copy it over the golden when intended)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -153,30 +150,22 @@ def test_bad_input_one_line_exit_2(
 
 
 @pytest.mark.parametrize("columns", [80, 100])
-def test_diff_fits_the_terminal_width(columns: int) -> None:
+def test_diff_fits_the_terminal_width(
+    columns: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """At COLUMNS=80 no line of the sample pair's diff is longer than 80 characters:
     the key folds, test/p/delta columns drop before anything wraps, numbers stay whole."""
     report = Path(__file__).parent / "testdata" / "report"
     pairs = [(report / "ps-loop-old.json", report / "ps-loop-new.json")]
     pairs += [(DIFF / "bt_ps_aux.json", DIFF / "bt_ps_e.json")]
+    monkeypatch.setenv("COLUMNS", str(columns))
     for old, new in pairs:
-        proc = subprocess.run(
-            [sys.executable, "-m", "regress.cli.main", "diff", str(old), str(new)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "COLUMNS": str(columns)},
-            timeout=120,
-        )
-        assert proc.returncode in (0, 1), proc.stderr
-        lines = proc.stdout.splitlines()
+        capsys.readouterr()
+        assert run(["diff", str(old), str(new)]) in (0, 1)
+        lines = capsys.readouterr().out.splitlines()
         assert max(len(x) for x in lines) <= columns, [x for x in lines if len(x) > columns]
         head = next(i for i, x in enumerate(lines) if "class" in x and "old/iter" in x)
         assert "..." not in "".join(lines[head : head + 5])  # folded or dropped, never cut
-    wide = subprocess.run(
-        [sys.executable, "-m", "regress.cli.main", "diff", *map(str, pairs[0])],
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
-        timeout=120,
-    )
-    assert "fisher-outcome" in wide.stdout  # a pipe gets every column
+    monkeypatch.delenv("COLUMNS")  # a pipe (not a terminal) gets every column
+    assert run(["diff", *map(str, pairs[0])]) == 1
+    assert "fisher-outcome" in capsys.readouterr().out

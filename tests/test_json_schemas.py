@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +23,22 @@ def _validate(name: str, doc: Any) -> None:
     jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
 
 
-def _cli_json(*argv: str) -> Any:
-    proc = subprocess.run(
-        [sys.executable, "-m", "regress.cli.main", *argv, "--json", "-"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode in (0, 1), proc.stderr
-    return json.loads(proc.stdout)
+def _cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    """The CLI's ``--json -`` output, in-process (the same code path as the binary)."""
+    from regress.cli.main import run
+
+    capsys.readouterr()
+    code = run([*argv, "--json", "-"])
+    captured = capsys.readouterr()
+    assert code in (0, 1), captured.err
+    return json.loads(captured.out)
 
 
-def test_schemas_are_valid_and_reject_drift() -> None:
+def test_schemas_are_valid_and_reject_drift(capsys: pytest.CaptureFixture[str]) -> None:
     for path in sorted(SCHEMAS.glob("*.schema.json")):
         jsonschema.Draft202012Validator.check_schema(json.loads(path.read_text()))
-    doc = _cli_json(
-        "diff", str(DATA / "report/ps-loop-old.json"), str(DATA / "report/ps-loop-new.json")
-    )
+    old, new = DATA / "report/ps-loop-old.json", DATA / "report/ps-loop-new.json"
+    doc = _cli_json(capsys, "diff", str(old), str(new))
     doc["divergences"][0]["surprise"] = 1  # a field the schema does not document
     with pytest.raises(jsonschema.ValidationError):
         _validate("regress-diff", doc)
@@ -56,8 +53,8 @@ def test_schemas_are_valid_and_reject_drift() -> None:
         ("diff/bt_ps_aux.json", "diff/bt_ps_e.json"),
     ],
 )
-def test_diff_json_validates(pair: tuple[str, str]) -> None:
-    _validate("regress-diff", _cli_json("diff", *(str(DATA / p) for p in pair)))
+def test_diff_json_validates(pair: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    _validate("regress-diff", _cli_json(capsys, "diff", *(str(DATA / p) for p in pair)))
 
 
 def test_diff_json_with_suspects_and_culprits_validates() -> None:
@@ -86,13 +83,14 @@ def test_diff_json_with_suspects_and_culprits_validates() -> None:
     _validate("regress-diff", json.loads(to_json(result)))
 
 
-def test_show_workloads_kernels_json_validate() -> None:
-    _validate("regress-show", _cli_json("show", str(DATA / "bisect/6.1.0-52-cloud-amd64.json.gz")))
-    workloads = _cli_json("workloads")
+def test_show_workloads_kernels_json_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    show = _cli_json(capsys, "show", str(DATA / "bisect/6.1.0-52-cloud-amd64.json.gz"))
+    _validate("regress-show", show)
+    workloads = _cli_json(capsys, "workloads")
     _validate("regress-workloads", workloads)
     assert {"ps-loop", "new-syscalls"} <= {w["name"] for w in workloads["workloads"]}
     if shutil.which("apt-cache"):
-        kernels = _cli_json("kernel", "list")
+        kernels = _cli_json(capsys, "kernel", "list")
         _validate("regress-kernels", kernels)
         assert {"6.1", "6.12"} <= {k["line"] for k in kernels["available"]}
 

@@ -15,6 +15,7 @@ import re
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from debian.deb822 import Deb822
 from debian.debian_support import Version
@@ -133,17 +134,22 @@ def _headers_for(
     return (), ""
 
 
-def _apt(argv: list[str]) -> str:
+def run_tool(argv: list[str], *, cwd: Path | None = None, what: str) -> str:
+    """Run an apt/dpkg tool; its failure is one line naming what regress wanted from it."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise EnvironmentProblem(
-            f"{argv[0]} not found (needed to list Debian kernels)", hint="run scripts/setup.sh"
+            f"{argv[0]} not found (needed to {what})", hint="run scripts/setup.sh"
         ) from None
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-        raise EnvironmentProblem(f"{' '.join(argv[:2])} failed: {' | '.join(tail)}")
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise EnvironmentProblem(f"{what} failed: {' '.join(argv[:3])}…: {' | '.join(tail)}")
     return proc.stdout
+
+
+def _apt(argv: list[str]) -> str:
+    return run_tool(argv, what="list Debian kernels")
 
 
 def query(flavour: str = FLAVOUR) -> list[DebianKernel]:

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -93,17 +92,7 @@ class Kernel:
         return build if build.is_dir() else None
 
 
-def _run(argv: list[str], *, cwd: Path | None = None, what: str) -> str:
-    try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise EnvironmentProblem(
-            f"{argv[0]} not found (needed to {what})", hint="run scripts/setup.sh"
-        ) from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise EnvironmentProblem(f"{what} failed: {' '.join(argv[:3])}…: {' | '.join(tail)}")
-    return proc.stdout
+_run = debian.run_tool  # apt-get download, dpkg-deb, depmod: one way to run tools
 
 
 # --------------------------------------------------------------------------- parsing
