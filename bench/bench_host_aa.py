@@ -32,19 +32,9 @@ def capture_all(n: int, out: Path, runs: int) -> list[Path]:
     paths = []
     for i in range(n):
         path = out / f"c{i:03d}.json.gz"
+        argv = ["capture", "-w", "ps-loop", "--runs", str(runs), "-o", str(path)]
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "regress.cli.main",
-                "capture",
-                "-w",
-                "ps-loop",
-                "--runs",
-                str(runs),
-                "-o",
-                str(path),
-            ],  # fmt: skip
+            [sys.executable, "-m", "regress.cli.main", *argv],
             cwd=ROOT,
             check=True,
             capture_output=True,
