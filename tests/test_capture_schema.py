@@ -141,7 +141,8 @@ def test_v1_probe_kinds_migrate_to_the_differ_vocabulary(testdata: Path) -> None
     raw = json.loads((testdata / "diff" / "absent.old.json").read_text())
     assert raw["schema_version"] == 1 and raw["probes"][0]["kind"] == "syscalls"
     back = load_capture(testdata / "diff" / "absent.old.json")
-    assert back.schema_version == cap.SCHEMA_VERSION == 6
+    assert back.schema_version == cap.SCHEMA_VERSION == 7
+    assert all(r.maps == {} for r in back.runs)
     assert back.kernel.headers is None and back.kernel.tainted is None
     assert back.kernel.out_of_tree_modules is None
     assert all(r.timed_out == [False] * len(r.exit_codes) for r in back.runs)

@@ -51,6 +51,7 @@ def test_schemas_are_valid_and_reject_drift(capsys: pytest.CaptureFixture[str]) 
         ("bisect/6.1.0-51-cloud-amd64.json.gz", "bisect/6.1.0-52-cloud-amd64.json.gz"),
         ("diff/liveness.old.json", "diff/liveness.new.json"),
         ("diff/bt_ps_aux.json", "diff/bt_ps_e.json"),
+        ("bpftrace/old", "bpftrace/new"),  # map rows, several runs per side
     ],
 )
 def test_diff_json_validates(pair: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:

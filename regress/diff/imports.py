@@ -1,19 +1,27 @@
-"""Foreign captures: ``bpftrace -f json`` count maps keyed by (syscall, errno).
+"""Foreign captures: ``bpftrace -f json`` count maps, any key shape, one or more runs.
 
-Users often already have a bpftrace one-liner; its output can be diffed as one
-run per side without re-capturing. Verified against bpftrace 0.17 output of::
+Users often already have a bpftrace one-liner; its output can be diffed without
+re-capturing. Verified against bpftrace 0.17 output, which prints JSON lines such as
+``{"type": "attached_probes", ...}`` and, at exit, one ``{"type": "map", ...}`` line per
+map. Accepted (any number of count maps, values from ``count()``):
 
-    bpftrace -f json -e 't:raw_syscalls:sys_exit /comm=="ps"/
-        { @[args->id, args->ret > 0 ? 0 : -args->ret] = count(); }'
+* ``@[args->id, args->ret > 0 ? 0 : -args->ret] = count()`` on
+  ``tracepoint:raw_syscalls:sys_exit`` -- keyed ``"<syscall nr>,<errno>"`` (or
+  ``"tracepoint:syscalls:sys_exit_<name>,<errno>"`` from ``@[probe, ...]``): read as the
+  syscall/errno rows regress's own tracer makes (numbers resolved with the x86_64
+  table; errno 0..4095, 0 = success). At most one such map.
+* any other count map -- ``@[kstack]``, ``@[func]``, ``@[comm, probe]``,
+  ``@[args->id, ret]``, ``@x`` without a key: each entry becomes one ``map`` row named
+  as bpftrace prints it, ``@name[key]``. Stack keys are folded to one line,
+  innermost frame first (``a;b;c``) with the ``+offset`` of each frame dropped, so the
+  same path compares across two kernel builds.
 
-which prints JSON lines such as ``{"type": "attached_probes", ...}`` and, at
-exit, ``{"type": "map", "data": {"@": {"257,2": 408, "0,0": 915}}}``.
-
-Accepted map keys: ``"<syscall nr>,<errno>"`` (numbers resolved with the x86_64
-table in ``syscalls.py``) or ``"tracepoint:syscalls:sys_exit_<name>,<errno>"``
-(from ``@[probe, ...]``); errno must be 0..4095 (0 = success). The only count map
-with that shape is used; when a map is printed several times the last print
-wins (bpftrace prints every map at exit). Anything else is refused in one line.
+One file is one run; a directory of files (``old/run1.json``, ``run2.json``, ...) is one
+run per file, so the statistics are the same as for regress's own captures. Lines that
+are not JSON records (the traced command's own output, ``-c``) are skipped and counted in
+a note; a map printed several times counts as its last print. Anything else -- a map of
+histograms, a value that is not a count, runs with different maps -- is refused in one
+line.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ def read_bytes(path: Path) -> bytes:
 
 def _first_record(raw: bytes) -> Any:
     for line in raw.splitlines():
-        if line.strip():
+        if line.lstrip().startswith(b"{"):  # (lines before it: the command's own output)
             try:
                 return safejson.loads(line, "first line")
             except CaptureFormatError:
@@ -64,7 +72,11 @@ def _first_record(raw: bytes) -> Any:
 
 
 def looks_like_bpftrace(path: Path) -> bool:
-    """True when the first non-blank line is a bpftrace JSON record ({"type": ...})."""
+    """True when the first JSON line is a bpftrace record ({"type": ...}); for a
+    directory, of its first file."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        return bool(files) and looks_like_bpftrace(files[0])
     try:
         raw = read_bytes(path)
     except InputError:
@@ -73,10 +85,15 @@ def looks_like_bpftrace(path: Path) -> bool:
     return isinstance(first, dict) and "type" in first and "format" not in first
 
 
-def _records(path: Path, raw: bytes) -> list[dict[str, Any]]:
+def _records(path: Path, raw: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The JSON records, and how many other lines (the command's own output) were skipped."""
     out: list[dict[str, Any]] = []
+    skipped = 0
     for lineno, line in enumerate(raw.splitlines(), 1):
         if not line.strip():
+            continue
+        if not line.lstrip().startswith(b"{"):
+            skipped += 1
             continue
         try:
             rec = safejson.loads(line, "")
@@ -88,7 +105,7 @@ def _records(path: Path, raw: bytes) -> list[dict[str, Any]]:
         if not isinstance(rec, dict) or "type" not in rec:
             raise CaptureFormatError(f"{path}: line {lineno}: not a bpftrace JSON record")
         out.append(rec)
-    return out
+    return out, skipped
 
 
 def _syscall_name(field: str) -> str | None:
@@ -101,42 +118,86 @@ def _syscall_name(field: str) -> str | None:
     return None
 
 
+def _count(where: str, key: str, count: Any) -> int:
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
+        raise CaptureFormatError(
+            f"{where}: value for key {clip(key)!r} is not a count (use count())"
+        )
+    return count
+
+
+def _syscall_errno(key: str) -> tuple[str, str] | None:
+    """``"257,2"`` -> ("openat", "2"); None when the key is not that shape."""
+    parts = str(key).rsplit(",", 1)
+    if len(parts) != 2:
+        return None
+    sysname = _syscall_name(parts[0].strip())
+    field = parts[1].strip()
+    if sysname is None or not (field.isdigit() and len(field) <= 4) or int(field) > MAX_ERRNO:
+        return None
+    return sysname, str(int(field))
+
+
 def parse_count_map(path: Path, name: str, value: Any) -> dict[str, dict[str, int]]:
-    """A map's ``data`` value -> syscall name -> errno -> count, or a one-line refusal."""
+    """A (syscall, errno) map's ``data`` value -> syscall name -> errno -> count."""
     where = f"{clip(path)}: map {clip(name, 40)}"
     if not isinstance(value, dict):
         raise CaptureFormatError(f"{where} is a scalar, not a keyed count map; {EXPECTED}")
     out: dict[str, dict[str, int]] = {}
     for key, count in value.items():
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
-            raise CaptureFormatError(
-                f"{where}: value for key {clip(key)!r} is not a count (use count()); {EXPECTED}"
-            )
-        parts = str(key).rsplit(",", 1)
-        if len(parts) != 2:
-            raise CaptureFormatError(f"{where}: key {clip(key)!r} has one field; {EXPECTED}")
-        sysname = _syscall_name(parts[0])
-        if sysname is None:
-            raise CaptureFormatError(
-                f"{where}: key {clip(key)!r}: first field is not a syscall id or "
-                f"tracepoint:syscalls:sys_exit_* probe; {EXPECTED}"
-            )
-        field = parts[1].strip()
-        err = int(field) if field.isdigit() and len(field) <= 4 else -1
-        if not 0 <= err <= MAX_ERRNO:
-            raise CaptureFormatError(
-                f"{where}: key {clip(key)!r}: second field is not an errno (0..{MAX_ERRNO}); "
-                f"{EXPECTED}"
-            )
-        inner = out.setdefault(sysname, {})
-        inner[str(err)] = inner.get(str(err), 0) + count
+        n = _count(where, str(key), count)
+        pair = _syscall_errno(str(key))
+        if pair is None:
+            raise CaptureFormatError(f"{where}: key {clip(key)!r} is not [syscall, errno]")
+        inner = out.setdefault(pair[0], {})
+        inner[pair[1]] = inner.get(pair[1], 0) + n
     return out
 
 
-def load_bpftrace(path: str | Path) -> Capture:
-    """Read bpftrace JSON output as a one-run ``Capture`` (1 iteration, backend "import")."""
-    path = Path(path)
-    records = _records(path, read_bytes(path))
+def _is_syscall_map(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(_syscall_errno(str(k)) is not None for k in value)
+    )
+
+
+_FRAME_OFFSET = re.compile(r"\+(?:0x)?[0-9a-fA-F]+$")
+MAX_ENTRY = 200  # characters of an entry name before it is shortened (with a hash)
+
+
+def entry_name(map_name: str, key: str | None) -> str:
+    """``@name[key]`` as a row name: stacks folded, frame offsets dropped, long keys
+    shortened with a hash of the whole so different keys stay different."""
+    if key is None:
+        return map_name
+    text = str(key)
+    if "\n" in text:  # a stack: one frame per line, innermost first
+        frames = [_FRAME_OFFSET.sub("", f.strip()) for f in text.splitlines() if f.strip()]
+        text = ";".join(frames)
+    text = " ".join(text.split())
+    name = f"{map_name}[{text}]"
+    if len(name) > MAX_ENTRY:
+        name = f"{name[: MAX_ENTRY - 12]}…#{sha256_of(text)[:8]}]"
+    return name
+
+
+def parse_generic_map(path: Path, name: str, value: Any) -> dict[str, int]:
+    """Any count map -> ``@name[key]`` -> count (a scalar ``@x = count()`` is ``@x``)."""
+    where = f"{clip(path)}: map {clip(name, 40)}"
+    if not isinstance(value, dict):
+        return {entry_name(name, None): _count(where, name, value)}
+    out: dict[str, int] = {}
+    for key, count in value.items():
+        n = _count(where, str(key), count)
+        entry = entry_name(name, str(key))
+        out[entry] = out.get(entry, 0) + n  # stacks that differ only by offsets add up
+    return out
+
+
+def _run_of(path: Path, index: int) -> tuple[Run, tuple[str, ...], str | None, int]:
+    """One bpftrace output file as one run: (run, its map names, the syscall map, skipped)."""
+    records, skipped = _records(path, read_bytes(path))
     maps: dict[str, Any] = {}
     for rec in records:
         if rec.get("type") == "map" and isinstance(rec.get("data"), dict):
@@ -144,46 +205,68 @@ def load_bpftrace(path: str | Path) -> Capture:
                 maps[str(name)] = value  # last print wins
     if not maps:
         raise CaptureFormatError(f"{path}: bpftrace output has no map; {EXPECTED}")
-    parsed: dict[str, dict[str, dict[str, int]]] = {}
-    errors: dict[str, CaptureFormatError] = {}
-    for name in sorted(maps):
-        try:
-            parsed[name] = parse_count_map(path, name, maps[name])
-        except CaptureFormatError as exc:
-            errors[name] = exc
-    if not parsed:
-        raise errors[sorted(errors)[0]]
-    if len(parsed) > 1:
+    sys_maps = [n for n in sorted(maps) if _is_syscall_map(maps[n])]
+    if len(sys_maps) > 1:
         raise CaptureFormatError(
-            f"{path}: several count maps ({', '.join(sorted(parsed))}); keep one "
-            "(clear the others before exit or delete them in an END block)"
+            f"{path}: several [syscall, errno] maps ({', '.join(sys_maps)}); keep one"
         )
-    map_name, table = next(iter(parsed.items()))
-    shape = {"source": "bpftrace", "map": map_name, "key": "syscall,errno"}
+    table = parse_count_map(path, sys_maps[0], maps[sys_maps[0]]) if sys_maps else {}
+    generic: dict[str, int] = {}
+    for name in sorted(maps):
+        if name not in sys_maps:
+            generic.update(parse_generic_map(path, name, maps[name]))
+    run = Run(
+        index=index,
+        iterations=1,
+        wall_s=0.0,
+        started_utc="",
+        syscalls={
+            k: dict(sorted(v.items(), key=lambda kv: int(kv[0]))) for k, v in sorted(table.items())
+        },
+        maps=dict(sorted(generic.items())),
+    )
+    return run, tuple(sorted(maps)), (sys_maps[0] if sys_maps else None), skipped
+
+
+def load_bpftrace(path: str | Path) -> Capture:
+    """bpftrace JSON output (a file: one run; a directory: one run per file) as a
+    ``Capture`` (1 iteration per run, backend "import")."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    if not files:
+        raise InputError(f"{path}: an empty directory (expected bpftrace -f json files)")
+    runs: list[Run] = []
+    names: tuple[str, ...] | None = None
+    sys_map: str | None = None
+    skipped = 0
+    for i, f in enumerate(files):
+        run, run_maps, run_sys, n_skipped = _run_of(f, i)
+        if names is not None and run_maps != names:
+            raise CaptureFormatError(
+                f"{f}: maps {', '.join(run_maps)} differ from the first run's "
+                f"({', '.join(names)}): one program per side"
+            )
+        names, sys_map, skipped = run_maps, run_sys, skipped + n_skipped
+        runs.append(run)
+    assert names is not None
+    shape = {"source": "bpftrace", "maps": list(names), "syscall_map": sys_map}
+    label = ", ".join(names)
+    notes = [
+        f"imported from bpftrace JSON {path} ({len(runs)} run(s); maps {label}); syscall "
+        "numbers resolved with the x86_64 table"
+    ]
+    if skipped:
+        notes.append(f"{skipped} line(s) that were not JSON records (the command's output) skipped")
     return Capture(
         kernel=KernelInfo(release=f"bpftrace:{path.name}", version="", cmdline=""),
         machine=MachineInfo(
             backend="import", arch=platform.machine(), cpus=0, mem_mb=0, accel=None
         ),
         tracer=TracerInfo(fingerprint=sha256_of(shape), options=shape, bpf_text=""),
-        workload=WorkloadInfo(name=f"bpftrace {map_name}", hash=sha256_of(shape), spec={}),
+        workload=WorkloadInfo(name=f"bpftrace {label}", hash=sha256_of(shape), spec={}),
         bcc_version=None,
-        requested_runs=1,
+        requested_runs=len(runs),
         probes=[],
-        runs=[
-            Run(
-                index=0,
-                iterations=1,
-                wall_s=0.0,
-                started_utc="",
-                syscalls={
-                    k: dict(sorted(v.items(), key=lambda kv: int(kv[0])))
-                    for k, v in sorted(table.items())
-                },
-            )
-        ],
-        notes=[
-            f"imported from bpftrace JSON {path} (map {map_name}); syscall numbers "
-            "resolved with the x86_64 table"
-        ],
+        runs=runs,
+        notes=notes,
     )

@@ -101,7 +101,11 @@ class KeyIndex:
                     if r is not None:
                         rows.extend(r)
                         vals.extend(inner.values())
-            for fam, flat in (("tracepoint", run.tracepoints), ("function", run.functions)):
+            for fam, flat in (
+                ("tracepoint", run.tracepoints),
+                ("function", run.functions),
+                ("map", run.maps),
+            ):
                 names = tuple(flat)
                 fhit = flat_seen.get(fam)
                 if fhit is None or fhit[0] != names:

@@ -36,6 +36,9 @@ Schema history (``schema_version``):
        label) and for an own build its files (``kernel.build``: kernel, modules, headers
        paths and the content key of its cache entry). Older captures did not record
        them (``null``).
+  7 -- 2026-11-30: ``runs[].maps`` (key -> count): entries of foreign count maps of any
+       key shape (bpftrace ``@name[key]``), imported as the ``map`` kind. Older captures
+       have none (``{}``).
 
 To change the schema: bump ``SCHEMA_VERSION``, add a history line above, write
 ``migrate_vN_to_vN+1(doc) -> doc`` and register it in ``MIGRATIONS``.
@@ -60,7 +63,7 @@ from regress.model import safejson
 from regress.model.paths import REPORTS_DIR
 from regress.model.safejson import clip
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Counts, indices and iterations are exact in a float64 below 2^53: everything beyond is
 # refused when read (an absurd count would otherwise make exact tests run for ever).
 MAX_COUNT = 2**53 - 1
@@ -142,6 +145,11 @@ def migrate_v5_to_v6(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def migrate_v6_to_v7(doc: dict[str, Any]) -> dict[str, Any]:
+    """v6 had no foreign count-map entries."""
+    return _each(doc, "runs", lambda r: {**r, "maps": {}})
+
+
 # Migrations: MIGRATIONS[n] turns a version-n document into a version-(n+1) one.
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 MIGRATIONS: dict[int, Migration] = {
@@ -150,6 +158,7 @@ MIGRATIONS: dict[int, Migration] = {
     3: migrate_v3_to_v4,
     4: migrate_v4_to_v5,
     5: migrate_v5_to_v6,
+    6: migrate_v6_to_v7,
 }
 
 
@@ -300,6 +309,7 @@ class Run:
     lost: dict[str, int] = field(default_factory=dict)  # counter -> n
     boot: int | None = None  # which VM boot produced this run, when in a VM
     per_iteration: Series | None = None  # None: read once per run (schema < 4, imports)
+    maps: dict[str, int] = field(default_factory=dict)  # "@name[key]" -> n (imports)
 
     def __post_init__(self) -> None:
         if not self.timed_out and self.exit_codes:  # built without timeouts: none happened
@@ -318,7 +328,11 @@ class Run:
             for name, inner in table.items():
                 for sub, n in inner.items():
                     out[(kind, name, sub)] = n
-        for kind, flat in (("tracepoint", self.tracepoints), ("function", self.functions)):
+        for kind, flat in (
+            ("tracepoint", self.tracepoints),
+            ("function", self.functions),
+            ("map", self.maps),
+        ):
             for name, n in flat.items():
                 out[(kind, name, "")] = n
         return out
@@ -893,6 +907,7 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
                 ),
                 tracepoints=c.counts(r.get("tracepoints", {}), f"{where}.tracepoints"),
                 functions=c.counts(r.get("functions", {}), f"{where}.functions"),
+                maps=c.counts(c.get(r, "maps", where), f"{where}.maps"),
                 funcrets=c.return_counts(r.get("funcrets", {}), f"{where}.funcrets"),
                 origins=c.origin_counts(r.get("origins", {}), f"{where}.origins"),
                 origin_stacks=c.paths(r.get("origin_stacks", {}), f"{where}.origin_stacks"),

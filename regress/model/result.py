@@ -51,7 +51,7 @@ DivergenceClass = Literal[
     "unchanged",  # tested, nothing to report (only listed with --all)
 ]
 MetricKind = Literal[
-    "liveness", "exit", "syscall", "origin", "retval", "tracepoint", "function", "funcret"
+    "liveness", "exit", "syscall", "origin", "retval", "tracepoint", "function", "funcret", "map"
 ]
 
 # Display order of classes and the tie-break order of kinds (the user-visible outcomes
@@ -75,6 +75,7 @@ METRIC_KINDS: tuple[str, ...] = (
     "funcret",
     "tracepoint",
     "function",
+    "map",
     "retval",
 )
 CONTEXT_KINDS: frozenset[str] = frozenset({"retval"})  # tested, ranked, never significant
@@ -315,6 +316,8 @@ class Divergence:
             return f"{name} ret bucket {sub}"
         if kind == "function":
             return f"{name}()"
+        if kind == "map":
+            return name  # a foreign count map's entry, as bpftrace prints it: @name[key]
         if kind == "funcret":
             return f"{name}() returned {sub}" if sub else f"{name}() returns"
         if kind == "origin":
