@@ -296,3 +296,108 @@ def test_aa_false_positives_are_warned_about(tmp_path: Path) -> None:
     assert any("A/A control found" in x for x in outcome.warnings)
     text = (tmp_path / "ci6" / "ps-loop" / "report.txt").read_text().replace("\n  ", " ")
     assert f"produced {w.aa.false_positives} significant divergence(s)" in text
+
+
+SHARD_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_ci import FixtureBackend
+FixtureBackend({mapping!r})
+from regress.cli.main import run
+sys.exit(run({argv!r}))
+"""
+
+
+def test_three_shards_merge_to_the_unsharded_run(tmp_path: Path) -> None:
+    """3 shards (separate processes, separate output directories) + regress merge give the
+    verdicts, significant rows and JUnit test cases of one unsharded run over the same
+    captures (real QEMU captures, through a registered fixture backend)."""
+    import subprocess
+    import sys
+
+    mapping = {
+        "ps-loop": "regression",
+        "proc-scan": "divergent",
+        "fork-exec": "clean",
+        "file-io": "bump",
+    }
+    common = ["--workloads", ",".join(mapping), "--runs", "4", "--backend", "fixture"]
+    common += ["--no-narrow", "--fail-on", "any"]  # (shards do not narrow: see README)
+    FixtureBackend(mapping)
+    one = tmp_path / "one"
+    code_one = cli_run(["ci", *common, "-o", str(one)])
+    tests = str(Path(__file__).resolve().parent)
+    taken: list[str] = []
+    for i in (1, 2, 3):
+        argv = ["ci", *common, "--shard", f"{i}/3", "-o", str(tmp_path / f"s{i}")]
+        child = SHARD_CHILD.format(tests=tests, mapping=mapping, argv=argv)
+        proc = subprocess.run(
+            [sys.executable, "-c", child], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        doc = json.loads((tmp_path / f"s{i}" / "shard.json").read_text())
+        assert (
+            doc["shard"] == i
+            and doc["of"] == 3
+            and not (tmp_path / f"s{i}" / "summary.json").exists()
+        )
+        taken += doc["mine"]
+    assert sorted(taken) == sorted(mapping)  # every workload in exactly one shard
+    merged = tmp_path / "merged"
+    code_merged = cli_run(
+        ["merge", *(str(tmp_path / f"s{i}") for i in (3, 1, 2)), "-o", str(merged)]
+    )
+    assert code_merged == code_one == 1
+
+    def essence(out: Path) -> list[tuple[Any, ...]]:
+        s = json.loads((out / "summary.json").read_text())
+        return [
+            (w["workload"], w["status"], w["failed"], w["significant"], w["regressions"],
+             w["keys_tested"], [t["key"] for t in w["top"]])
+            for w in s["workloads"]
+        ]  # fmt: skip
+
+    assert essence(merged) == essence(one)
+
+    def cases(out: Path) -> list[tuple[str | None, str | None, bool]]:
+        root = ET.parse(out / "junit.xml").getroot()
+        return [
+            (c.get("name"), c.get("classname"), c.find("failure") is not None)
+            for c in root.iter("testcase")
+        ]
+
+    assert cases(merged) == cases(one)
+    assert (merged / "ps-loop" / "report.html").is_file() and (merged / "index.html").is_file()
+    # the slicing is deterministic: the same inputs give the same slices
+    from regress.gate import shard
+
+    work = shard.units(list(mapping), 4, None)
+    assert shard.assign(work, 3) == shard.assign(list(reversed(work)), 3)
+
+
+def test_merge_refuses_shards_that_do_not_belong_together(tmp_path: Path) -> None:
+    from regress.gate import shard
+
+    def fake(d: Path, i: int, n: int, runs: int = 4) -> Path:
+        d.mkdir()
+        doc = shard.manifest(
+            shard=(i, n), mine=[], workloads=["ps-loop"], old="a", new="b", runs=runs,
+            iterations=None, vm_shape={}, thresholds=Thresholds().as_dict(), fail_on="any",
+            captures={}, errors={},
+        )  # fmt: skip
+        shard.write_manifest(d, doc)
+        return d
+
+    a, b = fake(tmp_path / "a", 1, 3), fake(tmp_path / "b", 2, 3)
+    c = fake(tmp_path / "c", 3, 3, runs=5)
+    for argv, needle in (
+        ([a, b], "missing 3"),
+        ([a, b, c], "runs differs"),
+        ([a, a, b], "given twice: 1"),
+    ):
+        with pytest.raises(Exception, match=needle):
+            shard.read_shards(argv)
+    with pytest.raises(Exception, match="expected I/N"):
+        shard.parse_shard("3")
+    with pytest.raises(Exception, match="between 1 and N"):
+        shard.parse_shard("4/3")

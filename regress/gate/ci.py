@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import regress
 from regress.errors import RegressError, UsageError
-from regress.gate import pipeline
+from regress.gate import pipeline, shard
 from regress.gate.controls import AAControl
 from regress.gate.junit import junit_xml
 from regress.gate.selftest import SelftestOptions, run_selftest
@@ -39,6 +39,7 @@ from regress.model.result import (
 )
 from regress.report.format import fmt_num, fmt_pct
 from regress.report.html import render_ci_index
+from regress.vm import backend as vm_backend
 from regress.vm.backend import DEFAULT_NEW, DEFAULT_OLD, DEFAULT_WORKLOAD, RunOptions
 
 Status = Literal["clean", "divergent", "regression", "error"]
@@ -62,6 +63,7 @@ class CiOptions:
     selftest: bool = False  # run the positive control on the new kernel first
     backend: str = "qemu"
     narrow: bool = True  # narrowing pass on workloads that regressed
+    shard: tuple[int, int] | None = None  # (I, N): capture only this slice (gate/shard.py)
 
 
 @dataclass
@@ -236,19 +238,33 @@ def _one_workload(opts: CiOptions, workload: str, emit: Progress) -> WorkloadOut
             error=exc.one_line(),
             wall_s=time.monotonic() - started,
         )
-    result = comparison.result
+    return _outcome_of(
+        opts, workload, comparison.judged, comparison.reports, comparison.captures, started
+    )
+
+
+def _outcome_of(
+    opts: CiOptions,
+    workload: str,
+    judged: pipeline.Judged,
+    reports: dict[str, Path],
+    captures: dict[str, Path],
+    started: float,
+) -> WorkloadOutcome:
+    """A compared workload's outcome (the same for a run and for merged shards)."""
+    result = judged.result
     return WorkloadOutcome(
         workload=workload,
-        slug=slug,
+        slug=workload_slug(workload),
         status=status_of(result),
         failed=fails(result, opts.fail_on),
         significant=len(result.significant),
         regressions=len(result.regressions),
         keys_tested=result.keys_tested,
         top=top_rows(result),
-        aa=comparison.judged.aa,
-        reports={k: _rel(p, opts.out_dir) for k, p in comparison.reports.items()},
-        captures={k: _rel(p, opts.out_dir) for k, p in comparison.captures.items()},
+        aa=judged.aa,
+        reports={k: _rel(p, opts.out_dir) for k, p in reports.items()},
+        captures={k: _rel(p, opts.out_dir) for k, p in captures.items()},
         wall_s=time.monotonic() - started,
     )
 
@@ -272,6 +288,8 @@ def run_ci(opts: CiOptions, progress: Progress = ignore) -> CiOutcome:
     error and the others still run, so one broken workload does not hide the rest.
     """
     warnings = validate(opts)
+    if opts.shard is not None:
+        raise UsageError("a shard captures only: use run_shard (regress ci --shard I/N)")
     started = time.monotonic()
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     canary = _canary(opts, progress) if opts.selftest else None
@@ -281,6 +299,19 @@ def run_ci(opts: CiOptions, progress: Progress = ignore) -> CiOutcome:
         wo = _one_workload(opts, workload, progress)
         outcomes.append(wo)
         progress(Event("workload_done", workload=workload, status=wo.status, message=wo.message()))
+    return _finish(opts, outcomes, warnings, canary, started)
+
+
+def _finish(
+    opts: CiOptions,
+    outcomes: list[WorkloadOutcome],
+    warnings: list[str],
+    canary: CanaryOutcome | None,
+    started: float,
+) -> CiOutcome:
+    """Verdicts into summary.json, junit.xml and index.html (a run's or merged shards')."""
+    for wo in outcomes:
+        workload = wo.workload
         for w in wo.aa.warnings if wo.aa is not None else []:
             if w not in warnings:
                 warnings.append(w)
@@ -304,6 +335,112 @@ def run_ci(opts: CiOptions, progress: Progress = ignore) -> CiOutcome:
     return CiOutcome(
         opts.out_dir, outcomes, code, index, summary_path, junit, warnings, wall, canary
     )
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def _vm_shape(run: RunOptions) -> dict[str, Any]:
+    return {"cpus": run.cpus, "mem_mb": run.mem_mb, "accel": run.accel, "append": run.append}
+
+
+def run_shard(opts: CiOptions, progress: Progress = ignore) -> tuple[Path, list[str], int]:
+    """This shard's slice of the CI run, captured (no diff, no verdict: ``merge_ci`` makes
+    them once); returns the manifest, the workloads it took, and 0 or 2 (a capture
+    failed, recorded in the manifest for the merge to report)."""
+    validate(opts)
+    assert opts.shard is not None
+    if opts.selftest:
+        raise UsageError("--selftest runs once, in an unsharded job: not with --shard")
+    i, n = opts.shard
+    mine = [
+        u.workload
+        for u in shard.assign(shard.units(opts.workloads, opts.run.runs, opts.run.iterations), n)[
+            i - 1
+        ]
+    ]
+    mine = [w for w in opts.workloads if w in mine]  # the command line's order
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    captures: dict[str, dict[str, str]] = {}
+    errors: dict[str, str] = {}
+    for k, workload in enumerate(mine):
+        progress(Event("workload", workload=workload, index=k, count=len(mine)))
+        ropts = replace(
+            opts.run,
+            old=opts.old,
+            new=opts.new,
+            workload=workload,
+            out_dir=opts.out_dir / workload_slug(workload),
+        )
+        try:
+            pair = vm_backend.get(opts.backend).capture_pair(ropts, progress)
+        except RegressError as exc:
+            errors[workload] = exc.one_line()
+            progress(
+                Event("workload_done", workload=workload, status="error", message=errors[workload])
+            )
+            continue
+        captures[workload] = {k2: _rel(p, opts.out_dir) for k2, p in pair.captures.items()}
+        progress(Event("workload_done", workload=workload, status="captured", message="captured"))
+    doc = shard.manifest(
+        shard=opts.shard,
+        mine=mine,
+        workloads=opts.workloads,
+        old=opts.old,
+        new=opts.new,
+        runs=opts.run.runs,
+        iterations=opts.run.iterations,
+        vm_shape=_vm_shape(opts.run),
+        thresholds=opts.thresholds.as_dict(),
+        fail_on=str(opts.fail_on),
+        captures=captures,
+        errors=errors,
+    )
+    return shard.write_manifest(opts.out_dir, doc), mine, EXIT_ERROR if errors else EXIT_PASS
+
+
+def merge_ci(
+    dirs: list[Path],
+    out_dir: Path,
+    progress: Progress = ignore,
+    *,
+    fail_on: FailOn | None = None,
+) -> CiOutcome:
+    """The shards of one CI run, merged: captures combined run by run, then every
+    verdict computed once -- the same summary, reports, index and JUnit as one run."""
+    started = time.monotonic()
+    shards = shard.read_shards(dirs)
+    first = shards[0].doc
+    th = Thresholds(**first["thresholds"])
+    opts = CiOptions(
+        old=first["old"],
+        new=first["new"],
+        workloads=list(first["workloads"]),
+        fail_on=fail_on or FailOn(first["fail_on"]),
+        out_dir=out_dir,
+        thresholds=th,
+        run=replace(RunOptions(), runs=int(first["runs"]), iterations=first["iterations"]),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    captured, errors = shard.gather(shards, out_dir)
+    warnings = validate(opts)
+    outcomes: list[WorkloadOutcome] = []
+    for k, workload in enumerate(opts.workloads):
+        progress(Event("workload", workload=workload, index=k, count=len(opts.workloads)))
+        t0 = time.monotonic()
+        sides = captured.get(workload, {})
+        if workload in errors or set(sides) != {"old", "new"}:
+            why = errors.get(workload, "no shard captured both kernels")
+            outcomes.append(
+                WorkloadOutcome(workload, workload_slug(workload), "error", True, error=why)
+            )
+            continue
+        judged = pipeline.judge(sides["old"], sides["new"], th)
+        reports = pipeline.render(judged, sides["old"].parent)
+        wo = _outcome_of(opts, workload, judged, reports, sides, t0)
+        outcomes.append(wo)
+        progress(Event("workload_done", workload=workload, status=wo.status, message=wo.message()))
+    return _finish(opts, outcomes, warnings, None, started)
 
 
 def _canary(opts: CiOptions, progress: Progress) -> CanaryOutcome:

@@ -20,7 +20,7 @@ from regress.cli import options as o
 from regress.cli.app import app, err, out
 from regress.cli.progress import log_lines
 from regress.errors import UsageError
-from regress.gate.ci import CiOptions, run_ci
+from regress.gate.ci import CiOptions, CiOutcome, merge_ci, run_ci, run_shard
 from regress.gate.selftest import (
     MODULE_FAULT_EVERY,
     SELFTEST_ITERATIONS,
@@ -29,6 +29,7 @@ from regress.gate.selftest import (
     canary_fault,
     run_selftest,
 )
+from regress.gate.shard import parse_shard
 from regress.guest.faults import FAULT_ERRNOS, FaultSpec
 from regress.guest.modfault import ReturnFault
 from regress.model.result import FailOn
@@ -80,6 +81,14 @@ def ci_cmd(
     parallel: o.Parallel = o.PARALLEL,
     narrow: o.Narrow = True,
     backend: o.Backend = o.BACKEND,
+    shard_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="I/N: capture only this deterministic slice of the workloads (a CI matrix "
+            "job); verdicts come from 'regress merge' over all N outputs",
+        ),
+    ] = None,
 ) -> int:
     """Kernel-bump gate: every workload on both kernels, reports + index + JUnit, exit 0/1/2.
 
@@ -109,7 +118,20 @@ def ci_cmd(
         backend=backend,
         narrow=narrow,
     )
+    if shard_spec is not None:
+        opts = replace(opts, shard=parse_shard(shard_spec))
+        path, mine, code = run_shard(opts, log_lines)
+        out.print(
+            f"regress ci: shard {shard_spec}: captured {', '.join(mine) or 'nothing'}; {path} "
+            "(merge all shards with regress merge)",
+            markup=False,
+        )
+        return code
     outcome = run_ci(opts, log_lines)
+    return _report_outcome(outcome)
+
+
+def _report_outcome(outcome: CiOutcome) -> int:
     if outcome.canary is not None:
         c = outcome.canary
         (out if c.passed else err).print(
@@ -127,6 +149,26 @@ def ci_cmd(
         markup=False,
     )
     return outcome.exit_code
+
+
+@app.command("merge")
+def merge_cmd(
+    shards: Annotated[list[Path], typer.Argument(help="the output directories of all N shards")],
+    out_dir: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="output directory (index.html, junit.xml, ...)"),
+    ] = Path("reports/ci"),
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option("--fail-on", help="override the shards' policy: any, regression or none"),
+    ] = None,
+) -> int:
+    """Merge the shards of one 'regress ci --shard I/N' run: captures run by run, then
+    every verdict once -- the summary, reports, index and JUnit of one unsharded run.
+
+    Example: regress merge shard-1 shard-2 shard-3 -o ci-out
+    """
+    return _report_outcome(merge_ci(list(shards), out_dir, log_lines, fail_on=fail_on))
 
 
 @app.command("selftest")
