@@ -401,3 +401,30 @@ def test_merge_refuses_shards_that_do_not_belong_together(tmp_path: Path) -> Non
         shard.parse_shard("3")
     with pytest.raises(Exception, match="between 1 and N"):
         shard.parse_shard("4/3")
+
+
+def test_kcidb_output_validates_with_kcidb_io(tmp_path: Path) -> None:
+    """`regress ci --kcidb FILE` on real captures: KCIDB I/O v5 that kcidb-io accepts, one
+    test per workload with the gate's status and links to the published reports."""
+    from kcidb_io import schema
+
+    mapping = {"ps-loop": "regression", "proc-scan": "clean", "fork-exec": "broken"}
+    FixtureBackend(mapping)
+    out, kc = tmp_path / "ci", tmp_path / "kcidb.json"
+    argv = ["ci", "--workloads", ",".join(mapping), "--runs", "4", "--backend", "fixture"]
+    argv += ["--no-narrow", "-o", str(out), "--kcidb", str(kc), "--kcidb-origin", "mylab"]
+    argv += ["--kcidb-url", "https://ci.example.org/artifacts/42/reports/ci"]
+    assert cli_run(argv) == 2  # (fork-exec is broken: the gate is blind there)
+    doc = json.loads(kc.read_text())
+    schema.LATEST.validate(doc)
+    tests = {t["path"]: t for t in doc["tests"]}
+    assert tests["regress.ps-loop"]["status"] == "FAIL"
+    assert tests["regress.proc-scan"]["status"] == "PASS"
+    assert tests["regress.fork-exec"]["status"] == "ERROR"
+    assert tests["regress.ps-loop"]["misc"]["regressions"] >= 1
+    assert tests["regress.ps-loop"]["log_url"].endswith("/ps-loop/report.html")
+    assert {t["origin"] for t in doc["tests"]} == {"mylab"}
+    assert doc["checkouts"][0]["id"] == "mylab:debian:6.1.0-56-cloud-amd64"
+    bad = ["ci", "--workloads", "proc-scan", "--backend", "fixture", "--no-narrow"]
+    bad += ["-o", str(tmp_path / "x"), "--kcidb", str(kc), "--kcidb-origin", "My Lab"]
+    assert cli_run(bad) == 2  # an origin KCIDB would refuse is refused here

@@ -10,6 +10,7 @@ error otherwise.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,7 @@ from regress.cli.app import app, err, out
 from regress.cli.progress import log_lines
 from regress.errors import UsageError
 from regress.gate.ci import CiOptions, CiOutcome, merge_ci, run_ci, run_shard
+from regress.gate.kcidb import ORIGIN_RE, kcidb_doc
 from regress.gate.selftest import (
     MODULE_FAULT_EVERY,
     SELFTEST_ITERATIONS,
@@ -32,6 +34,7 @@ from regress.gate.selftest import (
 from regress.gate.shard import parse_shard
 from regress.guest.faults import FAULT_ERRNOS, FaultSpec
 from regress.guest.modfault import ReturnFault
+from regress.model.capture import atomic_write_text
 from regress.model.result import FailOn
 from regress.vm.backend import KernelPaths, RunOptions
 
@@ -39,6 +42,39 @@ from regress.vm.backend import KernelPaths, RunOptions
 def _split(values: list[str] | None) -> list[str]:
     """Repeated and/or comma-separated values."""
     return [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
+
+
+KcidbOut = Annotated[
+    Path | None,
+    typer.Option("--kcidb", help="also write the comparison as KCIDB I/O JSON (KernelCI)"),
+]
+KcidbOrigin = Annotated[
+    str, typer.Option("--kcidb-origin", help="KCIDB origin: the submitting CI system's name")
+]
+KcidbUrl = Annotated[
+    str | None,
+    typer.Option("--kcidb-url", help="where the output directory will be published (links)"),
+]
+
+
+def _check_kcidb(origin: str, url: str | None) -> None:
+    """Before any work: KCIDB would refuse these."""
+    if not ORIGIN_RE.match(origin):
+        raise UsageError(f"--kcidb-origin {origin[:40]!r}: lowercase letters, digits and _ only")
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise UsageError(f"--kcidb-url {url[:60]!r}: expected an http(s):// URL")
+
+
+def _write_kcidb(outcome: CiOutcome, path: Path | None, origin: str, url: str | None) -> None:
+    if path is None:
+        return
+    summary = json.loads(outcome.summary.read_text())
+    try:
+        doc = kcidb_doc(summary, origin=origin, base_url=url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    err.print(f"regress: KCIDB I/O JSON written to {path}", markup=False)
 
 
 @app.command("ci")
@@ -81,6 +117,9 @@ def ci_cmd(
     parallel: o.Parallel = o.PARALLEL,
     narrow: o.Narrow = True,
     backend: o.Backend = o.BACKEND,
+    kcidb: KcidbOut = None,
+    kcidb_origin: KcidbOrigin = "regress",
+    kcidb_url: KcidbUrl = None,
     shard_spec: Annotated[
         str | None,
         typer.Option(
@@ -95,6 +134,7 @@ def ci_cmd(
     Example: regress ci --old debian:6.1.0-47-cloud-amd64
     --new debian:6.1.0-56-cloud-amd64 --workloads ps-loop,file-io --out ci-out
     """
+    _check_kcidb(kcidb_origin, kcidb_url)
     run = o.with_vm_shape(
         RunOptions(runs=runs, iterations=iterations),
         cpus=cpus,
@@ -128,6 +168,7 @@ def ci_cmd(
         )
         return code
     outcome = run_ci(opts, log_lines)
+    _write_kcidb(outcome, kcidb, kcidb_origin, kcidb_url)
     return _report_outcome(outcome)
 
 
@@ -162,13 +203,19 @@ def merge_cmd(
         FailOn | None,
         typer.Option("--fail-on", help="override the shards' policy: any, regression or none"),
     ] = None,
+    kcidb: KcidbOut = None,
+    kcidb_origin: KcidbOrigin = "regress",
+    kcidb_url: KcidbUrl = None,
 ) -> int:
     """Merge the shards of one 'regress ci --shard I/N' run: captures run by run, then
     every verdict once -- the summary, reports, index and JUnit of one unsharded run.
 
     Example: regress merge shard-1 shard-2 shard-3 -o ci-out
     """
-    return _report_outcome(merge_ci(list(shards), out_dir, log_lines, fail_on=fail_on))
+    _check_kcidb(kcidb_origin, kcidb_url)
+    outcome = merge_ci(list(shards), out_dir, log_lines, fail_on=fail_on)
+    _write_kcidb(outcome, kcidb, kcidb_origin, kcidb_url)
+    return _report_outcome(outcome)
 
 
 @app.command("selftest")
