@@ -47,3 +47,50 @@ def test_template_uses_real_options_and_uploads_junit(path: Path) -> None:
     assert "scripts/setup.sh" in text
     assert "reports/ci/junit.xml" in text and "reports/" in text
     assert "\t" not in text  # YAML forbids tabs for indentation
+
+
+SHARDED = [
+    REPO / ".github" / "workflows" / "kernel-bump-sharded.yml",
+    REPO / "ci-templates" / "gitlab-ci-sharded.yml",
+]
+
+
+def _calls(text: str, command: str) -> list[list[str]]:
+    joined = re.sub(r"\\\n\s*", " ", text)
+    joined = re.sub(r"\n\s{8,}(--|-o|reports/)", r" \1", joined)  # YAML folded lines
+    return [
+        re.findall(r"(?<!\w)(--[a-z][a-z-]*|-o)(?=\s)", m.group(1))
+        for m in re.finditer(rf"bin/regress {command}\b([^\n]*)", joined)
+    ]
+
+
+@pytest.mark.parametrize("path", SHARDED, ids=lambda p: p.name)
+def test_sharded_templates_parse_and_use_real_options(path: Path) -> None:
+    """The matrix runs every shard 1..N of `regress ci --shard`, and one later job merges
+    exactly those N outputs; every flag exists in the CLI; JUnit and KCIDB come out."""
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load(path.read_text())
+    text = path.read_text()
+    assert "\t" not in text
+    shards = int(re.search(r'SHARDS: "(\d+)"', text).group(1))  # type: ignore[union-attr]
+    if path.parent.name == "workflows":
+        jobs = doc["jobs"]
+        assert jobs["shard"]["strategy"]["matrix"]["shard"] == list(range(1, shards + 1))
+        assert jobs["merge"]["needs"] == "shard"
+        steps = " ".join(str(s) for s in jobs["merge"]["steps"])
+        assert "download-artifact" in steps and "reports/ci/junit.xml" in steps
+    else:
+        assert doc["stages"] == ["shard", "merge"]
+        matrix = doc["regress-shard"]["parallel"]["matrix"][0]["SHARD"]
+        assert matrix == [str(i) for i in range(1, shards + 1)]
+        assert doc["regress-merge"]["needs"] == ["regress-shard"]
+        assert doc["regress-merge"]["artifacts"]["reports"]["junit"] == "reports/ci/junit.xml"
+    for command in ("ci", "merge"):
+        calls = _calls(text, command)
+        assert len(calls) == 1, (command, calls)
+        unknown = set(calls[0]) - _options(command)
+        assert not unknown, f"{path.name}: regress {command} has no {sorted(unknown)}"
+    assert "--shard" in _calls(text, "ci")[0] and "--kcidb" in _calls(text, "merge")[0]
+    merged = re.findall(r"reports/shard-(\d)", text.split("regress merge", 1)[1].split("\n-")[0])
+    assert sorted(set(map(int, merged))) == list(range(1, shards + 1))
+    assert "scripts/setup.sh" in text

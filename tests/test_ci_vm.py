@@ -127,3 +127,22 @@ def test_kernel_bump_three_workloads(vm_ready: None, tmp_path: Path) -> None:
     )
     summary = _check_bundle(out, workloads, rc)
     assert rc in (0, 1) and summary["verdict"] == ("pass" if rc == 0 else "fail")
+
+
+@pytest.mark.slow
+def test_sharded_ci_and_merge_boot_real_kernels(vm_ready: None, tmp_path: Path) -> None:
+    """Two shards boot their own workloads' kernels; the merge judges them once."""
+    common = ["ci", "--old", OLD, "--new", NEW, "--workloads", "ps-loop,fork-exec"]
+    common += ["--runs", "4", "--iterations", "2", "--fail-on", "any", "--no-narrow"]
+    for i in (1, 2):
+        assert cli_run([*common, "--shard", f"{i}/2", "-o", str(tmp_path / f"s{i}")]) == 0
+    mine = [json.loads((tmp_path / f"s{i}" / "shard.json").read_text())["mine"] for i in (1, 2)]
+    assert sorted(mine[0] + mine[1]) == ["fork-exec", "ps-loop"] and all(mine)
+    kc = tmp_path / "kcidb.json"
+    rc = cli_run(["merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "-o", str(tmp_path / "m"),
+                  "--kcidb", str(kc)])  # fmt: skip
+    summary = _check_bundle(tmp_path / "m", ["ps-loop", "fork-exec"], rc)
+    assert rc == (1 if any(w["significant"] for w in summary["workloads"]) else 0)  # type: ignore[index]
+    from kcidb_io import schema
+
+    schema.LATEST.validate(json.loads(kc.read_text()))
