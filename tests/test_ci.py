@@ -428,3 +428,25 @@ def test_kcidb_output_validates_with_kcidb_io(tmp_path: Path) -> None:
     bad = ["ci", "--workloads", "proc-scan", "--backend", "fixture", "--no-narrow"]
     bad += ["-o", str(tmp_path / "x"), "--kcidb", str(kc), "--kcidb-origin", "My Lab"]
     assert cli_run(bad) == 2  # an origin KCIDB would refuse is refused here
+
+
+def test_merge_combines_one_side_run_by_run(tmp_path: Path) -> None:
+    """A side captured in two shards (runs split across boots) merges into one capture
+    with every run; a different tracer or machine is refused with the reason."""
+    from regress.gate import shard
+
+    cap = load_capture(CI / "ps-loop-6.1.0-56.json.gz")
+    a = dataclasses.replace(cap, runs=cap.runs[:2], requested_runs=2)
+    b = dataclasses.replace(cap, runs=cap.runs[2:], requested_runs=len(cap.runs) - 2)
+    merged = shard.merge_runs([(tmp_path / "a", a), (tmp_path / "b", b)], "ps-loop new")
+    assert [r.index for r in merged.runs] == list(range(len(cap.runs)))
+    assert [r.syscalls for r in merged.runs] == [r.syscalls for r in cap.runs]
+    assert merged.complete
+    other = dataclasses.replace(
+        b, tracer=dataclasses.replace(b.tracer, fingerprint="x"), runs=list(b.runs)
+    )
+    with pytest.raises(Exception, match="differ in tracer fingerprint"):
+        shard.merge_runs([(tmp_path / "a", a), (tmp_path / "b", other)], "ps-loop new")
+    bigger = dataclasses.replace(b, machine=dataclasses.replace(b.machine, cpus=8))
+    with pytest.raises(Exception, match="differ in machine shape"):
+        shard.merge_runs([(tmp_path / "a", a), (tmp_path / "b", bigger)], "ps-loop new")
