@@ -690,6 +690,12 @@ class _Checker:
             raise self.fail(where, "expected a string")
         return value
 
+    def str_map(self, value: Any, where: str) -> dict[str, str] | None:
+        """An optional object of strings (``null`` stays None)."""
+        if value is None:
+            return None
+        return {str(a): self.str_(b, f"{where}.{a}") for a, b in self.obj(value, where).items()}
+
     def list_(self, value: Any, where: str) -> list[Any]:
         if not isinstance(value, list):
             raise self.fail(where, "expected a list")
@@ -803,25 +809,11 @@ def capture_from_dict(doc: dict[str, Any], *, source: str = "capture") -> Captur
         version=c.str_(c.get(k, "version", "kernel"), "kernel.version"),
         cmdline=c.str_(c.get(k, "cmdline", "kernel"), "kernel.cmdline"),
         config_hash=c.str_(k.get("config_hash"), "kernel.config_hash", optional=True),
-        config=(
-            {
-                str(a): c.str_(b, f"kernel.config.{a}")
-                for a, b in c.obj(k["config"], "kernel.config").items()
-            }
-            if k.get("config") is not None
-            else None
-        ),
+        config=c.str_map(k.get("config"), "kernel.config"),
         headers=c.str_(k.get("headers"), "kernel.headers", optional=True),
         tainted=c.int_(k.get("tainted"), "kernel.tainted", optional=True),
         label=c.str_(k.get("label"), "kernel.label", optional=True),
-        build=(
-            {
-                str(a): c.str_(b, f"kernel.build.{a}")
-                for a, b in c.obj(k["build"], "kernel.build").items()
-            }
-            if k.get("build") is not None
-            else None
-        ),
+        build=c.str_map(k.get("build"), "kernel.build"),
         out_of_tree_modules=(
             [
                 c.str_(x, "kernel.out_of_tree_modules[]")
