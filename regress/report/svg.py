@@ -147,7 +147,7 @@ def overview(rows: list[Divergence]) -> Markup:
     rows = [d for d in rows if d.cls != "absent"][:OVERVIEW_ROWS]
     if not rows:
         return Markup("")
-    label_w, plot_w, value_w, row_h, top = 300.0, 380.0, 90.0, 22.0, 26.0
+    label_w, plot_w, value_w, row_h, top = 300.0, 380.0, 160.0, 22.0, 26.0
     width = label_w + plot_w + value_w
     height = top + row_h * len(rows) + 10
 
@@ -212,9 +212,10 @@ def overview(rows: list[Divergence]) -> Markup:
             "appeared" if d.cls == "appeared" else "vanished" if d.cls == "vanished"
             else "new" if math.isinf(ratio) else fmt_ratio(ratio)
         )  # fmt: skip
+        cls = "" if text == d.cls else f' <tspan class="cls">{escape(d.cls)}</tspan>'
         parts.append(
             f'<text x="{_f(label_w + plot_w + 8)}" y="{_f(y + 4)}" class="lane">'
-            f'{escape(text)} <tspan class="cls">{escape(d.cls)}</tspan></text>'
+            f"{escape(text)}{cls}</text>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))
