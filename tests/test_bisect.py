@@ -19,7 +19,7 @@ from typing import ClassVar
 import pytest
 
 from regress.errors import InputError, UsageError
-from regress.gate.bisect import Criterion, bisect, line_between
+from regress.gate.bisect import BisectOutcome, Criterion, bisect, line_between
 from regress.model.events import Progress
 from regress.model.result import Thresholds
 from regress.vm import backend as vm_backend
@@ -73,17 +73,22 @@ def _opts() -> RunOptions:
     return RunOptions(workload=str(PLANT), runs=3, cpus=1, mem_mb=2048)
 
 
-def test_finds_the_first_bad_package(tmp_path: Path, replay: type[Replay]) -> None:
-    out = tmp_path / "bisect"
-    outcome = bisect(
+def replayed_bisect(out: Path, criterion: Criterion | None = None) -> BisectOutcome:
+    """The planted search 6.1.0-47..56 over the stored captures (``Replay`` registered)."""
+    return bisect(
         "debian:6.1.0-47-cloud-amd64",
         "debian:6.1.0-56-cloud-amd64",
         _opts(),
         Thresholds(),
-        Criterion(),
+        criterion or Criterion(),
         out,
         backend="replay",
     )
+
+
+def test_finds_the_first_bad_package(tmp_path: Path, replay: type[Replay]) -> None:
+    out = tmp_path / "bisect"
+    outcome = replayed_bisect(out)
     assert len(outcome.candidates) == 10
     assert outcome.first_bad.release == "6.1.0-52-cloud-amd64"
     assert outcome.last_good.release == "6.1.0-51-cloud-amd64"
@@ -103,15 +108,7 @@ def test_finds_the_first_bad_package(tmp_path: Path, replay: type[Replay]) -> No
     assert "first bad: 6.1.0-52-cloud-amd64 (upstream 6.1.180" in (out / "bisect.txt").read_text()
     # a second search reuses every capture it has
     replay.asked.clear()
-    again = bisect(
-        "debian:6.1.0-47-cloud-amd64",
-        "debian:6.1.0-56-cloud-amd64",
-        _opts(),
-        Thresholds(),
-        Criterion("key", "syscall:statx:ENOENT"),
-        out,
-        backend="replay",
-    )
+    again = replayed_bisect(out, Criterion("key", "syscall:statx:ENOENT"))
     assert replay.asked == [] and again.first_bad.release == "6.1.0-52-cloud-amd64"
 
 

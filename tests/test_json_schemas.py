@@ -98,20 +98,10 @@ def test_show_workloads_kernels_json_validate(capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.skipif(shutil.which("apt-cache") is None, reason="needs apt metadata")
 def test_bisect_json_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_bisect import Replay, _opts
+    from test_bisect import Replay, replayed_bisect
 
-    from regress.gate.bisect import Criterion, bisect
-    from regress.model.result import Thresholds
     from regress.vm import backend as vm_backend
 
     monkeypatch.setitem(vm_backend._REGISTRY, "replay", Replay)
-    outcome = bisect(
-        "debian:6.1.0-47-cloud-amd64",
-        "debian:6.1.0-56-cloud-amd64",
-        _opts(),
-        Thresholds(),
-        Criterion(),
-        tmp_path,
-        backend="replay",
-    )
+    outcome = replayed_bisect(tmp_path)
     _validate("regress-bisect", json.loads(json.dumps(outcome.to_dict())))

@@ -201,12 +201,7 @@ JsonOut = Annotated[
 
 def emit_json(doc: Any, dest: str) -> None:
     """JSON to stdout (``-``) or atomically to a file (never a traceback on a bad path)."""
-    text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
-    if dest == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        atomic_write_text(Path(dest), text)
+    emit_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n", dest)
 
 
 HtmlOut = Annotated[

@@ -353,13 +353,7 @@ def run_shard(opts: CiOptions, progress: Progress = ignore) -> tuple[Path, list[
     if opts.selftest:
         raise UsageError("--selftest runs once, in an unsharded job: not with --shard")
     i, n = opts.shard
-    mine = [
-        u.workload
-        for u in shard.assign(shard.units(opts.workloads, opts.run.runs, opts.run.iterations), n)[
-            i - 1
-        ]
-    ]
-    mine = [w for w in opts.workloads if w in mine]  # the command line's order
+    mine = shard.slice_of(opts.workloads, opts.run.runs, opts.run.iterations, i, n)
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     captures: dict[str, dict[str, str]] = {}
     errors: dict[str, str] = {}

@@ -74,6 +74,12 @@ def assign(work: list[Unit], shards: int) -> list[list[Unit]]:
     return slices
 
 
+def slice_of(workloads: list[str], runs: int, iterations: int | None, i: int, n: int) -> list[str]:
+    """Shard ``i`` of ``n``'s workloads, in the command line's order."""
+    mine = {u.workload for u in assign(units(workloads, runs, iterations), n)[i - 1]}
+    return [w for w in workloads if w in mine]
+
+
 def manifest(
     *,
     shard: tuple[int, int],

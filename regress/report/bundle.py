@@ -42,7 +42,8 @@ def _read(path: Path) -> bytes:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def build_bundle(
+def write_bundle(
+    out: Path,
     *,
     old_path: Path,
     new_path: Path,
@@ -52,8 +53,9 @@ def build_bundle(
     repro: str = "",
     logs: Sequence[Path] = (),
     top: str = "regress-bundle",
-) -> tuple[bytes, dict[str, Any]]:
-    """The archive bytes and its manifest (also stored inside as ``manifest.json``)."""
+) -> dict[str, Any]:
+    """Write the bundle to ``out`` atomically; returns its manifest (also stored inside as
+    ``manifest.json``)."""
     members: list[tuple[str, bytes, str, int]] = [
         (_member_name("old", Path(old_path)), _read(old_path), str(old_path), 0o644),
         (_member_name("new", Path(new_path)), _read(new_path), str(new_path), 0o644),
@@ -93,32 +95,7 @@ def build_bundle(
             info.mtime = 0
             info.uname = info.gname = "regress"
             tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(buf.getvalue(), mtime=0), manifest
-
-
-def write_bundle(
-    out: Path,
-    *,
-    old_path: Path,
-    new_path: Path,
-    html: str,
-    text: str,
-    meta: dict[str, Any],
-    repro: str = "",
-    logs: Sequence[Path] = (),
-    top: str = "regress-bundle",
-) -> dict[str, Any]:
-    """Write the bundle to ``out`` atomically; returns the manifest."""
-    data, manifest = build_bundle(
-        old_path=old_path,
-        new_path=new_path,
-        html=html,
-        text=text,
-        meta=meta,
-        repro=repro,
-        logs=logs,
-        top=top,
-    )
+    data = gzip.compress(buf.getvalue(), mtime=0)
     atomic_write_bytes(Path(out), data)
     mask = os.umask(0)
     os.umask(mask)

@@ -12,15 +12,13 @@ will name things differently again. Version ordering is dpkg's (python-debian).
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from debian.deb822 import Deb822
 from debian.debian_support import Version
 
-from regress.errors import EnvironmentProblem
+from regress.vm.tools import run_tool
 
 FLAVOUR = "cloud-amd64"
 IMAGE_PREFIX = "linux-image-"
@@ -132,20 +130,6 @@ def _headers_for(
             return (), kbuild
         return (arch_name, *parts), kbuild
     return (), ""
-
-
-def run_tool(argv: list[str], *, cwd: Path | None = None, what: str) -> str:
-    """Run an apt/dpkg tool; its failure is one line naming what regress wanted from it."""
-    try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise EnvironmentProblem(
-            f"{argv[0]} not found (needed to {what})", hint="run scripts/setup.sh"
-        ) from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise EnvironmentProblem(f"{what} failed: {' '.join(argv[:3])}…: {' | '.join(tail)}")
-    return proc.stdout
 
 
 def _apt(argv: list[str]) -> str:

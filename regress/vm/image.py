@@ -20,7 +20,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 from regress.errors import EnvironmentProblem
 from regress.model.paths import cache_root
 from regress.vm.kernels import Kernel, cache_lock
+from regress.vm.tools import run_tool
 
 MIRROR_ENV = "REGRESS_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -71,15 +71,7 @@ class RootImage:
 
 
 def _run(argv: list[str], *, what: str, timeout: float | None = None) -> None:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise EnvironmentProblem(
-            f"{argv[0]} not found (needed to {what})", hint="run scripts/setup.sh"
-        ) from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-4:]
-        raise EnvironmentProblem(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
+    run_tool(argv, what=what, timeout=timeout)
 
 
 def cached_root_image() -> RootImage | None:

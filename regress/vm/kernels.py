@@ -29,6 +29,7 @@ from typing import Any
 from regress.errors import EnvironmentProblem, InputError, UsageError
 from regress.model.paths import cache_root
 from regress.vm import debian
+from regress.vm.tools import run_tool
 
 DEBIAN_FLAVOUR = debian.FLAVOUR
 
@@ -92,7 +93,7 @@ class Kernel:
         return build if build.is_dir() else None
 
 
-_run = debian.run_tool  # apt-get download, dpkg-deb, depmod: one way to run tools
+_run = run_tool  # apt-get download, dpkg-deb, depmod
 
 
 # --------------------------------------------------------------------------- parsing

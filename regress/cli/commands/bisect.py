@@ -7,8 +7,6 @@ fails.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -48,9 +46,7 @@ def bisect_cmd(
         Path | None,
         typer.Option("--output", "-o", help="default reports/bisect-<workload>-<good>..<bad>"),
     ] = None,
-    json_out: Annotated[
-        str | None, typer.Option("--json", help="write the outcome as JSON to PATH or -")
-    ] = None,
+    json_out: o.JsonOut = None,
     backend: o.Backend = o.BACKEND,
     accel: o.Accel = o.ACCEL,
     cpus: o.Cpus = None,
@@ -103,12 +99,9 @@ def bisect_cmd(
     outcome = bisect(
         good, bad, opts, th, criterion, target, log_lines, backend=backend, on_step=step_line
     )
-    if json_out == "-":
-        sys.stdout.write(json.dumps(outcome.to_dict(), indent=1) + "\n")
-    else:
-        if json_out:
-            from regress.model.capture import atomic_write_text
-
-            atomic_write_text(Path(json_out), json.dumps(outcome.to_dict(), indent=1) + "\n")
-        for line in summary_lines(outcome):
-            out.print(line, markup=False)
+    if json_out is not None:
+        o.emit_json(outcome.to_dict(), json_out)
+        if json_out == "-":
+            return
+    for line in summary_lines(outcome):
+        out.print(line, markup=False)
