@@ -67,16 +67,6 @@ class Kernel:
     build: tuple[tuple[str, str], ...] = ()
 
     @property
-    def headers_note(self) -> str:
-        """Said in the capture and report when the headers are another kernel's."""
-        if not self.headers or self.headers == self.release:
-            return ""
-        return (
-            f"no packaged headers for {self.release}: the tracer was compiled against "
-            f"{self.headers}'s (it reads no kernel structs, so any close version compiles it)"
-        )
-
-    @property
     def modules_dir(self) -> Path:
         return self.tree / "lib" / "modules" / self.release
 
