@@ -68,11 +68,20 @@ def test_kernel_bump(vm_ready: None, tmp_path: Path) -> None:
         json.loads((out / "ps-loop" / "old.json").read_text())["kernel"]["release"]
         == "6.1.0-47-cloud-amd64"
     )
-    # `regress run` with default VM options on the same host: its captures compare with
-    # ci's without --force (same machine shape, same tracer, same workload).
+
+
+@pytest.mark.slow  # (default suite: test_architecture's spy checks run and ci ask the VM
+# stage for the same machine shape)
+def test_run_and_ci_captures_compare(vm_ready: None, tmp_path: Path) -> None:
+    """`regress run` with default VM options on the same host: its captures compare with
+    ci's without --force (same machine shape, same tracer, same workload)."""
+    out = tmp_path / "ci"
+    argv = ["--old", OLD, "--new", NEW, "--runs", "1", "--iterations", "2"]
+    assert (
+        cli_run(["ci", *argv, "--workloads", "ps-loop", "--fail-on", "none", "-o", str(out)]) == 0
+    )
     run_dir = tmp_path / "run"
-    argv = ["run", "--old", OLD, "--new", NEW, "--runs", "1", "--iterations", "2"]
-    assert cli_run([*argv, "-o", str(run_dir)]) == 0
+    assert cli_run(["run", *argv, "-o", str(run_dir)]) == 0
     for side in ("old", "new"):
         rc = cli_run(["diff", str(run_dir / f"{side}.json"), str(out / "ps-loop" / f"{side}.json")])
         assert rc in (0, 1), f"{side}: run and ci captures are not comparable"
