@@ -226,8 +226,19 @@ class RunFactor:
 # A key is driven by the run factor when the factor explains more than this share of its
 # residual variation (weighted log scale).
 DRIVEN_SHARE = 0.5
-# Keys averaging fewer counts per run than this are too grainy to fit the factor on.
+# Keys averaging fewer counts per run than this (on either side) are too grainy to fit
+# the factor on.
 MIN_FACTOR_COUNTS = 10.0
+# No driven key's weight in the factor's shift exceeds this many median keys' weights.
+MAX_WEIGHT_SHARE = 3.0
+
+
+def _explained(m: FloatArray) -> float:
+    """Share of ``m``'s squared norm its first component explains, rows made unit length
+    (the null for ``fit_run_factor``'s direction)."""
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    z = np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
+    return _top_component(z)[0] / max(float((z**2).sum()), 1e-300)
 
 
 def _weighted_median(x: FloatArray, w: FloatArray) -> float:
@@ -243,13 +254,15 @@ def fit_run_factor(
 
     Needs at least 3 residual df (it costs the driven keys one) and
     ``MIN_KEYS_FOR_PRIOR`` keys with enough counts; the first principal component of
-    their within-side log residuals (weighted by Poisson precision) must explain more
+    their within-side log residuals (each key's scaled to unit length) must explain more
     than it does in Gaussian noise of the same shape.
     """
     k, n = y.shape
     if n - 2 < 3:
         return None
-    use = informative & (y.mean(axis=1) >= MIN_FACTOR_COUNTS)
+    # Enough counts on both sides: a small key that changed must not qualify by its change
+    smaller = np.minimum(y[:, :n1].mean(axis=1), y[:, n1:].mean(axis=1))
+    use = informative & (smaller >= MIN_FACTOR_COUNTS)
     if int(use.sum()) < MIN_KEYS_FOR_PRIOR:
         return None
     # Log counts of every key that varies, each side's mean removed (within-side residuals).
@@ -258,30 +271,42 @@ def fit_run_factor(
     resid = _center_within(ly, n1)
     sub = use[informative]  # the keys with enough counts to fit the factor on
     r = resid[sub]
-    w = np.sqrt(y[use].mean(axis=1))
-    rw = r * w[:, None]
+    # The direction from rows of unit length: every key counts once, so one noisy key
+    # (or one whose change scaled its noise) cannot make the "shared" factor its own.
+    norms = np.linalg.norm(r, axis=1)
+    rw = np.divide(r, norms[:, None], out=np.zeros_like(r), where=norms[:, None] > 0)
     top, v = _top_component(rw)
     explained = top / max(float((rw**2).sum()), 1e-300)
-    null = max(_top_component(g)[0] / float((g**2).sum()) for g in _null_draws(rw.shape[0], n, n1))
+    null = max(_explained(g) for g in _null_draws(rw.shape[0], n, n1))
     if explained <= null:
         return None
     b_use = r @ v
-    norms = (rw**2).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(norms > 0, (rw @ v) ** 2 / norms, 0.0)
+    share = (rw @ v) ** 2
     driven = share > DRIVEN_SHARE
     if int(driven.sum()) < 2:
         return None
     lr = lr_all[sub]
     bd = b_use[driven]
-    wd = bd**2 * w[driven] ** 2
+    # Each key's own estimate of the shift is its log ratio over its loading; weighted
+    # by its precision: the loading squared over the key's residual variance that the
+    # factor leaves (floored at Poisson's on the log scale, from its smaller side, so a
+    # key's own change never buys it weight).
+    left = np.maximum(norms[driven] ** 2 - bd**2, 0.0) / max(n - 3, 1)
+    sigma2 = np.maximum(left, 1.0 / smaller[use][driven])
+    # ...and no key weighs more than MAX_WEIGHT_SHARE times the median driven key: a
+    # weighted median that one key can carry is that key's estimate, not the keys'.
+    wd = bd**2 / sigma2
+    wd = np.minimum(wd, MAX_WEIGHT_SHARE * float(np.median(wd)))
     ratios = lr[driven] / bd
     shift = _weighted_median(ratios, wd)
     # Its sampling variance: the weighted MAD of the keys' own estimates, a median's
-    # efficiency (pi/2) and the effective number of keys behind it.
+    # efficiency (pi/2) and the effective number of keys behind it -- never below what
+    # the keys' own noise gives the weighted mean of their estimates (a MAD can be 0).
     mad = 1.4826 * _weighted_median(np.abs(ratios - shift), wd)
     n_eff = float(wd.sum() ** 2 / max(float((wd**2).sum()), 1e-300))
-    shift_var = mad**2 * (np.pi / 2) / max(n_eff, 1.0)
+    own = sigma2 * (1.0 / n1 + 1.0 / (n - n1)) / bd**2
+    floor = float((wd**2 * own).sum() / wd.sum() ** 2)
+    shift_var = max(mad**2 * (np.pi / 2) / max(n_eff, 1.0), floor)
     # Every key that varies gets its own loading (smaller keys too: the factor moves
     # them as well, their counts are just grainier); keys it does not touch get ~0.
     b = np.zeros(k)
