@@ -64,6 +64,9 @@ class NoiseModel:
     const_frac: float
     shared: float  # share of the varying keys' variance that is one per-run factor
     overdispersion: float = 0.0  # gamma-Poisson dispersion on every key (stress profile)
+    # Of the constant keys, the share whose per-iteration counts repeat in every run
+    # (None: the captures have no per-iteration counts, and neither do the pairs)
+    repeat_frac: float | None = None
 
     def describe(self) -> str:
         rel = self.vary_sd / np.maximum(self.vary_rates * self.iterations, 1e-9)
@@ -73,6 +76,12 @@ class NoiseModel:
             f"(median; relative {np.median(rel):.3f}), {100 * self.shared:.0f}% of it one "
             "factor shared by the run"
             + (f"; gamma-Poisson dispersion {self.overdispersion:g}" if self.overdispersion else "")
+            + (
+                f"; {100 * self.repeat_frac:.0f}% of the constant keys repeat their "
+                "per-iteration counts in every run"
+                if self.repeat_frac is not None
+                else "; no per-iteration counts"
+            )
         )
 
 
@@ -82,6 +91,7 @@ def fit(name: str, paths: list[Path]) -> NoiseModel:
     vary_rates: list[float] = []
     vary_sd: list[float] = []
     shares: list[float] = []
+    repeats: list[bool] = []
     its = 0
     for path in paths:
         cap = load_capture(path)
@@ -89,6 +99,13 @@ def fit(name: str, paths: list[Path]) -> NoiseModel:
         y = kc.old[~kc.context]
         its = int(cap.iterations_per_run or 1)
         constant = (y == y[:, :1]).all(axis=1)
+        if kc.old_seq is not None and all(r.per_iteration is not None for r in cap.runs):
+            keys = [k for k, c in zip(kc.keys, ~kc.context, strict=True) if c]
+            repeats += [
+                kc.old_seq.repeated(k) is not None
+                for k, const, n in zip(keys, constant, y[:, 0], strict=True)
+                if const and n > 0
+            ]
         const_rates += list(y[constant].mean(axis=1) / its)
         v = y[~constant]
         if len(v):
@@ -108,6 +125,7 @@ def fit(name: str, paths: list[Path]) -> NoiseModel:
         iterations=its,
         const_frac=n_const / max(n_const + n_vary, 1),
         shared=float(np.mean(shares)) if shares else 0.0,
+        repeat_frac=float(np.mean(repeats)) if repeats else None,
     )
 
 
@@ -124,6 +142,7 @@ def stress(base: NoiseModel) -> NoiseModel:
         const_frac=0.0,
         shared=0.5,
         overdispersion=0.05,
+        repeat_frac=base.repeat_frac,
     )
 
 
@@ -144,6 +163,33 @@ class Pair:
     shared: float = 0.0  # share of the run-to-run variance that is the per-run factor...
     factor_old: FloatArray | None = None  # ...and its draws (1 x runs) per side
     factor_new: FloatArray | None = None
+    repeats: npt.NDArray[np.bool_] | None = None  # per-iteration counts repeat in every run
+    seed: int = 0  # of the per-iteration split of the other keys
+
+
+@dataclass(frozen=True)
+class SplitSequences:
+    """``keys.Sequences`` of a synthetic side: a key whose constancy is structural repeats
+    one even split of its count in every run; any other key's runs split their counts
+    over the iterations at random (multinomially), drawn when the differ asks -- the exact
+    rule asks about a few small constant keys, so no keys x runs x iterations array."""
+
+    counts: FloatArray  # keys x runs
+    repeats: npt.NDArray[np.bool_]
+    iterations: int
+    rng: np.random.Generator
+
+    def repeated(self, key: tuple[str, str, str]) -> tuple[int, ...] | None:
+        i = int(key[1][1:])
+        row = self.counts[i].astype(np.int64)
+        m = self.iterations
+        if self.repeats[i]:
+            even = np.diff(np.floor(np.arange(m + 1) * row[0] / m)).astype(np.int64)
+            return tuple(int(v) for v in even)
+        if (row != row[0]).any():
+            return None
+        splits = self.rng.multinomial(int(row[0]), np.full(m, 1.0 / m), size=row.size)
+        return tuple(int(v) for v in splits[0]) if (splits == splits[0]).all() else None
 
 
 def generate(
@@ -160,6 +206,7 @@ def generate(
         * model.iterations
     )
     sd = np.where(constant, 0.0, model.vary_sd[pick])
+    repeats = constant & (rng.random(keys) < (model.repeat_frac or 0.0))
     planted = np.full(keys, -1, dtype=np.int_)
     new_base = base.copy()
     old_base = base.copy()
@@ -221,6 +268,8 @@ def generate(
         shared=model.shared,
         factor_old=factors[0],
         factor_new=factors[1],
+        repeats=repeats if model.repeat_frac is not None else None,
+        seed=int(rng.integers(2**62)),
     )
 
 
@@ -256,17 +305,26 @@ def oracle(pair: Pair, alpha: float) -> npt.NDArray[np.bool_]:
 
 
 def judge(
-    pair: Pair, th: Thresholds, multi_run: tuple[tests.StatTest, ...]
+    pair: Pair, th: Thresholds, multi_run: tuple[tests.StatTest, ...], series: bool = True
 ) -> npt.NDArray[np.bool_]:
-    """Keys reported as changed, as regress's differ decides (tests, BH, effect gate)."""
+    """Keys reported as changed, as regress's differ decides (tests, BH, effect gate);
+    ``series``: with the pair's per-iteration counts, when it has them."""
     keys = [("syscall", f"s{i}", "0") for i in range(pair.old.shape[0])]
     its = float(pair.iterations)
+    seqs: tuple[SplitSequences | None, SplitSequences | None] = (None, None)
+    if series and pair.repeats is not None:
+        rng = np.random.default_rng(pair.seed)
+        seqs = (
+            SplitSequences(pair.old, pair.repeats, pair.iterations, rng),
+            SplitSequences(pair.new, pair.repeats, pair.iterations, rng),
+        )
     kc = KeyCounts(
         keys,
         pair.old,
         pair.new,
         np.full(pair.old.shape[1], its),
         np.full(pair.new.shape[1], its),
+        *seqs,
     )
     run = tests.run_tests(kc, th, multi_run)
     exact = np.array([t == "exact" for t in run.test], dtype=bool)
@@ -283,9 +341,11 @@ def judge(
     return np.asarray(found, dtype=np.bool_)
 
 
-METHODS: dict[str, tuple[tuple[tests.StatTest, ...], Thresholds]] = {
-    "regress": (tests.MULTI_RUN, Thresholds()),
-    "before": (tests.MULTI_RUN_MWU, Thresholds(max_chance_constancy=1.0)),
+METHODS: dict[str, tuple[tuple[tests.StatTest, ...], Thresholds, bool]] = {
+    "regress": (tests.MULTI_RUN, Thresholds(), True),
+    # the same on run totals only (captures without per-iteration counts: imports)
+    "totals": (tests.MULTI_RUN, Thresholds(), False),
+    "before": (tests.MULTI_RUN_MWU, Thresholds(max_chance_constancy=1.0), False),
 }
 
 
@@ -305,8 +365,10 @@ def recall_table(model: NoiseModel, keys: int, runs: int, pairs: int, seed: int)
         pair = generate(model, keys, runs, rng, plant=True)
         aa = generate(model, keys, runs, rng, plant=False)
         aa_keys += keys
-        for m, (mr, th) in METHODS.items():
-            sig = judge(pair, th, mr)
+        for m, (mr, th, series) in METHODS.items():
+            if m == "totals" and pair.repeats is None:
+                continue  # no per-iteration counts: "regress" is this already
+            sig = judge(pair, th, mr, series)
             for e in range(len(EFFECTS)):
                 for c in (0, 1, 2):  # 0 varying, 1 constant (as observed), 2 varying + clear
                     kind = pair.constant if c == 1 else ~pair.constant
@@ -316,7 +378,7 @@ def recall_table(model: NoiseModel, keys: int, runs: int, pairs: int, seed: int)
                     hits[m][e, c] += sig[sel].sum()
                     if m == "regress":
                         planted_n[e, c] += sel.sum()
-            n_fp = int(judge(aa, th, mr).sum())
+            n_fp = int(judge(aa, th, mr, series).sum())
             fp[m] += n_fp
             fp_pairs[m] += n_fp > 0
         found = oracle(pair, Thresholds().alpha)
@@ -329,6 +391,8 @@ def recall_table(model: NoiseModel, keys: int, runs: int, pairs: int, seed: int)
                 hits["oracle"][e, c] += found[sel].sum()
     lines = []
     for m in [*METHODS, "oracle"]:
+        if m == "totals" and model.repeat_frac is None:
+            continue
         cells = []
         for e, (label, _) in enumerate(EFFECTS):
             vary = hits[m][e, 0] / max(planted_n[e, 0], 1)
@@ -342,6 +406,46 @@ def recall_table(model: NoiseModel, keys: int, runs: int, pairs: int, seed: int)
         )
         lines.append(f"  n={runs:<2} {keys:>6} keys {m:<8} " + "  ".join(cells) + tail)
     return lines
+
+
+def iteration_structure(path: Path) -> str:
+    """Are iterations replicates? Per key that varies between runs: the variance of its
+    run totals over what its per-iteration variance within runs predicts for a total
+    (1 when iterations are independent draws with no run effect), and the lag-1
+    autocorrelation of its per-iteration counts; findings and context (return-value
+    buckets) apart."""
+    cap = load_capture(path)
+    if not cap.runs or any(r.per_iteration is None for r in cap.runs):
+        return f"{path.name}: no per-iteration counts"
+    series: dict[tuple[str, str, str], list[FloatArray]] = {}
+    for j, run in enumerate(cap.runs):
+        for key, values in run.series_items():  # a key a run never saw: zeros there
+            runs = series.setdefault(key, [np.zeros(r.iterations) for r in cap.runs])
+            runs[j] = np.asarray(values, dtype=np.float64)
+    lagged = cap.runs[0].iterations >= 10  # the autocorrelation of 3 iterations says nothing
+    parts = []
+    for label, context in (("findings", False), ("return-value buckets", True)):
+        ratios: list[float] = []
+        lags: list[float] = []
+        for key, runs in series.items():
+            if (key[0] == "retval") != context:
+                continue
+            totals = np.array([r.sum() for r in runs])
+            within = float(np.mean([r.var(ddof=1) for r in runs])) * runs[0].size
+            if (totals == totals[0]).all() or within <= 0:
+                continue
+            ratios.append(float(totals.var(ddof=1)) / within)
+            moving = [r for r in runs if r[:-1].std() > 0 and r[1:].std() > 0]
+            if lagged and moving:
+                lags.append(float(np.mean([np.corrcoef(r[:-1], r[1:])[0, 1] for r in moving])))
+        if ratios:
+            lag = f", lag-1 autocorrelation {np.median(lags):+.2f}" if lags else ""
+            parts.append(
+                f"{label}: {len(ratios)} varying keys, between/within x{np.median(ratios):.2f} "
+                f"(median; {min(ratios):.2f}-{max(ratios):.2f}){lag}"
+            )
+    head = f"{cap.kernel.release} ({len(cap.runs)} x {cap.runs[0].iterations} it): "
+    return head + "; ".join(parts)
 
 
 def liveness_recall(runs: int, iterations: int, trials: int, seed: int) -> float:
@@ -393,8 +497,13 @@ def main() -> int:
             [stats / "ps-loop-5x50-old.json.gz", stats / "ps-loop-5x50-new.json.gz"],
         ),
         fit(
-            "ci-3it (QEMU ps-loop, 4 runs x 3 it)",
-            [DATA / "ci" / "ps-loop-6.1.0-47.json.gz", DATA / "ci" / "ps-loop-6.1.0-56.json.gz"],
+            "ci-3it (QEMU ps-loop, 4 runs x 3 it, two sessions)",
+            [
+                DATA / "ci" / "ps-loop-6.1.0-47.json.gz",
+                DATA / "ci" / "ps-loop-6.1.0-56.json.gz",
+                stats / "ci-4x3-old.json.gz",
+                stats / "ci-4x3-new.json.gz",
+            ],
         ),
     ]
     for spec in args.profile:
@@ -418,6 +527,12 @@ def main() -> int:
         for runs in (int(n) for n in args.runs.split(",")):
             r = liveness_recall(runs, model.iterations, 2000, args.seed)
             print(f"  n={runs} x {model.iterations} it: {100 * r:.0f}%")
+    print(
+        "iterations as replicates? run-total variance over n x within-run per-iteration "
+        "variance (1 = no run effect):"
+    )
+    for path in (stats / "ps-loop-5x50-old.json.gz", stats / "ps-loop-5x50-new.json.gz"):
+        print("  " + iteration_structure(path))
     for path in (stats / "ps-loop-5x50-old.json.gz", stats / "ps-loop-5x50-new.json.gz"):
         cap = load_capture(path)
         aa = aa_control(cap)

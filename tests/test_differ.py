@@ -50,6 +50,7 @@ def make(release: str, runs: list[dict[str, Any]], **kw: Any) -> Capture:
                 liveness=r.get("liveness", []),
                 exit_codes=r.get("exit_codes", []),
                 timed_out=r.get("timed_out", []),
+                per_iteration=r.get("per_iteration"),
             )
             for i, r in enumerate(runs)
         ],
@@ -105,6 +106,40 @@ def test_exact_needs_min_runs_and_constant_counts() -> None:
     # equal constants are exactly unchanged
     d = rows(diff_captures(old, dataclasses.replace(new, runs=old.runs)))["syscall:getpid:ok"]
     assert d.test == "exact" and d.p == 1.0 and d.cls == "unchanged"
+
+
+def _nanosleeps(sequences: list[list[int]], series: bool = True) -> list[dict[str, Any]]:
+    """Runs of 3 iterations whose clock_nanosleep counts per iteration are ``sequences``."""
+    return [
+        {
+            "iterations": len(seq),
+            "syscalls": {"clock_nanosleep": {"0": sum(seq)}},
+            "per_iteration": {"syscall": {"clock_nanosleep": {"0": seq}}} if series else None,
+        }
+        for seq in sequences
+    ]
+
+
+def test_small_constant_counts_repeated_at_every_iteration_are_certain() -> None:
+    # 6 vs 9 calls per run in 3 runs: Poisson noise of that size makes 3 runs equal ~2% of
+    # the time, so the run totals alone are no proof of determinism (the QL test judges)...
+    old_seq, new_seq = [[2, 2, 2]] * 3, [[3, 3, 3]] * 3
+    key = "syscall:clock_nanosleep:ok"
+    bare = diff_captures(
+        make("a", _nanosleeps(old_seq, False)), make("b", _nanosleeps(new_seq, False))
+    )
+    assert rows(bare)[key].test == "ql"
+    # ...but the same count at each of the 9 iterations on each side is (chance: ~1e-4)
+    d = rows(diff_captures(make("a", _nanosleeps(old_seq)), make("b", _nanosleeps(new_seq))))[key]
+    assert d.test == "exact" and d.p == 0.0 and d.significant and d.ratio == 1.5
+    # equal totals whose runs split them differently over the iterations prove nothing
+    shuffled = [[2, 2, 2], [1, 3, 2], [3, 1, 2]]
+    d = rows(diff_captures(make("a", _nanosleeps(shuffled)), make("b", _nanosleeps(new_seq))))[key]
+    assert d.test == "ql"
+    # and a sequence too thin to be unlikely by chance (1 call, then none) is not taken
+    thin_old, thin_new = [[1, 0, 0]] * 3, [[2, 0, 0]] * 3
+    d = rows(diff_captures(make("a", _nanosleeps(thin_old)), make("b", _nanosleeps(thin_new))))[key]
+    assert d.test == "ql"
 
 
 def test_single_run_side_uses_poisson_or_fisher() -> None:

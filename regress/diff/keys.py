@@ -8,14 +8,15 @@ values and centres derived from them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from regress.model.capture import Capture
+from regress.model.capture import Capture, Run
 from regress.model.names import errno_name
 from regress.model.result import CONTEXT_KINDS
 
@@ -137,6 +138,41 @@ def _matrix(
     return counts, iters
 
 
+class Sequences(Protocol):
+    """One side's per-iteration counts, asked for a few keys at a time (the exact rule
+    asks only about small constant counts; a keys x runs x iterations array for 50k keys
+    would cost more than the whole diff)."""
+
+    def repeated(self, key: KeyTuple) -> tuple[int, ...] | None:
+        """The key's per-iteration counts when every run saw exactly this sequence; None
+        when the runs differ or there is nothing to tell (no per-iteration counts)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RunSequences:
+    """``Sequences`` read from a capture's runs (schema >= 4 ``per_iteration``)."""
+
+    runs: Sequence[Run]
+
+    def repeated(self, key: KeyTuple) -> tuple[int, ...] | None:
+        if not self.runs or any(r.per_iteration is None for r in self.runs):
+            return None
+        iterations = self.runs[0].iterations
+        if any(r.iterations != iterations for r in self.runs):
+            return None
+        kind, name, sub = key
+        first: tuple[int, ...] | None = None
+        for run in self.runs:
+            values = (run.per_iteration or {}).get(kind, {}).get(name, {}).get(sub)
+            seq = tuple(values) if values is not None else (0,) * iterations
+            if first is None:
+                first = seq
+            elif seq != first:
+                return None
+        return first
+
+
 @dataclass(frozen=True)
 class KeyCounts:
     """Both sides' counts of the same keys: what every statistical test reads."""
@@ -146,6 +182,9 @@ class KeyCounts:
     new: FloatArray  # (keys, new runs)
     old_iters: FloatArray  # iterations per old run
     new_iters: FloatArray
+    # Per-iteration counts, when the captures have them (imports and schema < 4 do not)
+    old_seq: Sequences | None = field(default=None, compare=False)
+    new_seq: Sequences | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, old: Capture, new: Capture, skip: set[KeyTuple]) -> KeyCounts:
@@ -153,7 +192,7 @@ class KeyCounts:
         e_old, e_new = index.run_entries(old), index.run_entries(new)
         co, io = _matrix(old, e_old, len(index.keys))
         cn, inew = _matrix(new, e_new, len(index.keys))
-        return cls(index.keys, co, cn, io, inew)
+        return cls(index.keys, co, cn, io, inew, RunSequences(old.runs), RunSequences(new.runs))
 
     def __len__(self) -> int:
         return len(self.keys)

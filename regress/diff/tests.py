@@ -36,7 +36,7 @@ from scipy import special
 from scipy import stats as sst
 
 from regress.diff import quasi
-from regress.diff.keys import BoolArray, FloatArray, KeyCounts
+from regress.diff.keys import BoolArray, FloatArray, KeyCounts, KeyTuple, Sequences
 from regress.model.result import DiffWarning, TestMethod, Thresholds
 
 # --------------------------------------------------------------------------- MWU
@@ -312,6 +312,25 @@ def chance_constancy(count: FloatArray, runs: int) -> FloatArray:
     return out
 
 
+def sequence_chance(
+    seqs: Sequences | None, keys: list[KeyTuple], ask: BoolArray, runs: int
+) -> FloatArray:
+    """Per key: P(``runs`` Poisson draws coincide at every iteration), when every run
+    repeated the same per-iteration sequence -- the product over iterations of
+    ``chance_constancy`` of that iteration's count; 1 where the runs' sequences differ,
+    there are none, or ``ask`` is False (only keys the run totals left in doubt are read)."""
+    out = np.ones(len(keys), dtype=np.float64)
+    if seqs is None:
+        return out
+    for i in np.flatnonzero(ask).tolist():
+        seq = seqs.repeated(keys[i])
+        if seq is not None:
+            values = np.asarray(seq, dtype=np.float64)
+            with np.errstate(divide="ignore"):
+                out[i] = float(np.exp(np.log(chance_constancy(values, runs)).sum()))
+    return out
+
+
 @dataclass(frozen=True)
 class Outcome:
     """p-values and ratio CI bounds (NaN: no interval) of one test over its rows."""
@@ -344,7 +363,8 @@ class ExactConstant(StatTest):
     method = TestMethod(
         "exact",
         "exact: the count was the same in every run on each side, so a difference is certain "
-        "(p = 0) and equality is p = 1",
+        "(p = 0) and equality is p = 1; taken only where Poisson noise would rarely make the "
+        "runs equal (their totals, or the same count at every iteration of every run)",
     )
 
     def applies(self, counts: KeyCounts, th: Thresholds) -> BoolArray:
@@ -365,6 +385,11 @@ class ExactConstant(StatTest):
         a, b = counts.old[rows, 0], counts.new[rows, 0]
         lo = chance_constancy(a, counts.n_old) <= eps
         ln = chance_constancy(b, counts.n_new) <= eps
+        # What the run totals cannot tell, the per-iteration counts may: every run
+        # repeating the same sequence is n coincidences per iteration, not one per run.
+        keys = [counts.keys[i] for i in np.flatnonzero(rows)]
+        lo |= (a > 0) & ~lo & (sequence_chance(counts.old_seq, keys, ~lo, counts.n_old) <= eps)
+        ln |= (b > 0) & ~ln & (sequence_chance(counts.new_seq, keys, ~ln, counts.n_new) <= eps)
         unlikely = (lo | (a == 0)) & (ln | (b == 0)) & (lo | ln)
         out = np.zeros(len(counts), dtype=np.bool_)
         out[rows] = unlikely
