@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -178,9 +178,16 @@ class SplitSequences:
     repeats: npt.NDArray[np.bool_]
     iterations: int
     rng: np.random.Generator
+    known: bool = True
+    drawn: dict[int, tuple[int, ...] | None] = field(default_factory=dict)  # asked twice
 
     def repeated(self, key: tuple[str, str, str]) -> tuple[int, ...] | None:
         i = int(key[1][1:])
+        if i not in self.drawn:
+            self.drawn[i] = self._draw(i)
+        return self.drawn[i]
+
+    def _draw(self, i: int) -> tuple[int, ...] | None:
         row = self.counts[i].astype(np.int64)
         m = self.iterations
         if self.repeats[i]:

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from regress.diff import tests
 from regress.diff.differ import diff_captures
+from regress.diff.keys import KeyCounts
 from regress.errors import IncomparableError, InputError
 from regress.model.capture import (
     Capture,
@@ -140,6 +142,22 @@ def test_small_constant_counts_repeated_at_every_iteration_are_certain() -> None
     thin_old, thin_new = [[1, 0, 0]] * 3, [[2, 0, 0]] * 3
     d = rows(diff_captures(make("a", _nanosleeps(thin_old)), make("b", _nanosleeps(thin_new))))[key]
     assert d.test == "ql"
+
+
+def test_equal_totals_split_differently_over_iterations_are_noise() -> None:
+    """Runs whose totals coincide although each splits them differently over its
+    iterations are a noisy key's chance constancy: the QL test is told so (and floors it
+    at Poisson's noise); a key repeating its sequence, or one without per-iteration
+    counts, is not."""
+    split = make("a", _nanosleeps([[2, 2, 2], [1, 3, 2], [3, 1, 2]]))
+    repeat = make("b", _nanosleeps([[3, 3, 3]] * 3))
+    counts = KeyCounts.of(split, repeat, set())
+    assert tests._noisy_within(counts, np.ones(1, dtype=bool)).tolist() == [True]
+    counts = KeyCounts.of(repeat, repeat, set())
+    assert tests._noisy_within(counts, np.ones(1, dtype=bool)).tolist() == [False]
+    bare = make("c", _nanosleeps([[2, 2, 2]] * 3, series=False))
+    counts = KeyCounts.of(bare, bare, set())
+    assert tests._noisy_within(counts, np.ones(1, dtype=bool)).tolist() == [False]
 
 
 def test_single_run_side_uses_poisson_or_fisher() -> None:

@@ -168,3 +168,21 @@ def test_one_changed_key_does_not_become_the_run_factor() -> None:
             extra_with_factor.append(int(sig.sum()) - bool(sig[40]))
     assert found >= 34, found
     assert len(extra_with_factor) >= 30 and sum(extra_with_factor) <= 2, extra_with_factor
+
+
+def test_a_key_noisy_within_runs_is_floored_at_poisson() -> None:
+    """9 calls in every old run, 8 in every new one, among quiet neighbours: significant
+    when nothing else is known, not when the per-iteration counts show the key is noisy
+    (its runs split the 9 differently): then it is judged at Poisson's noise."""
+    res, q = _with_neighbours([9, 9, 9, 9, 9], [8, 8, 8, 8, 8], spread=0.02)
+    assert q < 0.01, q
+    rng = np.random.default_rng(11)
+    rate = np.exp(rng.uniform(np.log(0.3), np.log(3.0), 40))[:, None]
+    counts = np.round(rate * 10.0 * np.exp(0.02 * rng.standard_normal((40, 10))))
+    old = np.vstack([counts[:, :5], [[9] * 5]])
+    new = np.vstack([counts[:, 5:], [[8] * 5]])
+    e = np.full(5, 10.0)
+    flag = np.r_[np.zeros(40, dtype=bool), [True]]
+    res = quasi.ql_test(old, new, e, e, 0.95, noisy_within=flag)
+    assert res.s2_post[-1] == 1.0
+    assert sst.false_discovery_control(res.p)[-1] > 0.05

@@ -143,9 +143,14 @@ class Sequences(Protocol):
     asks only about small constant counts; a keys x runs x iterations array for 50k keys
     would cost more than the whole diff)."""
 
+    @property
+    def known(self) -> bool:
+        """Every run has per-iteration counts over the same number of iterations."""
+        ...
+
     def repeated(self, key: KeyTuple) -> tuple[int, ...] | None:
         """The key's per-iteration counts when every run saw exactly this sequence; None
-        when the runs differ or there is nothing to tell (no per-iteration counts)."""
+        when the runs differ or there is nothing to tell (not ``known``)."""
         ...
 
 
@@ -155,12 +160,17 @@ class RunSequences:
 
     runs: Sequence[Run]
 
+    @property
+    def known(self) -> bool:
+        return bool(self.runs) and all(
+            r.per_iteration is not None and r.iterations == self.runs[0].iterations
+            for r in self.runs
+        )
+
     def repeated(self, key: KeyTuple) -> tuple[int, ...] | None:
-        if not self.runs or any(r.per_iteration is None for r in self.runs):
+        if not self.known:
             return None
         iterations = self.runs[0].iterations
-        if any(r.iterations != iterations for r in self.runs):
-            return None
         kind, name, sub = key
         first: tuple[int, ...] | None = None
         for run in self.runs:

@@ -317,12 +317,19 @@ def fit_run_factor(
 
 
 def ql_test(
-    old: FloatArray, new: FloatArray, e_old: FloatArray, e_new: FloatArray, confidence: float
+    old: FloatArray,
+    new: FloatArray,
+    e_old: FloatArray,
+    e_new: FloatArray,
+    confidence: float,
+    noisy_within: npt.NDArray[np.bool_] | None = None,
 ) -> QLResult:
     """QL F-test of equal rates per row of ``old`` (k, n1) vs ``new`` (k, n2) raw counts.
 
     When the keys share a run factor (``fit_run_factor``), the keys it drives get it as
     a per-run offset (one residual df less) and are tested on what it leaves.
+    ``noisy_within``: keys known to vary from iteration to iteration although their run
+    totals may not (their posterior is then floored at Poisson's).
     """
     n1, n2 = old.shape[1], new.shape[1]
     y = np.concatenate([old, new], axis=1)
@@ -335,7 +342,7 @@ def ql_test(
         e = e * np.exp(factor.b[:, None] * factor.f[None, :])
         fit = _fit(y, e, n1)
         d = d - (factor.b != 0)
-    return _ql_from_fit(y, fit, d, n1, n2, confidence, factor)
+    return _ql_from_fit(y, fit, d, n1, n2, confidence, factor, noisy_within)
 
 
 @dataclass(frozen=True)
@@ -376,6 +383,7 @@ def _ql_from_fit(
     n2: int,
     confidence: float,
     factor: RunFactor | None,
+    noisy_within: npt.NDArray[np.bool_] | None = None,
 ) -> QLResult:
     tot_o, tot_n, lam_o, lam_n = fit.tot_o, fit.tot_n, fit.lam_o, fit.lam_n
     mu_alt, dev_alt, dev_null = fit.mu_alt, fit.dev_alt, fit.dev_null
@@ -403,7 +411,11 @@ def _ql_from_fit(
     # neighbours were significant in clusters; flooring at the neighbours' scale alone
     # let the selftest fault's openat EACCES, 0 -> 6 in every run of 4, drown in noisy
     # neighbours.)
+    # A key whose runs split their equal totals differently over the iterations is a
+    # noisy key whose totals happened to coincide: at least Poisson's noise, then.
     floor = np.minimum(prior.s0_sq, 1.0)
+    if noisy_within is not None:
+        floor = np.where(noisy_within, np.maximum(floor, 1.0), floor)
     s2_post = np.where(dev_alt > 1e-12, s2_post, np.maximum(s2_post, floor))
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = 1.0 / tot_o + 1.0 / tot_n

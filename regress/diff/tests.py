@@ -444,7 +444,12 @@ class QuasiLikelihood(_PerRunTest):
         # requested rows are read off.
         fit = ~counts.context | rows
         res = quasi.ql_test(
-            counts.old[fit], counts.new[fit], counts.old_iters, counts.new_iters, th.confidence
+            counts.old[fit],
+            counts.new[fit],
+            counts.old_iters,
+            counts.new_iters,
+            th.confidence,
+            noisy_within=_noisy_within(counts, rows)[fit],
         )
         pick = rows[fit]
         notes: tuple[str, ...] = ()
@@ -461,6 +466,25 @@ class QuasiLikelihood(_PerRunTest):
                 "any key",
             )
         return Outcome(res.p[pick], res.lo[pick], res.hi[pick], notes)
+
+
+def _noisy_within(counts: KeyCounts, rows: BoolArray) -> BoolArray:
+    """Of ``rows``, keys whose totals are equal in every run of each side although their
+    runs split them differently over the iterations (on a side whose per-iteration
+    counts are known): noisy keys whose run totals coincided."""
+    out = np.zeros(len(counts), dtype=np.bool_)
+    sides = ((counts.old, counts.old_seq), (counts.new, counts.new_seq))
+    if not any(seq is not None and seq.known for _, seq in sides):
+        return out
+    flat = rows & (counts.old == counts.old[:, :1]).all(axis=1)
+    flat &= (counts.new == counts.new[:, :1]).all(axis=1)
+    for i in np.flatnonzero(flat).tolist():
+        key = counts.keys[i]
+        out[i] = any(
+            seq is not None and seq.known and y[i, 0] > 0 and seq.repeated(key) is None
+            for y, seq in sides
+        )
+    return out
 
 
 class FisherShare(StatTest):
