@@ -39,6 +39,7 @@ factor beyond that.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -146,6 +147,21 @@ def _null_draws(rows: int, n: int, n1: int) -> Iterator[FloatArray]:
         yield _center_within(rng.standard_normal((min(rows, NULL_ROWS), n)), n1)
 
 
+# The nulls depend on the shape alone (fixed seed): computed once per shape and process
+# (a run diffs twice -- the kernels, then the A/A split -- and bisect many times).
+@functools.lru_cache(maxsize=64)
+def _null_loading(rows: int, n: int, n1: int) -> float:
+    """Mean first-component loading of independent Gaussian residuals of this shape."""
+    draws = _null_draws(rows, n, n1)
+    return sum(float(_first_component_loadings(g).mean()) for g in draws) / NULL_DRAWS
+
+
+@functools.lru_cache(maxsize=64)
+def _null_explained(rows: int, n: int, n1: int) -> float:
+    """The largest share a first component explains in NULL_DRAWS Gaussian draws."""
+    return max(_explained(g) for g in _null_draws(rows, n, n1))
+
+
 def _top_component(m: FloatArray) -> tuple[float, FloatArray]:
     """(squared first singular value, first right singular vector) of ``m`` (keys x runs),
     from the runs x runs Gram matrix: a thin SVD of 50k x 20 computes U as well and took
@@ -182,10 +198,7 @@ def shared_factor_loading(
         return out
     observed = _first_component_loadings(resid[use])
     n1, n2 = groups
-    null = sum(
-        float(_first_component_loadings(g).mean()) / NULL_DRAWS
-        for g in _null_draws(int(use.sum()), n1 + n2, n1)
-    )
+    null = _null_loading(min(int(use.sum()), NULL_ROWS), n1 + n2, n1)
     if null >= 1.0:
         return out
     out[use] = np.clip((observed - null) / (1.0 - null), 0.0, 1.0)
@@ -277,7 +290,7 @@ def fit_run_factor(
     rw = np.divide(r, norms[:, None], out=np.zeros_like(r), where=norms[:, None] > 0)
     top, v = _top_component(rw)
     explained = top / max(float((rw**2).sum()), 1e-300)
-    null = max(_explained(g) for g in _null_draws(rw.shape[0], n, n1))
+    null = _null_explained(min(rw.shape[0], NULL_ROWS), n, n1)
     if explained <= null:
         return None
     b_use = r @ v
