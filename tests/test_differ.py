@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from regress.model.capture import (
     Run,
     TracerInfo,
     WorkloadInfo,
+    load_capture,
 )
 from regress.model.result import Thresholds
 from regress.report.json import to_json
@@ -511,3 +513,25 @@ def test_signal_race_errors_need_their_own_gate() -> None:
     assert plain["syscall:rt_sigsuspend:ERESTARTNOHAND"].significant
     with pytest.raises(Exception, match="signal-race ratio gate"):
         Thresholds(min_ratio_signal=1.1)
+
+
+def test_real_three_run_captures_are_certain_from_their_iterations() -> None:
+    """Real QEMU ps-loop captures cut to 3 runs of 3 iterations (Debian 6.1.0-47 vs -56):
+    small constant counts such as find_ge_pid's 12 per run are chance-level by their run
+    totals alone, but every run repeats 4, 4, 4 -- with the per-iteration counts they are
+    exact, without them (the same counts as run totals only) they are not."""
+    data = Path(__file__).parent / "testdata" / "stats"
+    old = load_capture(data / "ci-4x3-old.json.gz")
+    new = load_capture(data / "ci-4x3-new.json.gz")
+    old, new = (
+        dataclasses.replace(old, runs=old.runs[:3]),
+        dataclasses.replace(new, runs=new.runs[1:]),
+    )
+    counts = KeyCounts.of(old, new, set())
+    bare = KeyCounts(counts.keys, counts.old, counts.new, counts.old_iters, counts.new_iters)
+    with_series = tests.run_tests(counts, Thresholds())
+    totals_only = tests.run_tests(bare, Thresholds())
+    at = counts.keys.index(("function", "find_ge_pid", ""))
+    assert counts.old_seq is not None and counts.old_seq.repeated(counts.keys[at]) == (4, 4, 4)
+    assert with_series.test[at] == "exact" and totals_only.test[at] == "ql"
+    assert with_series.test.count("exact") >= totals_only.test.count("exact") + 40
