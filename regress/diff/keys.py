@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
 from typing import Protocol
 
 import numpy as np
@@ -81,6 +82,9 @@ class KeyIndex:
         per_run: list[tuple[list[int], list[int]]] = []
         seen: dict[tuple[str, str], tuple[tuple[str, ...], list[int] | None]] = {}
         flat_seen: dict[str, tuple[tuple[str, ...], list[int], list[bool]]] = {}
+        # A whole nested table shaped as in the run before (the same names, each with the
+        # same subs in the same order): its rows again, its values in one C-level pass.
+        table_seen: dict[str, tuple[tuple[tuple[str, ...], ...], tuple[str, ...], list[int]]] = {}
         for run in cap.runs:
             rows: list[int] = []
             vals: list[int] = []
@@ -91,6 +95,15 @@ class KeyIndex:
                 ("origin", run.origins),
             )
             for fam, table in nested:
+                names = tuple(table)
+                shape = tuple(map(tuple, table.values()))
+                thit = table_seen.get(fam)
+                if thit is not None and thit[0] == shape and thit[1] == names:
+                    rows.extend(thit[2])
+                    vals.extend(chain.from_iterable(map(dict.values, table.values())))
+                    continue
+                table_rows: list[int] = []
+                whole = True  # no name skipped: the table's rows can be reused as one
                 for name, inner in table.items():
                     subs = tuple(inner)
                     hit = seen.get((fam, name))
@@ -100,8 +113,13 @@ class KeyIndex:
                         r = self.rows_for(fam, name, subs)
                         seen[(fam, name)] = (subs, r)
                     if r is not None:
-                        rows.extend(r)
+                        table_rows.extend(r)
                         vals.extend(inner.values())
+                    else:
+                        whole = False
+                rows.extend(table_rows)
+                if whole:
+                    table_seen[fam] = (shape, names, table_rows)
             for fam, flat in (
                 ("tracepoint", run.tracepoints),
                 ("function", run.functions),
