@@ -328,6 +328,12 @@ def sequence_chance(
             values = np.asarray(seq, dtype=np.float64)
             with np.errstate(divide="ignore"):
                 out[i] = float(np.exp(np.log(chance_constancy(values, runs)).sum()))
+            if len(set(seq)) == 1:
+                # The same count at every iteration of every run: all runs x iterations
+                # draws equal is rarer still; of the two events (chosen after seeing the
+                # data) the smaller chance is taken twice over (Bonferroni).
+                every = float(chance_constancy(values[:1], runs * values.size)[0])
+                out[i] = min(1.0, 2.0 * min(out[i], every))
     return out
 
 
