@@ -512,7 +512,11 @@ def test_signal_race_errors_need_their_own_gate() -> None:
     plain = rows(diff_captures(make("a", runs(1.0)), make("b", runs(0.8)), thresholds=th))
     assert plain["syscall:rt_sigsuspend:ERESTARTNOHAND"].significant
     with pytest.raises(Exception, match="signal-race ratio gate"):
-        Thresholds(min_ratio_signal=1.1)
+        Thresholds(min_ratio_signal=0.9)
+    # never below everyone's gate: a raised --min-ratio raises it too (selftest's blind
+    # detector runs with min ratio 1e9)
+    assert Thresholds(min_ratio_signal=1.1).signal_ratio == 1.2
+    assert Thresholds(min_ratio=1e9).signal_ratio == 1e9
 
 
 def test_real_three_run_captures_are_certain_from_their_iterations() -> None:

@@ -44,14 +44,14 @@ def effect_gate(
     signal_race: BoolArray | None = None,
 ) -> BoolArray:
     """True where the change is big enough to matter: ratio AND absolute delta (signal-race
-    rows need ``th.min_ratio_signal``)."""
+    rows need ``th.signal_ratio``)."""
     delta = np.abs(new_center - old_center)
     lo = np.minimum(old_center, new_center)
     hi = np.maximum(old_center, new_center)
     need = (
         th.min_ratio
         if signal_race is None
-        else np.where(signal_race, th.min_ratio_signal, th.min_ratio)
+        else np.where(signal_race, th.signal_ratio, th.min_ratio)
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_ok = np.where(lo > 0, hi / lo >= need, hi > 0)

@@ -97,7 +97,8 @@ class Thresholds:
     min_ratio_signal: the effect gate of counts of signal-interrupted syscalls (EINTR and
         the restart codes): how many calls a signal lands in moves with machine load
         between sessions, which the run-to-run noise of one session does not show
-        (measured: 7 of 325 host A/A pairs of ps-loop moved x0.8 there, q < 0.05).
+        (measured: 7 of 325 host A/A pairs of ps-loop moved x0.8 there, q < 0.05);
+        never below ``min_ratio`` (``signal_ratio``).
     min_abs_delta: effect gate; |new - old| per iteration must reach this.
     min_runs_per_side: runs per side needed to test run-to-run noise (the QL test);
         below it the sides are pooled and tested as Poisson rates.
@@ -122,10 +123,9 @@ class Thresholds:
             raise UsageError(f"alpha must be between 0 and 1 (got {self.alpha})")
         if not 1.0 <= self.min_ratio < math.inf:
             raise UsageError(f"min ratio must be >= 1 and finite (got {self.min_ratio})")
-        if not self.min_ratio <= self.min_ratio_signal < math.inf:
+        if not 1.0 <= self.min_ratio_signal < math.inf:
             raise UsageError(
-                f"signal-race ratio gate must be >= min ratio and finite "
-                f"(got {self.min_ratio_signal})"
+                f"signal-race ratio gate must be >= 1 and finite (got {self.min_ratio_signal})"
             )
         if not 0.0 <= self.min_abs_delta < math.inf:
             raise UsageError(
@@ -141,6 +141,12 @@ class Thresholds:
             )
         if not 0.5 <= self.confidence < 1.0:
             raise UsageError(f"confidence must be in [0.5, 1) (got {self.confidence})")
+
+    @property
+    def signal_ratio(self) -> float:
+        """The gate signal-race rows pass: theirs, and never below everyone's (a raised
+        ``min_ratio`` raises it too)."""
+        return max(self.min_ratio, self.min_ratio_signal)
 
     def as_dict(self) -> dict[str, float | int]:
         return {

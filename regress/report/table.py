@@ -101,7 +101,7 @@ def render_table(
         f"workload {result.old.workload}: {plural(result.keys_tested, 'key')} tested, "
         f"{len(sig)} significant, {plural(len(reg), 'regression')} "
         f"(q <= {th.alpha:g}, effect >= x{th.min_ratio:g} (signal races "
-        f"x{th.min_ratio_signal:g}) and >= {th.min_abs_delta:g}/iteration)"
+        f"x{th.signal_ratio:g}) and >= {th.min_abs_delta:g}/iteration)"
     )
     lines.append("")
     if result.culprits:
