@@ -594,3 +594,19 @@ def test_two_own_builds_of_one_release_are_two_sides_with_exact_reproduction() -
     # the same build on both sides is an A/A, said so
     same = diff_captures(a, own(new, "aaaa", "baseline"))
     assert "same-kernel" in {w.code for w in same.warnings}
+
+
+def test_a_workload_spec_of_the_wrong_types_still_renders() -> None:
+    """The capture's workload spec is free-form: fields of the wrong type (found by the
+    long fuzz profile: ``files`` a number made the reproducer raise TypeError) are read as
+    none, and the report and its repro.sh still render."""
+    result, old, new = sample()
+    old = copy.deepcopy(old)
+    old.workload.spec.update(
+        {"files": 1.5, "command": 3, "setup": {"x": 1}, "liveness": ["pgrep", "-x", "init"]}
+    )
+    page = render_html(result, old, new)
+    assert "the workload names files" not in page
+    assert "pgrep -x init" in page  # a list is one command line, as the runner runs it
+    old.workload.spec.update({"files": ["a.conf", 7], "iterations": "many"})
+    assert "names files (7, a.conf)" in render_html(result, old, new)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from typing import Any, Literal
 
 from regress.model.result import Culprit, Evidence
@@ -22,6 +23,22 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def clean(text: str) -> str:
     """Make control characters visible so capture strings cannot drive a terminal."""
     return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def str_list(value: object) -> list[str]:
+    """A free-form capture field (tracer options, workload spec) as a list of names:
+    anything that is not a list counts as none."""
+    return [str(x) for x in value] if isinstance(value, list) else []
+
+
+def spec_text(value: object) -> str | None:
+    """A free-form capture field that should be shell text: a string, or a list of words
+    (joined as one command line); anything else counts as none."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, list):
+        return shlex.join(str(x) for x in value) or None
+    return None
 
 
 def missing(x: float | None) -> bool:

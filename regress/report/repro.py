@@ -17,11 +17,11 @@ functions); anything else is left out with a comment, never pasted.
 from __future__ import annotations
 
 import re
-import shlex
 
 from regress.model.capture import Capture
 from regress.model.names import KERNEL_ERRNOS, KERNEL_UAPI_ERRNOS, number_of
 from regress.model.result import DiffResult, Divergence
+from regress.report.format import spec_text, str_list
 
 MAX_KEYS = 8
 IDENT = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.]{0,127}\Z")
@@ -61,11 +61,12 @@ def _probe(d: Divergence, i: int) -> tuple[str, str] | None:
 
 def repro_script(result: DiffResult, old: Capture, new: Capture, regress_command: str) -> str:
     """The whole ``repro.sh`` text."""
-    spec = old.workload.spec
-    iterations = int(old.iterations_per_run or spec.get("iterations") or 1)
-    command = spec.get("command")
-    if isinstance(command, list):
-        command = shlex.join(str(c) for c in command)
+    spec = old.workload.spec  # free-form: each field read as what it should be, or none
+    its = spec.get("iterations")
+    iterations = int(old.iterations_per_run or (its if isinstance(its, int) else 0) or 1)
+    command = spec_text(spec.get("command")) or "true"
+    setup, liveness = spec_text(spec.get("setup")), spec_text(spec.get("liveness"))
+    files = str_list(spec.get("files"))
     rows: list[tuple[int, Divergence, str]] = []
     skipped: list[str] = []
     for d in result.shown:
@@ -78,7 +79,7 @@ def repro_script(result: DiffResult, old: Capture, new: Capture, regress_command
             continue
         rows.append((len(rows), d, made[0]))
     # The here-document's end marker must not be a line of the workload's own shell.
-    body = "\n".join(str(spec.get(k) or "") for k in ("setup", "liveness")) + str(command)
+    body = "\n".join((setup or "", liveness or "", command))
     eof = "REGRESS_WORKLOAD"
     while eof in body:
         eof += "_"
@@ -102,15 +103,15 @@ def repro_script(result: DiffResult, old: Capture, new: Capture, regress_command
         "# one run of the workload: setup once, then the command per iteration",
         'export REGRESS_WORKDIR="$PWD"',
     ]
-    if spec.get("setup"):
-        lines.append(str(spec["setup"]))
+    if setup:
+        lines.append(setup)
     lines += [
         'i=0; while [ "$i" -lt "$1" ]; do',
         '  export REGRESS_ITERATION="$i" REGRESS_OUT="$PWD/out.$i"',
         f'  ( {command} ) > "$REGRESS_OUT" 2>&1 && rc=0 || rc=$?',
     ]
-    if spec.get("liveness"):
-        lines.append(f"  ( {spec['liveness']} ) >/dev/null 2>&1 && live=ok || live=FAILED")
+    if liveness:
+        lines.append(f"  ( {liveness} ) >/dev/null 2>&1 && live=ok || live=FAILED")
     else:
         lines.append("  live=-")
     lines += [
@@ -120,10 +121,10 @@ def repro_script(result: DiffResult, old: Capture, new: Capture, regress_command
         eof,
         "chmod +x workload.sh",
     ]
-    if spec.get("files"):
+    if files:
         lines.append(
             "# the workload names files ("
-            + _comment(", ".join(sorted(spec["files"])))
+            + _comment(", ".join(sorted(files)))
             + "): put them in $WORK first"
         )
     head = [

@@ -34,6 +34,7 @@ from regress.report.format import (
     missing,
     path_text,
     plural,
+    str_list,
 )
 from regress.report.repro import repro_script
 
@@ -575,8 +576,8 @@ def _repro(result: DiffResult, old: Capture, new: Capture) -> list[ReproStep]:
         shared += ["--iterations", str(its)]
     explicit: dict[str, list[str]] = {}
     for opt, spec_key in (("functions", "functions"), ("tracepoints", "tracepoints")):
-        used = _str_list(old.tracer.options.get(opt))
-        patterns = _str_list(old.workload.spec.get(spec_key))
+        used = str_list(old.tracer.options.get(opt))
+        patterns = str_list(old.workload.spec.get(spec_key))
         if used and not all(any(fnmatch.fnmatchcase(u, p) for p in patterns) for u in used):
             explicit[opt] = used
     if _imported(old, new):
@@ -824,12 +825,6 @@ def _contrasts(result: DiffResult) -> list[ContrastView]:
 
 # Tests the result describes that no row names (they feed "Where it diverges").
 NON_ROW_TESTS = frozenset({"return-mix"})
-
-
-def _str_list(value: object) -> list[str]:
-    """A free-form capture field (tracer options, workload spec) as a list of names:
-    anything that is not a list counts as none."""
-    return [str(x) for x in value] if isinstance(value, list) else []
 
 
 @dataclass
