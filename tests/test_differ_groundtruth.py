@@ -126,7 +126,15 @@ def test_aa_ps_loop_no_significant_divergence(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "no significant divergences" in proc.stdout
+    assert ", 0 significant, 0 regressions (" in proc.stdout, proc.stdout
+    # Machine load that differs between the two captures moves dash's wait/SIGCHLD
+    # timing keys (CI once saw 8 keys at q <= 0.05, x0.9-1.1): such rows may be shown as
+    # suggestive, never as certain, outcome or absent rows, and never counted.
+    assert {d.cls for d in result.shown} <= {"suggestive"}, [
+        (d.key, d.cls, d.old.raw, d.new.raw) for d in result.shown
+    ]
+    if not result.shown:
+        assert "no significant divergences" in proc.stdout
     # and two different workloads are refused, not diffed
     with pytest.raises(IncomparableError):
         diff_captures(a, dataclasses.replace(b, workload=dataclasses.replace(b.workload, hash="x")))
