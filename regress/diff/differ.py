@@ -102,7 +102,14 @@ def _diff(
                 "effect-gate",
                 f"{gated} key{'' if gated == 1 else 's'} had q <= {th.alpha:g} "
                 "but changed by less than "
-                f"x{th.min_ratio:g} or {th.min_abs_delta:g}/iteration: not counted as significant",
+                f"x{th.min_ratio:g} or {th.min_abs_delta:g}/iteration"
+                + (
+                    f" (x{th.signal_ratio:g} for signal races, x{th.function_ratio:g} for "
+                    "noisy kernel-function counts)"
+                    if table.classes.own_gate[table.classes.gated].any()
+                    else ""
+                )
+                + ": not counted as significant",
             )
         )
     notable = table.notable()

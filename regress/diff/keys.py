@@ -24,6 +24,7 @@ from regress.model.result import CONTEXT_KINDS
 # EINTR and the kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND,
 # ERESTART_RESTARTBLOCK): what a syscall returns when a signal lands in it.
 SIGNAL_RACE_ERRNOS = frozenset({"4", "512", "513", "514", "516"})
+FUNCTION_KINDS = frozenset({"function", "funcret"})
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -273,6 +274,11 @@ class KeyCounts:
             ],
             dtype=bool,
         )
+
+    @cached_property
+    def function_level(self) -> BoolArray:
+        """Counts of kernel functions (calls, return classes): the boot's state moves them."""
+        return np.array([k[0] in FUNCTION_KINDS for k in self.keys], dtype=bool)
 
     @cached_property
     def context(self) -> BoolArray:

@@ -42,17 +42,18 @@ def effect_gate(
     new_center: FloatArray,
     th: Thresholds,
     signal_race: BoolArray | None = None,
+    boot_state: BoolArray | None = None,
 ) -> BoolArray:
     """True where the change is big enough to matter: ratio AND absolute delta (signal-race
-    rows need ``th.signal_ratio``)."""
+    rows need ``th.signal_ratio``, noisy kernel-function rows ``th.function_ratio``)."""
     delta = np.abs(new_center - old_center)
     lo = np.minimum(old_center, new_center)
     hi = np.maximum(old_center, new_center)
-    need = (
-        th.min_ratio
-        if signal_race is None
-        else np.where(signal_race, th.signal_ratio, th.min_ratio)
-    )
+    need: float | FloatArray = th.min_ratio
+    if boot_state is not None:
+        need = np.where(boot_state, th.function_ratio, need)
+    if signal_race is not None:
+        need = np.where(signal_race, th.signal_ratio, need)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_ok = np.where(lo > 0, hi / lo >= need, hi > 0)
     return np.asarray((delta >= th.min_abs_delta) & ratio_ok, dtype=np.bool_)
@@ -86,7 +87,10 @@ class Classes:
         self, counts: KeyCounts, p: FloatArray, q: FloatArray, exact: BoolArray, th: Thresholds
     ) -> None:
         c_old, c_new = counts.center_old, counts.center_new
-        self.gate = effect_gate(c_old, c_new, th, counts.signal_race)
+        # Kernel-function counts tested as noisy follow the boot's state (timers, slab,
+        # entropy), which one boot's runs do not sample: they need th.function_ratio.
+        boot_state = counts.function_level & ~exact
+        self.gate = effect_gate(c_old, c_new, th, counts.signal_race, boot_state)
         self.would_be = (q <= th.alpha) & self.gate
         self.significant = self.would_be & ~counts.context
         self.gated = (q <= th.alpha) & ~self.gate
@@ -96,8 +100,11 @@ class Classes:
         self.certain_small = finding & exact & (p == 0.0) & ~self.gate
         # Past the gate and nominally significant, not past the FDR: worth a look.
         self.suggestive = finding & ~self.significant & self.gate & (p <= th.alpha) & ~exact
-        # Signal races past the FDR but below their own gate: shown, not counted.
-        self.suggestive |= finding & counts.signal_race & (q <= th.alpha) & ~self.gate
+        # Signal races and noisy function counts past the FDR but below their own gate:
+        # shown, not counted.
+        own_gate = counts.signal_race | boot_state
+        self.own_gate = own_gate
+        self.suggestive |= finding & own_gate & (q <= th.alpha) & ~self.gate
         appeared = (counts.total_old == 0) & (counts.total_new > 0)
         vanished = (counts.total_new == 0) & (counts.total_old > 0)
         sig = self.significant

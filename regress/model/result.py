@@ -99,6 +99,12 @@ class Thresholds:
         between sessions, which the run-to-run noise of one session does not show
         (measured: 7 of 325 host A/A pairs of ps-loop moved x0.8 there, q < 0.05);
         never below ``min_ratio`` (``signal_ratio``).
+    min_ratio_function: the effect gate of kernel-function counts tested as noisy (not
+        exact): how often timers, the slab allocator or the entropy pool's helpers run
+        follows the state of the boot, and all runs of a side share one boot, so their
+        spread does not show it (measured on a forced narrowing pass over an A/A pair of
+        boots: mod_timer x1.24 and get_random_u32 x0.62 with q < 0.05, README
+        "Statistics"); never below ``min_ratio`` (``function_ratio``).
     min_abs_delta: effect gate; |new - old| per iteration must reach this.
     min_runs_per_side: runs per side needed to test run-to-run noise (the QL test);
         below it the sides are pooled and tested as Poisson rates.
@@ -112,6 +118,7 @@ class Thresholds:
     alpha: float = 0.05
     min_ratio: float = 1.2
     min_ratio_signal: float = 1.5
+    min_ratio_function: float = 2.0
     min_abs_delta: float = 0.05
     min_runs_per_side: int = 2
     min_runs_exact: int = 3
@@ -126,6 +133,10 @@ class Thresholds:
         if not 1.0 <= self.min_ratio_signal < math.inf:
             raise UsageError(
                 f"signal-race ratio gate must be >= 1 and finite (got {self.min_ratio_signal})"
+            )
+        if not 1.0 <= self.min_ratio_function < math.inf:
+            raise UsageError(
+                f"function-count ratio gate must be >= 1 and finite (got {self.min_ratio_function})"
             )
         if not 0.0 <= self.min_abs_delta < math.inf:
             raise UsageError(
@@ -148,11 +159,17 @@ class Thresholds:
         ``min_ratio`` raises it too)."""
         return max(self.min_ratio, self.min_ratio_signal)
 
+    @property
+    def function_ratio(self) -> float:
+        """The gate noisy kernel-function counts pass (never below ``min_ratio``)."""
+        return max(self.min_ratio, self.min_ratio_function)
+
     def as_dict(self) -> dict[str, float | int]:
         return {
             "alpha": self.alpha,
             "min_ratio": self.min_ratio,
             "min_ratio_signal": self.min_ratio_signal,
+            "min_ratio_function": self.min_ratio_function,
             "min_abs_delta": self.min_abs_delta,
             "min_runs_per_side": self.min_runs_per_side,
             "min_runs_exact": self.min_runs_exact,

@@ -97,11 +97,15 @@ def render_table(
         lines.append(f"{tag}: {s.path}  kernel {s.kernel_release}  ({runs} x {its} it{partial})")
     sig = result.significant
     reg = result.regressions
+    functions = any(d.kind in ("function", "funcret") for d in result.divergences)
+    own = f"signal races x{th.signal_ratio:g}" + (
+        f", noisy function counts x{th.function_ratio:g}" if functions else ""
+    )
     lines.append(
         f"workload {result.old.workload}: {plural(result.keys_tested, 'key')} tested, "
         f"{len(sig)} significant, {plural(len(reg), 'regression')} "
-        f"(q <= {th.alpha:g}, effect >= x{th.min_ratio:g} (signal races "
-        f"x{th.signal_ratio:g}) and >= {th.min_abs_delta:g}/iteration)"
+        f"(q <= {th.alpha:g}, effect >= x{th.min_ratio:g} ({own}) "
+        f"and >= {th.min_abs_delta:g}/iteration)"
     )
     lines.append("")
     if result.culprits:
