@@ -19,12 +19,11 @@ import numpy.typing as npt
 
 from regress.model.capture import Capture, Run
 from regress.model.names import errno_name
-from regress.model.result import CONTEXT_KINDS
+from regress.model.result import CONTEXT_KINDS, FUNCTION_KINDS
 
 # EINTR and the kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND,
 # ERESTART_RESTARTBLOCK): what a syscall returns when a signal lands in it.
 SIGNAL_RACE_ERRNOS = frozenset({"4", "512", "513", "514", "516"})
-FUNCTION_KINDS = frozenset({"function", "funcret"})
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

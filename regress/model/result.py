@@ -80,6 +80,8 @@ METRIC_KINDS: tuple[str, ...] = (
 )
 CONTEXT_KINDS: frozenset[str] = frozenset({"retval"})  # tested, ranked, never significant
 OUTCOME_KINDS: frozenset[str] = frozenset({"liveness", "exit"})  # one row each, per workload
+# Counts of kernel functions: noisy ones pass ``Thresholds.function_ratio``.
+FUNCTION_KINDS: frozenset[str] = frozenset({"function", "funcret"})
 FAMILY = "*"  # ``name`` of a row that stands for a whole probe family (absent rows)
 _NEVER_SIGNIFICANT = frozenset({"absent", "unchanged", "certain-small", "suggestive"})
 SHOWN_CLASSES = frozenset(CLASSES) - {"unchanged"}  # listed by default (not only with --all)
@@ -597,6 +599,7 @@ def plain(value: Any) -> Any:
 __all__ = [
     "CLASSES",
     "CONTEXT_KINDS",
+    "FUNCTION_KINDS",
     "FAMILY",
     "METRIC_KINDS",
     "OUTCOME_KINDS",

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import textwrap
 
-from regress.model.result import OUTCOME_KINDS, DiffResult, Divergence, SideValues
+from regress.model.result import (
+    FUNCTION_KINDS,
+    OUTCOME_KINDS,
+    DiffResult,
+    Divergence,
+    SideValues,
+)
 from regress.report.format import (
     ASCII,
     MISSING,
@@ -97,7 +103,7 @@ def render_table(
         lines.append(f"{tag}: {s.path}  kernel {s.kernel_release}  ({runs} x {its} it{partial})")
     sig = result.significant
     reg = result.regressions
-    functions = any(d.kind in ("function", "funcret") for d in result.divergences)
+    functions = any(d.kind in FUNCTION_KINDS for d in result.divergences)
     own = f"signal races x{th.signal_ratio:g}" + (
         f", noisy function counts x{th.function_ratio:g}" if functions else ""
     )
