@@ -599,8 +599,8 @@ def plain(value: Any) -> Any:
 __all__ = [
     "CLASSES",
     "CONTEXT_KINDS",
-    "FUNCTION_KINDS",
     "FAMILY",
+    "FUNCTION_KINDS",
     "METRIC_KINDS",
     "OUTCOME_KINDS",
     "SHOWN_CLASSES",
