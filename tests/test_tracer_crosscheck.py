@@ -41,7 +41,7 @@ END {{ clear(@t); }}
 
 
 # bpftrace prints its maps only after detaching its probes; once (CI, 2026-11-30) it had
-# not exited 60 s after SIGINT on a loaded machine. Waited for longer; if it still hangs,
+# not exited 60 s after SIGINT during a full suite run. Waited for longer; if it still hangs,
 # the failure says where in the kernel it waits.
 EXIT_GRACE_S = 180
 
