@@ -531,6 +531,7 @@ def test_noisy_function_counts_need_their_own_gate_across_boots() -> None:
     new = load_capture(data / "narrow" / "aa-boots-new.json.gz")
     res = diff_captures(old, new)
     assert res.significant == [] and res.culprits == ()
+    assert any("noisy function counts x2" in w.message for w in res.warnings)
     shown = {d.key: d for d in res.shown}
     for key in ("function:get_random_u32", "function:mod_timer"):
         assert shown[key].cls == "suggestive" and shown[key].q is not None, key

@@ -104,8 +104,7 @@ def _diff(
                 "but changed by less than "
                 f"x{th.min_ratio:g} or {th.min_abs_delta:g}/iteration"
                 + (
-                    f" (x{th.signal_ratio:g} for signal races, x{th.function_ratio:g} for "
-                    "noisy kernel-function counts)"
+                    f" ({th.own_gates()})"
                     if table.classes.own_gate[table.classes.gated].any()
                     else ""
                 )

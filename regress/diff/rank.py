@@ -102,9 +102,8 @@ class Classes:
         self.suggestive = finding & ~self.significant & self.gate & (p <= th.alpha) & ~exact
         # Signal races and noisy function counts past the FDR but below their own gate:
         # shown, not counted.
-        own_gate = counts.signal_race | boot_state
-        self.own_gate = own_gate
-        self.suggestive |= finding & own_gate & (q <= th.alpha) & ~self.gate
+        self.own_gate = counts.signal_race | boot_state
+        self.suggestive |= finding & self.own_gate & (q <= th.alpha) & ~self.gate
         appeared = (counts.total_old == 0) & (counts.total_new > 0)
         vanished = (counts.total_new == 0) & (counts.total_old > 0)
         sig = self.significant

@@ -166,6 +166,12 @@ class Thresholds:
         """The gate noisy kernel-function counts pass (never below ``min_ratio``)."""
         return max(self.min_ratio, self.min_ratio_function)
 
+    def own_gates(self, functions: bool = True) -> str:
+        """The gates some rows pass instead of ``min_ratio``, as printed (the noisy
+        kernel-function one only where there are ``functions``)."""
+        text = f"signal races x{self.signal_ratio:g}"
+        return text + (f", noisy function counts x{self.function_ratio:g}" if functions else "")
+
     def as_dict(self) -> dict[str, float | int]:
         return {
             "alpha": self.alpha,

@@ -103,10 +103,7 @@ def render_table(
         lines.append(f"{tag}: {s.path}  kernel {s.kernel_release}  ({runs} x {its} it{partial})")
     sig = result.significant
     reg = result.regressions
-    functions = any(d.kind in FUNCTION_KINDS for d in result.divergences)
-    own = f"signal races x{th.signal_ratio:g}" + (
-        f", noisy function counts x{th.function_ratio:g}" if functions else ""
-    )
+    own = th.own_gates(any(d.kind in FUNCTION_KINDS for d in result.divergences))
     lines.append(
         f"workload {result.old.workload}: {plural(result.keys_tested, 'key')} tested, "
         f"{len(sig)} significant, {plural(len(reg), 'regression')} "
