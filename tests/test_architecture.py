@@ -27,6 +27,7 @@ import regress.report.text as report_text
 from regress.cli.commands.capture import render_summary
 from regress.cli.main import run as cli_run
 from regress.diff.differ import diff_captures
+from regress.errors import VMError
 from regress.guest.discover import Discovery
 from regress.model.capture import load_capture, save_capture
 from regress.model.names import errno_name
@@ -224,6 +225,32 @@ def test_run_narrows_a_regression_once_and_renders_once(
     vm2.capture_pair = same_twice  # type: ignore[method-assign]
     assert cli_run(["run", "--backend", vm2.name, "--runs", "4", "-o", str(tmp_path / "aa")]) == 0
     assert vm2.discover_calls == [] and len(vm2.calls) == 1
+
+
+class FailingDiscoveryVM(FixtureVM):
+    """FixtureVM whose function discovery fails as a guest failure does (VMError)."""
+
+    name = "fixture-narrow-fails"
+
+    def discover_pair(
+        self, opts: RunOptions, syscalls: list[str], max_functions: int, progress: Any
+    ) -> dict[str, Discovery]:
+        raise VMError("function discovery on 6.1.0-56-cloud-amd64: the guest agent failed")
+
+
+def test_a_failed_narrowing_pass_keeps_the_first_pass_report(tmp_path: Path) -> None:
+    """The narrowing pass is extra evidence: when it fails, ``run`` still writes the first
+    pass's reports (with a footnote naming the failure) and exits as the first pass does."""
+    vm = FailingDiscoveryVM()
+    out = tmp_path / "r"
+    argv = ["run", "--backend", vm.name, "--runs", "4", "-o", str(out)]
+    assert cli_run(argv) == 0  # as without narrowing: run reports, ci gates
+    assert len(vm.calls) == 1
+    text = " ".join((out / "report.txt").read_text().split())
+    assert "the narrowing pass failed, the first pass's result stands: function discovery" in text
+    assert "Narrowing pass: looked under" not in text
+    html = (out / "report.html").read_text()
+    assert "the narrowing pass failed" in html
 
 
 def test_ci_diffs_and_renders_each_workload_once(spies: dict[str, Spy], tmp_path: Path) -> None:

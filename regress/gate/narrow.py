@@ -31,7 +31,8 @@ from regress.diff.contrast import iteration_failed
 from regress.gate.pipeline import Judged, judge
 from regress.model.capture import Capture
 from regress.model.events import Event, Progress, ignore
-from regress.model.result import FAMILY, DiffResult, MixChange, Narrowing, Thresholds
+from regress.model.names import is_syscall_name
+from regress.model.result import DiffResult, MixChange, Narrowing, Thresholds
 from regress.vm import backend as vm_backend
 from regress.vm.backend import RunOptions, load_workload, out_dir_for
 
@@ -108,8 +109,11 @@ def narrowing_targets(judged: Judged) -> tuple[list[str], str]:
     picked: dict[str, str] = {}
 
     def add(names: Iterable[str], why: str) -> None:
+        # Names of one syscall's entry point only (not a probe family "*"): sigreturn(-1)'s
+        # EINTR is the interrupted syscall's error, restored by rt_sigreturn, and that
+        # syscall's own row has it.
         for name in names:
-            if name != FAMILY and len(picked) < MAX_SYSCALLS:
+            if is_syscall_name(name) and len(picked) < MAX_SYSCALLS:
                 picked.setdefault(name, why)
 
     add((d.name for d in result.regressions if d.kind == "syscall"), "its errors regressed")

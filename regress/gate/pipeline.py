@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from regress.diff.differ import diff_captures
+from regress.errors import RegressError
 from regress.gate.controls import MIN_AA_RUNS, AAControl, aa_control
 from regress.model.capture import Capture, atomic_write_text, load_capture
 from regress.model.events import Event, Progress, ignore
-from regress.model.result import DiffResult, Thresholds
+from regress.model.result import DiffResult, DiffWarning, Thresholds
 from regress.report.view import build_view
 from regress.report.write import write_reports
 from regress.vm import backend as vm_backend
@@ -101,6 +102,25 @@ def render(judged: Judged, out_dir: Path) -> dict[str, Path]:
     return {"html": html, "text": text, "repro": repro}
 
 
+def _narrowed(
+    opts: RunOptions, judged: Judged, thresholds: Thresholds, progress: Progress, backend: str
+) -> Judged:
+    """``judged`` with the narrowing pass's findings -- or, when the pass fails (a guest
+    error, a boot that hangs), with a footnote saying so: the first pass's evidence and
+    captures stand, and its report is still written."""
+    from regress.gate.narrow import narrow as run_narrowing
+
+    try:
+        outcome = run_narrowing(opts, judged, thresholds, progress, backend=backend)
+    except RegressError as exc:
+        note = f"the narrowing pass failed, the first pass's result stands: {exc.one_line()}"
+        progress(Event("stage", message=note))
+        warning = DiffWarning("narrowing-failed", note)
+        result = replace(judged.result, warnings=(*judged.result.warnings, warning))
+        return replace(judged, result=result)
+    return judged if outcome is None else replace(judged, result=outcome.result)
+
+
 def compare(
     opts: RunOptions,
     thresholds: Thresholds,
@@ -117,11 +137,7 @@ def compare(
     progress(Event("stage", message="diffing"))
     judged = judge(pair.captures["old"], pair.captures["new"], thresholds)
     if narrow:
-        from regress.gate.narrow import narrow as run_narrowing
-
-        outcome = run_narrowing(opts, judged, thresholds, progress, backend=backend)
-        if outcome is not None:
-            judged = replace(judged, result=outcome.result)
+        judged = _narrowed(opts, judged, thresholds, progress, backend)
     if judged.result.significant:  # what changed between two Debian packages, ranked
         from regress.gate.suspects import attach_suspects
 

@@ -23,13 +23,13 @@ from typing import Any
 from regress.guest.btf import kernel_void_functions
 from regress.guest.environment import ensure_tracefs
 from regress.guest.probes import normalise_function
+from regress.model.names import is_syscall_name
 from regress.model.workload import WorkloadSpec
 
 MAX_FUNCTIONS = 200
 HOT_CALLS = 1000  # calls in the one discovery iteration above which a function is plumbing
 BUFFER_KB = 16384  # per CPU
 ENTRY_PREFIX = "__x64_sys_"
-_SYSCALL_RE = re.compile(r"\A[a-z0-9_]{1,64}\Z")
 _CALL_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)\(\)")
 _CPU_RE = re.compile(r"^\s*(\d+)\)")
 # Subtrees that run under any syscall (scheduling, faults, interrupts, wakeups).
@@ -187,7 +187,7 @@ def discover(
     from regress.guest.runner import _RunContext
 
     for s in syscalls:
-        if not _SYSCALL_RE.match(s):
+        if not is_syscall_name(s):
             raise ValueError(f"not a syscall name: {s!r}")
     tracefs = ensure_tracefs()
     available = set((tracefs / "available_filter_functions").read_text().split())

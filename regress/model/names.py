@@ -16,6 +16,7 @@ Stdlib only: the guest's tracer and the host's differ share it.
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 
 from regress.errors import RegressError
@@ -28,6 +29,16 @@ TABLE_RESOURCE = "syscalls_x86_64.txt"
 # The id reaches us as u32 (4294967295) or as a signed -1 from bpftrace.
 SIGRETURN_NAME = "sigreturn(-1)"
 _MINUS_ONE = (-1, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+
+_SYSCALL_NAME = re.compile(r"\A[a-z0-9_]{1,64}\Z")
+
+
+def is_syscall_name(name: str) -> bool:
+    """Whether ``name`` can name one syscall's entry point (``__x64_sys_<name>``): not
+    SIGRETURN_NAME, which stands for rt_sigreturn's exit *and* skipped syscalls, and
+    nothing a user typed that would not be a function name."""
+    return bool(_SYSCALL_NAME.match(name))
+
 
 # syscall_64.tbl name -> tracefs ``events/syscalls/sys_enter_<name>`` name where they differ
 # (the tracefs name is the SYSCALL_DEFINE name of the entry point).

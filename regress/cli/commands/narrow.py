@@ -7,7 +7,6 @@ second pass compares like the first); own-built kernels need their paths again. 
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -22,11 +21,10 @@ from regress.errors import UsageError
 from regress.gate.narrow import narrow
 from regress.gate.pipeline import judge
 from regress.model.capture import Capture
+from regress.model.names import is_syscall_name
 from regress.report.format import culprit_lines
 from regress.report.write import write_reports
 from regress.vm.backend import RunOptions, load_workload
-
-SYSCALL_NAME_RE = re.compile(r"\A[a-z0-9_]{1,64}\Z")
 
 
 def _kernel_ref(cap: Capture, which: str) -> str:
@@ -92,7 +90,7 @@ def narrow_cmd(
     th = o.thresholds(alpha, min_ratio, min_delta)
     chosen = [x.strip() for x in syscalls.split(",") if x.strip()] if syscalls else None
     for name in chosen or []:
-        if not SYSCALL_NAME_RE.match(name):
+        if not is_syscall_name(name):
             raise UsageError(f"--syscalls: {name[:40]!r} is not a syscall name")
     paths = {
         "old": o.kernel_paths(old_kernel, old_modules, old_headers, "old"),
