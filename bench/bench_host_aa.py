@@ -29,17 +29,17 @@ from regress.model.capture import Capture, load_capture  # noqa: E402
 from regress.model.result import Thresholds  # noqa: E402
 
 
+def regress_cli(*argv: str) -> None:
+    """This checkout's regress CLI, as a user runs it (fails loudly)."""
+    cmd = [sys.executable, "-m", "regress.cli.main", *argv]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+
+
 def capture_all(n: int, out: Path, runs: int) -> list[Path]:
     paths = []
     for i in range(n):
         path = out / f"c{i:03d}.json.gz"
-        argv = ["capture", "-w", "ps-loop", "--runs", str(runs), "-o", str(path)]
-        subprocess.run(
-            [sys.executable, "-m", "regress.cli.main", *argv],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+        regress_cli("capture", "-w", "ps-loop", "--runs", str(runs), "-o", str(path))
         paths.append(path)
     return paths
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_host_aa import regress_cli  # noqa: E402
 
 from regress.diff.differ import diff_captures  # noqa: E402
 from regress.model.capture import load_capture  # noqa: E402
@@ -37,13 +39,7 @@ def run_pairs(n: int, out: Path) -> list[Path]:
     dirs = []
     for i in range(n):
         d = out / f"run{i:02d}"
-        argv = ["run", "--no-narrow", "-o", str(d)]
-        subprocess.run(
-            [sys.executable, "-m", "regress.cli.main", *argv],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+        regress_cli("run", "--no-narrow", "-o", str(d))
         dirs.append(d)
     return dirs
 
