@@ -160,7 +160,7 @@ def render_table(
         lines.append(
             f"A/A control: the old runs split even/odd gave "
             f"{plural(result.aa_false_positives, 'significant row')} under the same "
-            "thresholds (the measured false-positive level)"
+            "thresholds (the measured false-positive level within one boot)"
         )
     lines += contrast_lines(result)
     if result.warnings:

@@ -930,7 +930,9 @@ def build_view(
         aa = (
             f"A negative control (A/A: the same kernel on both sides, runs split in two) "
             f"produced {result.aa_false_positives} significant divergence(s) under the same "
-            "thresholds; that is the measured false-positive level of this setup."
+            "thresholds: the measured false-positive level of run-to-run noise within one "
+            "boot (what moves only between boots -- signal races, boot-state function "
+            "counts -- has its own gates)."
         )
     return ReportView(
         title=f"{facts.workload}: {facts.ok} → {facts.nk}",
