@@ -101,8 +101,8 @@ class Thresholds:
         between sessions and VM boots, which the run-to-run noise of one session does
         not show (measured: 7 of 325 host A/A pairs of ps-loop moved x0.8 there with
         q < 0.05; between the two VMs of the default job, 6.1.0-47 vs -56, ps-loop's
-        ERESTARTNOHAND rate moved x0.50-x2.12, log sd 0.36, README "Statistics");
-        never below ``min_ratio`` (``signal_ratio``).
+        ERESTARTNOHAND rate moved x0.50-x2.12 over 20 runs, log sd 0.34, README
+        "Statistics"); never below ``min_ratio`` (``signal_ratio``).
     min_ratio_function: the effect gate of kernel-function counts tested as noisy (not
         exact): how often timers, the slab allocator or the entropy pool's helpers run
         follows the state of the boot, and all runs of a side share one boot, so their
