@@ -45,11 +45,9 @@ def run_pairs(n: int, out: Path) -> list[Path]:
 
 
 def pair_paths(d: Path) -> tuple[Path, Path] | None:
-    for suffix in (".json", ".json.gz"):
-        old, new = d / f"old{suffix}", d / f"new{suffix}"
-        if old.is_file() and new.is_file():
-            return old, new
-    return None
+    """The captures ``regress run`` wrote into ``d`` (None when a side is missing)."""
+    old, new = d / "old.json", d / "new.json"
+    return (old, new) if old.is_file() and new.is_file() else None
 
 
 def main() -> int:
@@ -76,9 +74,10 @@ def main() -> int:
             continue
         logs.append(math.log(row.ratio))
         shape = f"{len(old.runs)}x{old.iterations_per_run}"
+        q = 1.0 if row.q is None else row.q  # an exact change has q = 0
         print(
             f"{old.kernel.release:<22} {new.kernel.release:<22} {shape:>5} "
-            f"{row.old.center:>7.3f} {row.new.center:>7.3f} x{row.ratio:<5.2f} {row.q or 1:>6.3f}"
+            f"{row.old.center:>7.3f} {row.new.center:>7.3f} x{row.ratio:<5.2f} {q:>6.3f}"
         )
         for gate in GATES:
             th = Thresholds(min_ratio_signal=gate)
