@@ -32,6 +32,9 @@ TIER_REST = 0
 TIER_WEIGHT = 1000.0
 # Ratios beyond this (log2) are "infinite" for ranking; 2**10 = 1024x.
 MAX_LOG2_RATIO = 10.0
+# A side with no counts at all stands for a rate of at most this many counts over its
+# iterations (the 95% upper bound of a Poisson rate after zero events: -ln 0.05 ~ 3).
+ZERO_SIDE_COUNTS = 3.0
 # -log10(q) beyond this is "certain" for ranking (double precision ends near here).
 MAX_SIGNIFICANCE = 16.0
 KIND_ORDER = {kind: i for i, kind in enumerate(METRIC_KINDS)}
@@ -43,10 +46,25 @@ def effect_gate(
     th: Thresholds,
     signal_race: BoolArray | None = None,
     boot_state: BoolArray | None = None,
+    iterations: tuple[float, float] | None = None,
 ) -> BoolArray:
     """True where the change is big enough to matter: ratio AND absolute delta (signal-race
-    rows need ``th.signal_ratio``, noisy kernel-function rows ``th.function_ratio``)."""
+    rows need ``th.signal_ratio``, noisy kernel-function rows ``th.function_ratio``).
+
+    ``iterations``: each side's iterations in all; then a signal-race row's side that
+    never saw it counts at what "none in all these iterations" still allows (95%: three
+    counts, the rule of three), not at zero -- with a few iterations per run a race that
+    lands about once a run is absent from every run of one boot often enough (the race
+    rate moves x0.5-x2 between boots), and "appeared" would pass any ratio gate.
+    """
     delta = np.abs(new_center - old_center)
+    if signal_race is not None and iterations is not None:
+        old_center = np.where(
+            signal_race & (old_center == 0), ZERO_SIDE_COUNTS / iterations[0], old_center
+        )
+        new_center = np.where(
+            signal_race & (new_center == 0), ZERO_SIDE_COUNTS / iterations[1], new_center
+        )
     lo = np.minimum(old_center, new_center)
     hi = np.maximum(old_center, new_center)
     need: float | FloatArray = th.min_ratio
@@ -90,7 +108,14 @@ class Classes:
         # Kernel-function counts tested as noisy follow the boot's state (timers, slab,
         # entropy), which one boot's runs do not sample: they need th.function_ratio.
         boot_state = counts.function_level & ~exact
-        self.gate = effect_gate(c_old, c_new, th, counts.signal_race, boot_state)
+        self.gate = effect_gate(
+            c_old,
+            c_new,
+            th,
+            counts.signal_race,
+            boot_state,
+            (float(counts.old_iters.sum()), float(counts.new_iters.sum())),
+        )
         self.would_be = (q <= th.alpha) & self.gate
         self.significant = self.would_be & ~counts.context
         self.gated = (q <= th.alpha) & ~self.gate
