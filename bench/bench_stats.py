@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from regress.diff import rank, tests
+from regress.diff import quasi, rank, tests
 from regress.diff.keys import KeyCounts
 from regress.gate.controls import aa_control
 from regress.model.capture import load_capture
@@ -92,11 +92,6 @@ class NoiseModel:
         )
 
 
-def _first_component_share(z: FloatArray) -> float:
-    s = np.linalg.svd(z, compute_uv=False)
-    return float(s[0] ** 2 / max(float((s**2).sum()), 1e-300))
-
-
 def one_factor_share(z: FloatArray, rng: np.random.Generator) -> float:
     """How much of the standardised run-to-run movement (keys x runs, rows z-scored) one
     factor explains beyond chance: the first principal component's share, against its
@@ -107,13 +102,12 @@ def one_factor_share(z: FloatArray, rng: np.random.Generator) -> float:
     if z.shape[0] < 2:
         return 0.0
 
-    def zscored(g: FloatArray) -> FloatArray:
-        return np.asarray((g - g.mean(axis=1, keepdims=True)) / g.std(axis=1, keepdims=True))
-
+    # (the share makes rows unit length itself: centring is all a null draw needs)
+    draws = (rng.standard_normal(z.shape) for _ in range(500))
     null = float(
-        np.mean([_first_component_share(zscored(rng.standard_normal(z.shape))) for _ in range(500)])
+        np.mean([quasi.first_component_share(g - g.mean(axis=1, keepdims=True)) for g in draws])
     )
-    return float(np.clip((_first_component_share(z) - null) / (1.0 - null), 0.0, 1.0))
+    return float(np.clip((quasi.first_component_share(z) - null) / (1.0 - null), 0.0, 1.0))
 
 
 def fit(name: str, paths: list[Path]) -> NoiseModel:

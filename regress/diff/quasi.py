@@ -159,7 +159,7 @@ def _null_loading(rows: int, n: int, n1: int) -> float:
 @functools.lru_cache(maxsize=64)
 def _null_explained(rows: int, n: int, n1: int) -> float:
     """The largest share a first component explains in NULL_DRAWS Gaussian draws."""
-    return max(_explained(g) for g in _null_draws(rows, n, n1))
+    return max(first_component_share(g) for g in _null_draws(rows, n, n1))
 
 
 def _top_component(m: FloatArray) -> tuple[float, FloatArray]:
@@ -246,9 +246,10 @@ MIN_FACTOR_COUNTS = 10.0
 MAX_WEIGHT_SHARE = 3.0
 
 
-def _explained(m: FloatArray) -> float:
+def first_component_share(m: FloatArray) -> float:
     """Share of ``m``'s squared norm its first component explains, rows made unit length
-    (the null for ``fit_run_factor``'s direction)."""
+    (the null for ``fit_run_factor``'s direction; bench_stats measures real captures'
+    shared factor with it)."""
     norms = np.linalg.norm(m, axis=1, keepdims=True)
     z = np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
     return _top_component(z)[0] / max(float((z**2).sum()), 1e-300)
